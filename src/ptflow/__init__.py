@@ -1,0 +1,95 @@
+"""ptflow: the PyTorch workflow as a small, fast, trustworthy library and command-line tool.
+
+    data -> visualize -> model -> train -> evaluate -> save/load -> predict
+
+Public names are imported on first use (PEP 562), so that `ptflow --help` starts
+without importing torch or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Config": "ptflow.config",
+    "WorkflowError": "ptflow.errors",
+    "Split": "ptflow.data",
+    "Splits": "ptflow.data",
+    "make_linear_data": "ptflow.data",
+    "split": "ptflow.data",
+    "LinearModel": "ptflow.models",
+    "LinearRegressionModel": "ptflow.models",
+    "build_model": "ptflow.models",
+    "History": "ptflow.training",
+    "make_loss_fn": "ptflow.training",
+    "make_optimizer": "ptflow.training",
+    "train": "ptflow.training",
+    "Metrics": "ptflow.evaluation",
+    "compute_metrics": "ptflow.evaluation",
+    "evaluate": "ptflow.evaluation",
+    "predict": "ptflow.evaluation",
+    "plot_loss_curves": "ptflow.plots",
+    "plot_predictions": "ptflow.plots",
+    "load_weights": "ptflow.checkpoint",
+    "save_weights": "ptflow.checkpoint",
+    "LoadedRun": "ptflow.workflow",
+    "RunResult": "ptflow.workflow",
+    "load_run": "ptflow.workflow",
+    "run_workflow": "ptflow.workflow",
+}
+
+__all__ = [
+    "Config",
+    "History",
+    "LinearModel",
+    "LinearRegressionModel",
+    "LoadedRun",
+    "Metrics",
+    "RunResult",
+    "Split",
+    "Splits",
+    "WorkflowError",
+    "__version__",
+    "build_model",
+    "compute_metrics",
+    "evaluate",
+    "load_run",
+    "load_weights",
+    "make_linear_data",
+    "make_loss_fn",
+    "make_optimizer",
+    "plot_loss_curves",
+    "plot_predictions",
+    "predict",
+    "run_workflow",
+    "save_weights",
+    "split",
+    "train",
+]
+
+if TYPE_CHECKING:
+    from ptflow.checkpoint import load_weights, save_weights
+    from ptflow.config import Config
+    from ptflow.data import Split, Splits, make_linear_data, split
+    from ptflow.errors import WorkflowError
+    from ptflow.evaluation import Metrics, compute_metrics, evaluate, predict
+    from ptflow.models import LinearModel, LinearRegressionModel, build_model
+    from ptflow.plots import plot_loss_curves, plot_predictions
+    from ptflow.training import History, make_loss_fn, make_optimizer, train
+    from ptflow.workflow import LoadedRun, RunResult, load_run, run_workflow
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ptflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

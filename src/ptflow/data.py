@@ -1,0 +1,100 @@
+"""Step 1, data: make the tutorial's straight-line data and split it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from ptflow.errors import WorkflowError
+
+__all__ = ["Split", "Splits", "make_linear_data", "split"]
+
+
+class Split(NamedTuple):
+    """Features and targets of one part of the data, X of shape (n, features)."""
+
+    X: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The train, optional validation, and test parts, with each part's row indices."""
+
+    train: Split
+    val: Split | None
+    test: Split
+    train_indices: torch.Tensor
+    val_indices: torch.Tensor
+    test_indices: torch.Tensor
+
+
+def make_linear_data(
+    weight: float = 0.7,
+    bias: float = 0.3,
+    start: float = 0.0,
+    end: float = 1.0,
+    step: float = 0.02,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return X = arange(start, end, step) as a column and y = weight * X + bias."""
+    if step <= 0 or end <= start:
+        raise WorkflowError(
+            f"arange({start}, {end}, {step}) is empty; use start < end and a positive step."
+        )
+    X = torch.arange(start, end, step).unsqueeze(dim=1)  # (n, 1): one feature per row
+    y = weight * X + bias
+    return X, y
+
+
+def split(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.0,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> Splits:
+    """Split rows into train / validation / test by fractions; the rest is test.
+
+    Sequential by default, as in the tutorial (first 80% train, last 20% test);
+    with `shuffle=True` the rows are permuted first by a generator seeded with `seed`.
+    """
+    n = len(X)
+    if len(y) != n:
+        raise WorkflowError(f"X has {n} rows but y has {len(y)}; give one target row per X row.")
+    if not (0 < train_fraction < 1 and 0 <= val_fraction < 1):
+        raise WorkflowError(
+            f"fractions must satisfy 0 < train < 1 and 0 <= val < 1, "
+            f"got train={train_fraction}, val={val_fraction}."
+        )
+    n_train = _count(train_fraction, n)
+    n_val = _count(val_fraction, n)
+    n_test = n - n_train - n_val
+    if n_train < 1 or n_test < 1 or (val_fraction > 0 and n_val < 1):
+        raise WorkflowError(
+            f"{n} rows are too few for fractions train={train_fraction}, val={val_fraction}: "
+            f"that gives {n_train} train, {n_val} validation and {n_test} test rows; "
+            f"use more data or change the fractions so that each part gets a row."
+        )
+    if shuffle:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    else:
+        order = torch.arange(n)
+    train_indices, val_indices, test_indices = order.split([n_train, n_val, n_test])
+    return Splits(
+        train=Split(X[train_indices], y[train_indices]),
+        val=Split(X[val_indices], y[val_indices]) if n_val else None,
+        test=Split(X[test_indices], y[test_indices]),
+        train_indices=train_indices,
+        val_indices=val_indices,
+        test_indices=test_indices,
+    )
+
+
+def _count(fraction: float, n: int) -> int:
+    # The tutorial's int(0.8 * len(X)), made robust to 0.29 * 100 == 28.999999999999996.
+    return math.floor(fraction * n + 1e-9)

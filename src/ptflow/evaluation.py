@@ -1,0 +1,89 @@
+"""Step 5, inference and evaluation: predictions, and how far they are from the truth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ptflow.errors import WorkflowError
+from ptflow.models import device_of
+
+__all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_loss", "predict"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = 65_536) -> torch.Tensor:
+    """Return model(X) computed in eval mode under `torch.inference_mode()`, in batches.
+
+    The model's train/eval mode is restored afterwards. Large inputs are predicted in
+    batches into one preallocated tensor, which keeps peak memory at the output's size.
+    """
+    device = device_of(model)
+    was_training = model.training
+    model.eval()  # turn off training-only behaviour such as dropout
+    try:
+        with torch.inference_mode():  # no autograd bookkeeping: faster and leaner
+            first: torch.Tensor = model(X[:batch_size].to(device))
+            if len(X) <= batch_size:
+                return first
+            y_pred = first.new_empty((len(X), *first.shape[1:]))
+            y_pred[:batch_size] = first
+            for start in range(batch_size, len(X), batch_size):
+                stop = start + batch_size
+                y_pred[start:stop] = model(X[start:stop].to(device))
+            return y_pred
+    finally:
+        model.train(was_training)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Regression metrics over all targets; R² is averaged over targets (NaN if undefined)."""
+
+    mae: float
+    mse: float
+    rmse: float
+    r2: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        """Return the metrics for JSON, with an undefined value as None."""
+        return {
+            name: value if math.isfinite(value) else None for name, value in asdict(self).items()
+        }
+
+
+def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
+    """Compute MAE, MSE, RMSE and R² of predictions against targets, in float64."""
+    if y_pred.shape != y_true.shape:
+        raise WorkflowError(
+            f"predictions have shape {tuple(y_pred.shape)} but targets {tuple(y_true.shape)}; "
+            f"give one prediction per target value."
+        )
+    if y_true.numel() == 0:
+        raise WorkflowError("there are no rows to evaluate; give at least one row.")
+    y_pred = y_pred.detach().to(torch.float64).reshape(len(y_true), -1)  # (n, targets)
+    y_true = y_true.detach().to(device=y_pred.device, dtype=torch.float64).reshape_as(y_pred)
+    error = y_pred - y_true
+    mse = error.square().mean().item()
+    ss_res = error.square().sum(dim=0)
+    ss_tot = (y_true - y_true.mean(dim=0)).square().sum(dim=0)
+    # R² is undefined for a constant target (ss_tot == 0); NaN says so honestly.
+    r2 = (1 - ss_res / ss_tot).mean().item() if bool((ss_tot > 0).all()) else math.nan
+    return Metrics(mae=error.abs().mean().item(), mse=mse, rmse=math.sqrt(mse), r2=r2)
+
+
+def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Metrics:
+    """Predict X with the model and compare with y."""
+    return compute_metrics(predict(model, X), y)
+
+
+def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
+    """Return the mean loss of the model on (X, y), computed under inference mode."""
+    y_pred = predict(model, X)
+    with torch.inference_mode():
+        return loss_fn(y_pred, y.to(y_pred.device)).item()

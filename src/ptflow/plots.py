@@ -1,0 +1,81 @@
+"""Step 2, visualize: the tutorial's plots, written as PNG files.
+
+Figures are built with matplotlib's object API and the Agg canvas, never pyplot, so
+no window ever opens and no global figure state leaks between calls.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from numpy.typing import NDArray
+
+from ptflow.errors import WorkflowError
+from ptflow.files import atomic_path
+from ptflow.training import History
+
+__all__ = ["plot_loss_curves", "plot_predictions", "save_figure"]
+
+
+def plot_predictions(
+    train_data: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_data: torch.Tensor,
+    test_labels: torch.Tensor,
+    predictions: torch.Tensor | None = None,
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot training data (blue), test data (green) and predictions on the test data (red)."""
+    for name, tensor in (("train_data", train_data), ("test_data", test_data)):
+        if tensor.dim() > 1 and tensor.shape[1] != 1:
+            raise WorkflowError(
+                f"{name} has {tensor.shape[1]} features; this plot shows one feature against "
+                f"the target, so select one column."
+            )
+    figure = Figure(figsize=(10, 7))
+    axes = figure.subplots()
+    axes.scatter(_numpy(train_data), _numpy(train_labels), c="b", s=4, label="Training data")
+    axes.scatter(_numpy(test_data), _numpy(test_labels), c="g", s=4, label="Testing data")
+    if predictions is not None:
+        axes.scatter(_numpy(test_data), _numpy(predictions), c="r", s=4, label="Predictions")
+    axes.set_xlabel("X")
+    axes.set_ylabel("y")
+    if title:
+        axes.set_title(title)
+    axes.legend(prop={"size": 14})
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_loss_curves(
+    history: History, *, title: str | None = None, path: str | os.PathLike[str] | None = None
+) -> Figure:
+    """Plot the training loss and the evaluation (test or validation) loss per epoch."""
+    figure = Figure(figsize=(10, 7))
+    axes = figure.subplots()
+    eval_name = "Validation" if history.eval_split == "val" else "Test"
+    axes.plot(history.epoch, history.train_loss, label="Train loss")
+    axes.plot(history.epoch, history.eval_loss, label=f"{eval_name} loss")
+    axes.set_xlabel("Epochs")
+    axes.set_ylabel("Loss")
+    axes.set_title(title or f"Training and {eval_name.lower()} loss curves")
+    axes.legend(prop={"size": 14})
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
+    """Write the figure as a PNG file, atomically."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def _numpy(tensor: torch.Tensor) -> NDArray[Any]:
+    return tensor.detach().cpu().reshape(len(tensor), -1).numpy()
