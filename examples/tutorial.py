@@ -18,8 +18,12 @@ import ptflow
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200, help="passes over the data (default: 200)")
-    parser.add_argument("--out", type=Path, default=Path("tutorial_output"), help="folder for files")
+    parser.add_argument(
+        "--epochs", type=int, default=200, help="passes over the data (default: 200)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("tutorial_output"), help="folder for files"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -75,8 +79,9 @@ def main() -> None:
     print(f"6. saved and loaded {args.out / 'model.pt'}: identical predictions: {same}")
 
     # The tutorial's own target: the loss falls, and 200 epochs find the line within 0.01.
-    learned_weight, learned_bias = model.state_dict()["weights"].item(), model.state_dict()["bias"].item()
-    print(f"learned weight {learned_weight:.4f} (true {weight}), bias {learned_bias:.4f} (true {bias})")
+    learned_weight, learned_bias = model.weights.item(), model.bias.item()
+    print(f"learned weight {learned_weight:.4f} (true {weight})")
+    print(f"learned bias {learned_bias:.4f} (true {bias})")
     if not same:
         raise SystemExit("the loaded model predicts differently from the saved one")
     if history.eval_loss[-1] >= history.eval_loss[0]:

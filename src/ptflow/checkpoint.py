@@ -6,6 +6,7 @@ never run code hidden in it: a pickle that tries is refused as corrupt.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -21,8 +22,12 @@ __all__ = ["load_weights", "save_weights"]
 def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Save the model's `state_dict` (its learned tensors) to `path`, atomically."""
     path = Path(path)
+    # Serialised in memory first: torch.save names the archive after the file it writes,
+    # and a temporary file's random name would make identical weights differ byte-wise.
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
     with atomic_path(path) as tmp:
-        torch.save(model.state_dict(), tmp)
+        tmp.write_bytes(buffer.getvalue())
     return path
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 from torch import nn
 
@@ -42,6 +44,22 @@ class LinearModel(nn.Module):
         return y
 
 
+@overload
+def build_model(
+    name: Literal["tutorial"] = ...,
+    in_features: int = 1,
+    out_features: int = 1,
+    *,
+    seed: int | None = 42,
+) -> LinearRegressionModel: ...
+@overload
+def build_model(
+    name: Literal["linear"], in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
+) -> LinearModel: ...
+@overload
+def build_model(
+    name: str, in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
+) -> nn.Module: ...
 def build_model(
     name: str = "tutorial", in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
 ) -> nn.Module:

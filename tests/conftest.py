@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny seeded data, one tutorial run, and a CLI runner that runs `ptflow`
+as a user does, in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+import ptflow
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def tutorial_splits() -> ptflow.Splits:
+    X, y = ptflow.make_linear_data()
+    return ptflow.split(X, y)
+
+
+@pytest.fixture(scope="session")
+def tutorial_run(tmp_path_factory: pytest.TempPathFactory) -> ptflow.RunResult:
+    """One default run of the whole workflow, shared by the tests that only read it."""
+    return ptflow.run_workflow(out_dir=tmp_path_factory.mktemp("runs") / "tutorial")
+
+
+@pytest.fixture
+def linear_problem() -> tuple[torch.Tensor, torch.Tensor]:
+    """200 rows of y = X @ [1.5, -2, 0.5] + 0.7 plus noise, three features."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 3, generator=generator)
+    y = (
+        X @ torch.tensor([[1.5], [-2.0], [0.5]])
+        + 0.7
+        + 0.1 * torch.randn(200, 1, generator=generator)
+    )
+    return X, y
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run `python -m ptflow ARGS...` in a fresh folder and return the finished process."""
+
+    def run(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ptflow", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    return run
