@@ -56,3 +56,39 @@ def run_cli(tmp_path: Path) -> RunCli:
         )
 
     return run
+
+
+@pytest.fixture
+def sine_table(tmp_path: Path) -> Path:
+    """A CSV of y = sin(a) + cos(b) + noise, with a text id and an unused noise column."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 1500
+    a, b = rng.uniform(-3, 3, n), rng.uniform(-3, 3, n)
+    frame = pd.DataFrame(
+        {
+            "id": [f"row{i}" for i in range(n)],
+            "a": a,
+            "b": b,
+            "noise": rng.normal(size=n),
+            "y": np.sin(a) + np.cos(b) + 0.05 * rng.normal(size=n),
+        }
+    )
+    path = tmp_path / "sine.csv"
+    frame.to_csv(path, index=False)
+    frame.to_parquet(tmp_path / "sine.parquet")
+    return path
+
+
+@pytest.fixture
+def linear_table(tmp_path: Path, linear_problem: tuple[torch.Tensor, torch.Tensor]) -> Path:
+    """The three-feature linear problem as a CSV with columns x0, x1, x2, y."""
+    import pandas as pd
+
+    X, y = linear_problem
+    frame = pd.DataFrame(X.numpy(), columns=["x0", "x1", "x2"]).assign(y=y[:, 0].numpy())
+    path = tmp_path / "linear.csv"
+    frame.to_csv(path, index=False)
+    return path

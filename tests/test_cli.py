@@ -133,7 +133,7 @@ def broken_inputs(tmp_path: Path, tutorial_run: ptflow.RunResult) -> Path:
         (["predict", "corrupt", "--x", "1"], "corrupt"),
         (["predict", "good", "--x", "abc"], "invalid float value: 'abc'"),
         (["predict", "good", "--x", "nan"], "finite"),
-        (["predict", "good"], "one of the arguments --x --input is required"),
+        (["predict", "good"], "one of the arguments --x --input --data is required"),
         (["predict", "good", "--input", "bad.txt"], "line 2 of bad.txt is 'abc'"),
         (["predict", "good", "--input", "none.txt"], "none.txt does not exist"),
     ],

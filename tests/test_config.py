@@ -42,7 +42,7 @@ def test_config_is_frozen() -> None:
         ({"log_every": 0}, "log_every"),
         ({"seed": -3}, "seed"),
         ({"loss": "hinge"}, "'loss'"),
-        ({"model": "mlp"}, "'model'"),
+        ({"model": "cnn"}, "'model'"),
         ({"epochs": 2.5}, "'epochs'"),
         ({"epochs": True}, "'epochs'"),
         ({"shuffle": "yes"}, "'shuffle'"),

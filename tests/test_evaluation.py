@@ -72,3 +72,24 @@ def test_evaluate_uses_the_models_predictions(tutorial_splits: ptflow.Splits) ->
     model = ptflow.build_model("tutorial", seed=42)
     X, y = tutorial_splits.test
     assert ptflow.evaluate(model, X, y) == compute_metrics(ptflow.predict(model, X), y)
+
+
+def test_least_squares_matches_numpy(linear_problem: tuple[torch.Tensor, torch.Tensor]) -> None:
+    from ptflow.evaluation import fit_least_squares
+
+    X, y = linear_problem
+    fit = fit_least_squares(X, y)
+    design = np.hstack([X.double().numpy(), np.ones((len(X), 1))])
+    solution = np.linalg.lstsq(design, y.double().numpy(), rcond=None)[0]
+    assert np.allclose(fit.coef.numpy(), solution[:-1]) and np.allclose(
+        fit.intercept.numpy(), solution[-1]
+    )
+    assert fit.predict(X).dtype == torch.float32
+
+
+def test_metrics_by_target_names_each_column() -> None:
+    from ptflow.evaluation import metrics_by_target
+
+    y = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+    per_target = metrics_by_target(y + torch.tensor([0.0, 1.0]), y, ["a", "b"])
+    assert per_target["a"].mae == 0.0 and per_target["b"].mae == 1.0

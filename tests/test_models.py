@@ -49,3 +49,28 @@ def test_unknown_model_and_bad_shapes_are_errors() -> None:
         build_model("tutorial", in_features=3)
     with pytest.raises(WorkflowError, match="at least one feature"):
         build_model("linear", in_features=0)
+
+
+def test_mlp_layers_activation_and_dropout() -> None:
+    model = build_model("mlp", 3, 2, hidden=(8, 4), activation="tanh", dropout=0.1)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == ["Linear", "Tanh", "Dropout", "Linear", "Tanh", "Dropout", "Linear"]
+    assert model(torch.zeros(5, 3)).shape == (5, 2)
+    no_dropout = build_model("mlp", 3, 1, hidden=(8,))
+    assert [type(layer).__name__ for layer in no_dropout.layers] == ["Linear", "ReLU", "Linear"]
+
+
+def test_standardized_takes_and_returns_raw_units() -> None:
+    from ptflow.data import Scaling
+    from ptflow.models import Standardized
+
+    inner = build_model("linear", 1, 1)
+    scaling = Scaling(
+        torch.tensor([10.0]), torch.tensor([2.0]), torch.tensor([100.0]), torch.tensor([5.0])
+    )
+    model = Standardized(inner, scaling)
+    x = torch.tensor([[14.0]])
+    with torch.no_grad():
+        expected = inner(torch.tensor([[2.0]])) * 5.0 + 100.0
+        assert torch.allclose(model(x), expected)
+    assert {"x_mean", "x_std", "y_mean", "y_std", "model.linear.weight"} <= set(model.state_dict())

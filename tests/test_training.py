@@ -163,3 +163,100 @@ def test_trains_on_an_accelerator_from_cpu_data(tutorial_splits: Splits, device:
     ptflow.train(model, tutorial_splits)  # the CPU data moves to the model's device
     assert abs(model.weights.item() - 0.7) < 0.01
     assert ptflow.predict(model, tutorial_splits.test.X).device.type == device
+
+
+def _line_splits() -> Splits:
+    X, y = ptflow.make_linear_data()
+    return ptflow.split(X, y, 0.6, 0.2)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "check"),
+    [
+        ("step", lambda lr: lr[:3] == [0.1] * 3 and lr[3] == pytest.approx(0.01)),
+        ("cosine", lambda lr: lr[0] == 0.1 and lr[-1] < lr[5] < lr[1]),
+        (
+            "onecycle",
+            lambda lr: lr[0] < 0.1 and max(lr) == pytest.approx(0.1, rel=0.05) and lr[-1] < lr[0],
+        ),
+    ],
+)
+def test_learning_rate_schedules(schedule: str, check: object) -> None:
+    cfg = Config.from_dict(
+        dict(epochs=10, lr=0.1, schedule=schedule, step_size=3, optimizer="adam", batch_size=8)
+    )
+    history = ptflow.train(ptflow.build_model(), _line_splits(), cfg)
+    assert callable(check) and check(history.lr), history.lr
+
+
+def test_plateau_schedule_cuts_the_rate_when_validation_stalls() -> None:
+    # A rate far too small to move anything: the validation loss stalls, so the rate is cut.
+    cfg = Config(
+        epochs=6,
+        lr=1e-5,
+        schedule="plateau",
+        plateau_patience=1,
+        gamma=0.5,
+        train_fraction=0.6,
+        val_fraction=0.2,
+    )
+    history = ptflow.train(ptflow.build_model(), _line_splits(), cfg)
+    assert history.lr[0] == 1e-5 and history.lr[-1] < 1e-5
+
+
+def test_gradient_clipping_bounds_each_update() -> None:
+    splits = _line_splits()
+    model = ptflow.build_model("linear", seed=0)
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    ptflow.train(
+        model, splits, Config(epochs=1, lr=1.0, loss="mse", clip_grad_norm=0.01, model="linear")
+    )
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (
+        after - before
+    ).norm().item() <= 0.01 + 1e-6  # one SGD step of lr 1 on a clipped gradient
+
+
+def test_early_stopping_restores_the_best_epoch() -> None:
+    splits = _line_splits()
+    # No later epoch can improve by 1e9, so patience 2 stops at epoch 3 and epoch 1 wins.
+    cfg = Config(epochs=50, patience=2, min_delta=1e9, train_fraction=0.6, val_fraction=0.2)
+    model = ptflow.build_model(seed=42)
+    history = ptflow.train(model, splits, cfg)
+    assert (len(history), history.best_epoch, history.stopped_early) == (3, 1, True)
+
+    one_epoch = ptflow.build_model(seed=42)
+    ptflow.train(one_epoch, splits, cfg.replace(epochs=1, patience=None))
+    assert torch.equal(model.weights, one_epoch.weights) and torch.equal(model.bias, one_epoch.bias)
+
+
+def test_huber_adamw_and_sgd_momentum_all_learn_the_line() -> None:
+    splits = _line_splits()
+    for changes in (
+        {
+            "loss": "huber",
+            "huber_delta": 0.5,
+            "optimizer": "adamw",
+            "lr": 0.05,
+            "weight_decay": 1e-4,
+        },
+        {"loss": "mse", "optimizer": "sgd", "momentum": 0.9, "nesterov": True, "lr": 0.1},
+    ):
+        model = ptflow.build_model("linear", seed=0)
+        cfg = Config.from_dict({"epochs": 300, "model": "linear", **changes})
+        history = ptflow.train(model, splits, cfg)
+        assert history.eval_loss[-1] < 0.01, changes
+    huber = ptflow.make_loss_fn("huber", huber_delta=0.5)
+    assert isinstance(huber, nn.HuberLoss) and huber.delta == 0.5
+    sgd = ptflow.make_optimizer(
+        "sgd", nn.Linear(1, 1).parameters(), 0.1, momentum=0.9, nesterov=True
+    )
+    assert sgd.param_groups[0]["nesterov"] is True
+
+
+def test_automatic_batch_size() -> None:
+    from ptflow.training import AUTO_BATCH_ROWS, batch_size_for
+
+    assert batch_size_for(Config(), 40) == 40
+    assert batch_size_for(Config(), 10 * AUTO_BATCH_ROWS) == AUTO_BATCH_ROWS
+    assert batch_size_for(Config(batch_size=64), 40) == 40

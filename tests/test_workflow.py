@@ -1,26 +1,34 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import ptflow
 from ptflow import Config, WorkflowError
-from ptflow.workflow import RUN_FILES
+from ptflow.workflow import LINE_PLOTS, RUN_FILES, TABLE_PLOTS
 
 
 def test_run_folder_holds_every_file(tutorial_run: ptflow.RunResult) -> None:
-    assert sorted(p.name for p in tutorial_run.run_dir.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in tutorial_run.run_dir.iterdir()) == sorted(RUN_FILES + LINE_PLOTS)
 
 
 def test_config_json_records_settings_seed_and_versions(tutorial_run: ptflow.RunResult) -> None:
     saved = json.loads((tutorial_run.run_dir / "config.json").read_text())
     assert Config.from_dict(saved["config"]) == Config()
     assert saved["seed"] == 42
-    assert saved["model"] == {"name": "tutorial", "in_features": 1, "out_features": 1}
+    assert saved["model"] == {
+        "name": "tutorial",
+        "in_features": 1,
+        "out_features": 1,
+        "features": ["X"],
+        "target": ["y"],
+    }
     assert saved["versions"]["ptflow"] == ptflow.__version__
     assert saved["versions"]["torch"] == torch.__version__
     assert saved["versions"]["python"].count(".") == 2
@@ -70,7 +78,7 @@ def test_an_existing_folder_is_kept_unless_overwrite(tmp_path: Path) -> None:
         ptflow.run_workflow(Config(epochs=2), out)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
     ptflow.run_workflow(Config(epochs=2), out, overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + LINE_PLOTS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing staged left over
 
 
@@ -106,3 +114,64 @@ def test_load_run_explains_broken_folders(
             (run_dir / "model.pt").write_bytes(b"garbage")
     with pytest.raises(WorkflowError):
         ptflow.load_run(run_dir)
+
+
+def _table_config(path: Path, **changes: object) -> Config:
+    """What `ptflow train --data PATH --target y` starts from, with changes."""
+    return Config.from_dict(
+        {**ptflow.config.TABLE_DEFAULTS, "data": str(path), "target": ["y"], **changes}
+    )
+
+
+def test_a_linear_model_on_a_table_reaches_least_squares(
+    tmp_path: Path, linear_table: Path
+) -> None:
+    cfg = _table_config(linear_table, epochs=300, lr=0.05)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    for part in ("train", "val", "test"):
+        assert abs(result.metrics[part].r2 - result.baseline_metrics[part].r2) < 1e-3, part
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(RUN_FILES + TABLE_PLOTS)
+
+
+def test_an_mlp_fits_a_curve_a_line_cannot(tmp_path: Path, sine_table: Path) -> None:
+    cfg = _table_config(sine_table, features=("a", "b"), model="mlp", epochs=300, patience=30)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    assert result.metrics["test"].r2 > 0.95
+    assert result.baseline_metrics["test"].r2 < 0.5
+
+
+def test_table_run_records_split_scaling_and_fingerprint(tmp_path: Path, sine_table: Path) -> None:
+    cfg = _table_config(sine_table, epochs=3)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    saved = np.load(tmp_path / "run" / "split_indices.npz", allow_pickle=False)
+    every = np.concatenate([saved["train"], saved["val"], saved["test"]])
+    assert sorted(every.tolist()) == list(range(1500))  # a partition: no test row in training
+    assert (len(saved["train"]), len(saved["val"]), len(saved["test"])) == (1050, 225, 225)
+    assert torch.equal(torch.from_numpy(saved["test"]), result.splits.test_indices)
+
+    state = result.model.state_dict()
+    assert torch.allclose(state["x_mean"], result.splits.train.X.mean(dim=0), atol=1e-5)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["sha256"] == hashlib.sha256(sine_table.read_bytes()).hexdigest()
+    assert summary["data"]["rows"] == 1500 and summary["features"] == ["a", "b", "noise"]
+    assert set(summary["baseline_metrics"]) == {"train", "val", "test"}
+
+
+def test_config_toml_reproduces_the_run(tmp_path: Path, sine_table: Path) -> None:
+    import tomllib
+
+    cfg = _table_config(sine_table, epochs=5, model="mlp", hidden=(8,), batch_size=64)
+    ptflow.run_workflow(cfg, tmp_path / "first")
+    saved = tomllib.loads((tmp_path / "first" / "config.toml").read_text())
+    assert Config.from_dict(saved) == cfg
+    ptflow.run_workflow(Config.from_dict(saved), tmp_path / "second")
+    model_bytes = [(tmp_path / run / "model.pt").read_bytes() for run in ("first", "second")]
+    assert model_bytes[0] == model_bytes[1]
+
+
+def test_loaded_table_model_predicts_in_original_units(tmp_path: Path, sine_table: Path) -> None:
+    result = ptflow.run_workflow(_table_config(sine_table, epochs=20), tmp_path / "run")
+    loaded = ptflow.load_run(tmp_path / "run")
+    assert loaded.features == ("a", "b", "noise") and loaded.target == ("y",)
+    X = result.splits.test.X
+    assert torch.equal(ptflow.predict(loaded.model, X), ptflow.predict(result.model, X))

@@ -1,28 +1,48 @@
 """The `ptflow` command: a thin layer that parses arguments and calls the library.
 
-torch and matplotlib are imported inside the subcommands, so `ptflow --help` is instant.
-Every `WorkflowError` becomes one `error: ...` line on stderr and exit code 2.
+torch, matplotlib and the table readers are imported inside the subcommands, so
+`ptflow --help` is instant. Every `WorkflowError` becomes one `error: ...` line on stderr
+and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import math
+import os
 import sys
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ptflow import __version__
-from ptflow.config import LOSSES, MODELS, OPTIMIZERS, Config
+from ptflow.config import (
+    ACTIVATIONS,
+    FORMATS,
+    LOSSES,
+    MODELS,
+    OPTIMIZERS,
+    SCALES,
+    SCHEDULES,
+    TABLE_DEFAULTS,
+    Config,
+)
 from ptflow.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from ptflow.evaluation import Metrics
+    from ptflow.workflow import RunResult
 
 __all__ = ["build_parser", "main"]
 
-_DEFAULTS = {field.name: field.default for field in dataclasses.fields(Config)}
+_FIELDS = {field.name: field.default for field in dataclasses.fields(Config)}
+_RUN_DEFAULTS: dict[str, Any] = dict(_FIELDS)
+_TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return error.exit_code
     except SystemExit as stop:  # --help and --version end the parse early
         return stop.code if isinstance(stop.code, int) else 0
+    except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,72 +80,82 @@ def build_parser() -> argparse.ArgumentParser:
         "bias, split it, build a model, train it, evaluate it, and save the model, config, "
         "history, metrics and plots in a run folder. Every default reproduces the tutorial.",
     )
-    data = run.add_argument_group("data")
-    data.add_argument("--weight", type=float, help=_default("true weight of the line", "weight"))
-    data.add_argument("--bias", type=float, help=_default("true bias of the line", "bias"))
-    data.add_argument("--start", type=float, help=_default("first X value", "start"))
-    data.add_argument("--end", type=float, help=_default("X stops before this value", "end"))
-    data.add_argument("--step", type=float, help=_default("spacing of the X values", "step"))
-    data.add_argument(
-        "--train-fraction",
-        type=float,
-        help=_default("fraction of rows for training", "train_fraction"),
+    line = run.add_argument_group("data: the line y = weight * X + bias")
+    _option(line, _RUN_DEFAULTS, "--weight", float, "true weight of the line")
+    _option(line, _RUN_DEFAULTS, "--bias", float, "true bias of the line")
+    _option(line, _RUN_DEFAULTS, "--start", float, "first X value")
+    _option(line, _RUN_DEFAULTS, "--end", float, "X stops before this value")
+    _option(line, _RUN_DEFAULTS, "--step", float, "spacing of the X values")
+    _add_common_options(run, _RUN_DEFAULTS)
+    run.set_defaults(handler=_run, defaults=_RUN_DEFAULTS)
+
+    train = commands.add_parser(
+        "train",
+        help="train a regression model on a CSV or Parquet table",
+        description="Train, evaluate and save a regression model on the columns of a CSV or "
+        "Parquet file: a shuffled train/validation/test split, standardised columns, the "
+        "tutorial's training loop, and a least-squares baseline to compare with. Options "
+        "can also come from a TOML file (--config); options given here override it.",
     )
-    data.add_argument(
-        "--val-fraction",
-        type=float,
-        help=_default(
-            "fraction of rows for validation, after the training rows; with one, the loss "
-            "each epoch is measured on it instead of the test rows",
-            "val_fraction",
-        ),
+    table = train.add_argument_group("data: a table")
+    table.add_argument(
+        "--data", type=Path, metavar="FILE", help="CSV or Parquet file to learn from"
     )
-    data.add_argument(
-        "--shuffle",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=_default("shuffle the rows (seeded) before splitting", "shuffle"),
+    table.add_argument(
+        "--target", nargs="+", action="extend", metavar="COLUMN", help="column(s) to predict"
     )
-    model = run.add_argument_group("model and training")
-    model.add_argument("--model", choices=MODELS, help=_default("model to train", "model"))
-    model.add_argument("--seed", type=int, help=_default("random seed", "seed"))
-    model.add_argument("--epochs", type=int, help=_default("passes over the data", "epochs"))
-    model.add_argument("--lr", type=float, help=_default("learning rate", "lr"))
-    model.add_argument("--loss", choices=LOSSES, help=_default("loss function", "loss"))
-    model.add_argument("--optimizer", choices=OPTIMIZERS, help=_default("optimizer", "optimizer"))
-    model.add_argument(
-        "--batch-size",
-        type=int,
-        help="rows per training step (default: all training rows in one batch)",
+    table.add_argument(
+        "--features",
+        nargs="+",
+        action="extend",
+        metavar="COLUMN",
+        help="columns to learn from (default: every other numeric column)",
     )
-    model.add_argument(
-        "--log-every", type=int, help=_default("log the losses every N epochs", "log_every")
+    _add_table_read_options(table, _TRAIN_DEFAULTS)
+    _add_common_options(train, _TRAIN_DEFAULTS)
+    train.set_defaults(handler=_run, defaults=_TRAIN_DEFAULTS)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="measure a trained model on a table",
+        description="Print MAE, MSE, RMSE and R² of a run folder's model on every row of a "
+        "table that has the model's feature and target columns.",
     )
-    output = run.add_argument_group("output")
-    output.add_argument(
-        "--out", type=Path, help="run folder to write (default: runs/<date>_<time>)"
+    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
+    evaluate.add_argument(
+        "--data", type=Path, metavar="FILE", required=True, help="CSV or Parquet file"
     )
-    output.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
-    )
-    output.add_argument(
-        "--quiet",
-        action="store_true",
-        help="print only the run folder: no progress bar, logs or summary (default: off)",
-    )
-    run.set_defaults(handler=_run)
+    _add_table_read_options(evaluate, _TRAIN_DEFAULTS)
+    evaluate.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    evaluate.set_defaults(handler=_evaluate)
 
     predict = commands.add_parser(
         "predict",
         help="predict with the model saved in a run folder",
-        description="Print the predictions of a run folder's saved model, one per line, in "
-        "the order of the input values.",
+        description="Predict with a run folder's saved model: for the tutorial's one-feature "
+        "models from numbers (--x, --input), for any model from a table (--data) with the "
+        "feature columns it was trained on.",
     )
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder `ptflow run` made")
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
     inputs = predict.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--x", type=float, nargs="+", metavar="X", help="input values")
     inputs.add_argument(
         "--input", type=Path, metavar="FILE", help="file with one input value per line"
+    )
+    inputs.add_argument(
+        "--data", type=Path, metavar="FILE", help="CSV or Parquet file with the feature columns"
+    )
+    predict.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="format of --data (default: auto, from the extension)",
+    )
+    predict.add_argument(
+        "--output", type=Path, metavar="FILE", help="CSV file for the predictions (default: stdout)"
+    )
+    predict.add_argument(
+        "--id", metavar="COLUMN", help="column of --data to copy beside each prediction"
     )
     predict.set_defaults(handler=_predict)
     return parser
@@ -135,10 +168,133 @@ class _Parser(argparse.ArgumentParser):
         raise WorkflowError(f"{message}; see '{self.prog} --help'.")
 
 
-def _default(text: str, name: str) -> str:
-    value = _DEFAULTS[name]
-    shown = str(value).lower() if isinstance(value, bool) else value
-    return f"{text} (default: {shown})"
+def _option(
+    group: argparse._ActionsContainer,
+    defaults: dict[str, Any],
+    flag: str,
+    kind: Callable[[str], Any],
+    text: str,
+    **options: Any,
+) -> None:
+    """Add --flag whose help shows its default; unset, it stays None (config or default wins)."""
+    name = flag.removeprefix("--").replace("-", "_")
+    if "action" not in options:
+        options["type"] = kind
+    group.add_argument(flag, help=f"{text} (default: {_shown(defaults[name])})", **options)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
+
+
+def _add_table_read_options(group: argparse._ActionsContainer, defaults: dict[str, Any]) -> None:
+    _option(group, defaults, "--format", str, "file format", choices=FORMATS)
+    group.add_argument(
+        "--drop-missing",
+        action="store_true",
+        default=None,
+        help="skip rows with missing or infinite values instead of stopping (default: off)",
+    )
+
+
+def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="TOML", help="read settings from a TOML file first"
+    )
+    split = parser.add_argument_group("split and scaling")
+    _option(split, defaults, "--train-fraction", float, "fraction of rows for training")
+    _option(
+        split,
+        defaults,
+        "--val-fraction",
+        float,
+        "fraction of rows for validation; with one, the per-epoch loss is measured on it and "
+        "the test rows are used only at the end",
+    )
+    _option(
+        split,
+        defaults,
+        "--shuffle",
+        bool,
+        "shuffle the rows (seeded) before splitting",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(
+        split, defaults, "--scale", str, "standardise columns on the training rows", choices=SCALES
+    )
+
+    model = parser.add_argument_group("model")
+    _option(model, defaults, "--model", str, "model to train", choices=MODELS)
+    _option(model, defaults, "--hidden", _int_list, "mlp: hidden layer sizes, comma-separated")
+    _option(model, defaults, "--activation", str, "mlp: activation", choices=ACTIVATIONS)
+    _option(model, defaults, "--dropout", float, "mlp: dropout probability")
+
+    training = parser.add_argument_group("training")
+    _option(training, defaults, "--seed", int, "random seed")
+    _option(training, defaults, "--epochs", int, "passes over the training data")
+    _option(training, defaults, "--lr", float, "learning rate")
+    _option(training, defaults, "--loss", str, "loss function", choices=LOSSES)
+    _option(training, defaults, "--huber-delta", float, "huber: where the loss turns linear")
+    _option(training, defaults, "--optimizer", str, "optimizer", choices=OPTIMIZERS)
+    _option(training, defaults, "--momentum", float, "sgd: momentum")
+    _option(
+        training,
+        defaults,
+        "--nesterov",
+        bool,
+        "sgd: Nesterov momentum",
+        action=argparse.BooleanOptionalAction,
+    )
+    _option(training, defaults, "--weight-decay", float, "weight decay")
+    _option(training, defaults, "--schedule", str, "learning-rate schedule", choices=SCHEDULES)
+    _option(training, defaults, "--step-size", int, "step: epochs between drops")
+    _option(training, defaults, "--gamma", float, "step, plateau: factor of each drop")
+    _option(training, defaults, "--plateau-patience", int, "plateau: epochs to wait before a drop")
+    _option(training, defaults, "--clip-grad-norm", float, "clip the gradient norm to this")
+    _option(
+        training,
+        defaults,
+        "--batch-size",
+        int,
+        "rows per step; none: all rows up to 4096 in one batch",
+    )
+    _option(
+        training,
+        defaults,
+        "--patience",
+        int,
+        "stop after this many epochs without validation improvement",
+    )
+    _option(
+        training, defaults, "--min-delta", float, "early stopping: smallest improvement that counts"
+    )
+    _option(training, defaults, "--log-every", int, "log the losses every N epochs")
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out", type=Path, help="run folder to write (default: runs/<date>_<time>)"
+    )
+    output.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
+    )
+    output.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the run folder: no progress bar, logs or summary (default: off)",
+    )
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -146,9 +302,40 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _resolve_config(args: argparse.Namespace) -> Config:
+    """Defaults, then the TOML file, then the options given on the command line."""
+    values: dict[str, Any] = dict(args.defaults)
+    if args.config is not None:
+        values.update(_read_toml(args.config))
+    given = {name: getattr(args, name, None) for name in _FIELDS}
+    values.update({name: value for name, value in given.items() if value is not None})
+    if given["data"] is not None:  # stored absolute, so the run can be repeated from anywhere
+        values["data"] = str(Path(given["data"]).resolve())
+    return Config.from_dict(values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except FileNotFoundError:
+        raise WorkflowError(f"config file {path} does not exist; check the path.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise WorkflowError(
+            f"config file {path} is not valid TOML ({error}); fix its syntax."
+        ) from None
+    if unknown := sorted(set(values) - set(_FIELDS)):
+        raise WorkflowError(
+            f"config file {path} has unknown setting {', '.join(map(repr, unknown))}; "
+            f"known settings are: {', '.join(sorted(_FIELDS))}."
+        )
+    if isinstance(values.get("data"), str):  # a relative path is relative to the TOML file
+        values["data"] = str((path.parent / values["data"]).resolve())
+    return values
+
+
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    overrides = {name: getattr(args, name) for name in _DEFAULTS if getattr(args, name) is not None}
-    cfg = Config.from_dict(overrides)  # invalid settings fail here, before torch is imported
+    cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
 
     from ptflow.workflow import run_workflow
 
@@ -163,24 +350,82 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.quiet:
         print(result.run_dir)
         return 0
-    if result.learned is not None:
+    _print_run_summary(result)
+    return 0
+
+
+def _print_run_summary(result: RunResult) -> None:
+    cfg, history = result.config, result.history
+    if result.learned is not None and cfg.data is None:
         weight, bias = result.learned
         print("Learned parameters (true values in brackets):")
         print(f"  weight {weight:.4f} ({cfg.weight:.4f})")
         print(f"  bias   {bias:.4f} ({cfg.bias:.4f})")
-    test = result.metrics["test"]
-    print(
-        f"Test metrics: MAE {test.mae:.4g} | MSE {test.mse:.4g} | "
-        f"RMSE {test.rmse:.4g} | R² {test.r2:.4f}"
-    )
+    if cfg.patience is not None:
+        stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
+        print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
+    if cfg.data is None:
+        test = result.metrics["test"]
+        print(
+            f"Test metrics: MAE {test.mae:.4g} | MSE {test.mse:.4g} | "
+            f"RMSE {test.rmse:.4g} | R² {test.r2:.4f}"
+        )
+    else:
+        rows = [(name, metrics) for name, metrics in result.metrics.items()]
+        rows.append(("test, least squares", result.baseline_metrics["test"]))
+        _print_metrics_table(rows)
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
+
+
+def _print_metrics_table(rows: list[tuple[str, Metrics]]) -> None:
+    width = max(len(name) for name, _ in rows)
+    print(f"{'':{width}}  {'MAE':>10}  {'MSE':>10}  {'RMSE':>10}  {'R²':>8}")
+    for name, metrics in rows:
+        print(
+            f"{name:{width}}  {metrics.mae:10.4g}  {metrics.mse:10.4g}  "
+            f"{metrics.rmse:10.4g}  {metrics.r2:8.4f}"
+        )
+
+
+def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
+    from ptflow.data import load_table
+    from ptflow.evaluation import compute_metrics, metrics_by_target, predict
+    from ptflow.workflow import load_run
+
+    run = load_run(args.run_dir)
+    table = load_table(
+        args.data,
+        run.target,
+        run.features,
+        format=args.format or "auto",
+        drop_missing=bool(args.drop_missing),
+    )
+    y_pred = predict(run.model, table.X)
+    per_target = metrics_by_target(y_pred, table.y, run.target)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "rows": len(table.X),
+                    "dropped_rows": table.dropped_rows,
+                    "metrics": {name: m.to_dict() for name, m in per_target.items()},
+                    "overall": compute_metrics(y_pred, table.y).to_dict(),
+                },
+                indent=2,
+            )
+        )
+        return 0
+    print(f"{args.data.name}: {len(table.X)} rows")
+    _print_metrics_table(list(per_target.items()))
     return 0
 
 
 def _predict(args: argparse.Namespace, argv: list[str]) -> int:
-    values: list[float] = args.x if args.x is not None else _read_values(args.input)
-    if not all(math.isfinite(value) for value in values):
-        raise WorkflowError("input values must be finite numbers; remove NaN and infinity.")
+    values: list[float] = []
+    if args.data is None:
+        values = args.x if args.x is not None else _read_values(args.input)
+        if not all(math.isfinite(value) for value in values):
+            raise WorkflowError("input values must be finite numbers; remove NaN and infinity.")
 
     import torch
 
@@ -188,10 +433,38 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
     from ptflow.workflow import load_run
 
     run = load_run(args.run_dir)
-    X = torch.tensor(values, dtype=torch.float32).unsqueeze(dim=1)  # (n, 1)
-    y_pred = predict(run.model, X)
-    print("\n".join(f"{value:.7g}" for value in y_pred.flatten().tolist()))
+    if args.data is None:
+        if len(run.features) != 1:
+            raise WorkflowError(
+                f"this model takes {len(run.features)} features ({', '.join(run.features)}); "
+                f"give them as columns of a table with --data FILE."
+            )
+        X = torch.tensor(values, dtype=torch.float32).unsqueeze(dim=1)  # (n, 1)
+        y_pred = predict(run.model, X)
+        print("\n".join(" ".join(f"{v:.7g}" for v in row) for row in y_pred.tolist()))
+        return 0
+    _predict_table(args, run.model, run.features, run.target)
     return 0
+
+
+def _predict_table(
+    args: argparse.Namespace, model: Any, features: tuple[str, ...], target: tuple[str, ...]
+) -> None:
+    import pandas as pd
+
+    from ptflow.data import load_table
+    from ptflow.evaluation import predict
+    from ptflow.files import atomic_path
+
+    table = load_table(args.data, (), features, format=args.format, id_column=args.id)
+    y_pred = predict(model, table.X).cpu().numpy()
+    columns: dict[str, Any] = {f"{name}_pred": y_pred[:, i] for i, name in enumerate(target)}
+    frame = pd.DataFrame({args.id: table.ids, **columns} if args.id else columns)
+    if args.output is None:
+        frame.to_csv(sys.stdout, index=False)
+        return
+    with atomic_path(args.output) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def _read_values(path: Path) -> list[float]:

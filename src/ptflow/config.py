@@ -17,22 +17,59 @@ from typing import Any, Literal, get_args, get_origin
 
 from ptflow.errors import WorkflowError
 
-__all__ = ["LOSSES", "MODELS", "OPTIMIZERS", "Config"]
+__all__ = [
+    "ACTIVATIONS",
+    "FORMATS",
+    "LOSSES",
+    "MODELS",
+    "OPTIMIZERS",
+    "SCALES",
+    "SCHEDULES",
+    "TABLE_DEFAULTS",
+    "Config",
+]
 
-ModelName = Literal["tutorial", "linear"]
-LossName = Literal["l1", "mse"]
-OptimizerName = Literal["sgd", "adam"]
+ModelName = Literal["tutorial", "linear", "mlp"]
+ActivationName = Literal["relu", "gelu", "tanh"]
+LossName = Literal["l1", "mse", "huber"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
+ScheduleName = Literal["none", "step", "cosine", "onecycle", "plateau"]
+FormatName = Literal["auto", "csv", "parquet"]
+ScaleName = Literal["standard", "none"]
 
 MODELS: tuple[str, ...] = get_args(ModelName)
+ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
 LOSSES: tuple[str, ...] = get_args(LossName)
 OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
+FORMATS: tuple[str, ...] = get_args(FormatName)
+SCALES: tuple[str, ...] = get_args(ScaleName)
+
+# What `ptflow train` on a table starts from, where the tutorial's defaults make no sense:
+# shuffled three-way split, standardised columns, Adam on the mean squared error.
+TABLE_DEFAULTS: dict[str, Any] = {
+    "train_fraction": 0.7,
+    "val_fraction": 0.15,
+    "shuffle": True,
+    "scale": "standard",
+    "model": "linear",
+    "loss": "mse",
+    "optimizer": "adam",
+    "epochs": 100,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
     """Every setting of a run; invalid values raise `WorkflowError` on construction."""
 
-    # data: y = weight * X + bias, X = arange(start, end, step)
+    # data: a table (`data`, `target`, `features`), or without one the tutorial's line
+    # y = weight * X + bias with X = arange(start, end, step)
+    data: str | None = None
+    target: tuple[str, ...] = ()
+    features: tuple[str, ...] | None = None  # None: every other numeric column
+    format: FormatName = "auto"  # auto: by the file's extension
+    drop_missing: bool = False
     weight: float = 0.7
     bias: float = 0.3
     start: float = 0.0
@@ -42,15 +79,30 @@ class Config:
     train_fraction: float = 0.8
     val_fraction: float = 0.0
     shuffle: bool = False
+    scale: ScaleName = "none"  # standard: zero mean, unit variance, fitted on training rows
     # model
     model: ModelName = "tutorial"
+    hidden: tuple[int, ...] = (64, 64)  # mlp: sizes of the hidden layers
+    activation: ActivationName = "relu"
+    dropout: float = 0.0
     # training
     seed: int = 42
     epochs: int = 200
     lr: float = 0.01
     loss: LossName = "l1"
+    huber_delta: float = 1.0
     optimizer: OptimizerName = "sgd"
-    batch_size: int | None = None  # None: the whole training split in one batch
+    momentum: float = 0.0  # sgd
+    nesterov: bool = False  # sgd
+    weight_decay: float = 0.0
+    schedule: ScheduleName = "none"
+    step_size: int = 30  # step: epochs between learning-rate drops
+    gamma: float = 0.1  # step and plateau: factor of each drop
+    plateau_patience: int = 10  # plateau: epochs without improvement before a drop
+    clip_grad_norm: float | None = None
+    batch_size: int | None = None  # None: full batch up to AUTO_BATCH_ROWS rows, else batches
+    patience: int | None = None  # early stopping: epochs without validation improvement
+    min_delta: float = 0.0  # early stopping: the smallest change that counts as improvement
     log_every: int = 10
 
     def __post_init__(self) -> None:
@@ -87,10 +139,58 @@ class Config:
             )
         if self.log_every < 1:
             raise WorkflowError(f"log_every must be at least 1, got {self.log_every}.")
+        self._check_table_and_model()
+        self._check_training()
+
+    def _check_table_and_model(self) -> None:
+        if self.data is not None and not self.target:
+            raise WorkflowError("a table needs a target column; name it with --target COLUMN.")
+        if self.data is None and (self.target or self.features is not None):
+            raise WorkflowError("target and features name columns of a table; give --data FILE.")
+        if len(set(self.target)) != len(self.target):
+            raise WorkflowError(f"target names a column twice: {list(self.target)}.")
+        if self.features is not None:
+            if not self.features:
+                raise WorkflowError("features is empty; name at least one column or omit it.")
+            if overlap := sorted(set(self.features) & set(self.target)):
+                raise WorkflowError(
+                    f"{', '.join(overlap)} is both a feature and a target; use it as one only."
+                )
+        if not self.hidden or min(self.hidden) < 1:
+            raise WorkflowError(f"hidden must list positive layer sizes, got {list(self.hidden)}.")
+        if not 0 <= self.dropout < 1:
+            raise WorkflowError(f"dropout must be in [0, 1), got {self.dropout}.")
+
+    def _check_training(self) -> None:
+        for name in ("huber_delta", "gamma"):
+            if not getattr(self, name) > 0:
+                raise WorkflowError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0 <= self.momentum < 1:
+            raise WorkflowError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise WorkflowError("nesterov needs the sgd optimizer and a momentum above 0.")
+        if self.weight_decay < 0:
+            raise WorkflowError(f"weight_decay must be 0 or more, got {self.weight_decay}.")
+        if self.step_size < 1 or self.plateau_patience < 0:
+            raise WorkflowError("step_size must be at least 1 and plateau_patience at least 0.")
+        if self.clip_grad_norm is not None and not self.clip_grad_norm > 0:
+            raise WorkflowError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}.")
+        if self.min_delta < 0:
+            raise WorkflowError(f"min_delta must be 0 or more, got {self.min_delta}.")
+        if self.patience is not None and self.patience < 1:
+            raise WorkflowError(f"patience must be at least 1, got {self.patience}.")
+        if (self.patience is not None or self.schedule == "plateau") and self.val_fraction == 0:
+            raise WorkflowError(
+                "early stopping and the plateau schedule watch the validation loss; "
+                "set val_fraction above 0."
+            )
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the settings as a plain dict, ready for JSON."""
-        return dataclasses.asdict(self)
+        """Return the settings as a plain dict, ready for JSON and TOML (tuples as lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
@@ -102,6 +202,13 @@ class Config:
                 f"unknown setting {', '.join(map(repr, unknown))}; "
                 f"known settings are: {', '.join(sorted(known))}."
             )
+        # JSON and TOML have lists, not tuples; a lone column name is a list of one.
+        values = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
+        }
+        for key in ("target", "features"):
+            if isinstance(values.get(key), str):
+                values[key] = (values[key],)
         return cls(**values)
 
     def replace(self, **changes: Any) -> Config:
@@ -125,6 +232,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return value in get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_matches(value, arg) for arg in get_args(hint))
+    if origin is tuple:  # tuple[X, ...]
+        return isinstance(value, tuple) and all(_matches(v, get_args(hint)[0]) for v in value)
     if hint is type(None):
         return value is None
     if hint is bool:
@@ -142,6 +251,11 @@ def _describe(hint: Any) -> str:
         return "one of " + ", ".join(map(repr, get_args(hint)))
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_describe(arg) for arg in get_args(hint))
+    if origin is tuple:
+        item = _describe(get_args(hint)[0]).removeprefix("an ").removeprefix("a ")
+        return f"a list of {item}s"
     if hint is type(None):
         return "None"
-    return {bool: "true or false", int: "an integer", float: "a number"}.get(hint, str(hint))
+    if hint is str:
+        return "a string"
+    return {bool: "true or false", int: "an integer", float: "a number"}[hint]

@@ -1,16 +1,42 @@
-"""Step 1, data: make the tutorial's straight-line data and split it."""
+"""Step 1, data: the tutorial's straight line or a CSV/Parquet table, checked and split."""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import hashlib
 import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from ptflow.errors import WorkflowError
 
-__all__ = ["Split", "Splits", "make_linear_data", "split"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and pyarrow are imported inside the functions that read tables: the tutorial and
+# `ptflow --help` never pay for them.
+
+__all__ = [
+    "Scaling",
+    "Split",
+    "Splits",
+    "Table",
+    "file_fingerprint",
+    "fit_scaling",
+    "load_table",
+    "make_linear_data",
+    "scale_splits",
+    "split",
+    "table_format",
+]
 
 
 class Split(NamedTuple):
@@ -98,3 +124,293 @@ def split(
 def _count(fraction: float, n: int) -> int:
     # The tutorial's int(0.8 * len(X)), made robust to 0.29 * 100 == 28.999999999999996.
     return math.floor(fraction * n + 1e-9)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Column means and standard deviations of the training rows, for standardising."""
+
+    x_mean: torch.Tensor  # (features,)
+    x_std: torch.Tensor
+    y_mean: torch.Tensor  # (targets,)
+    y_std: torch.Tensor
+
+
+def fit_scaling(X: torch.Tensor, y: torch.Tensor) -> Scaling:
+    """Return the means and standard deviations of X's and y's columns.
+
+    A constant column keeps a standard deviation of 1, so scaling never divides by zero.
+    """
+
+    def spread(values: torch.Tensor) -> torch.Tensor:
+        std = (
+            values.double().std(dim=0, correction=0)
+            if len(values) > 1
+            else torch.ones(values.shape[1])
+        )
+        return torch.where(std > 0, std, torch.ones_like(std)).to(values.dtype)
+
+    return Scaling(
+        X.double().mean(dim=0).to(X.dtype), spread(X), y.double().mean(dim=0).to(y.dtype), spread(y)
+    )
+
+
+def scale_splits(splits: Splits, scaling: Scaling) -> Splits:
+    """Return the splits with every column standardised by `scaling`, indices unchanged."""
+
+    def scale(part: Split) -> Split:
+        return Split(
+            (part.X - scaling.x_mean) / scaling.x_std, (part.y - scaling.y_mean) / scaling.y_std
+        )
+
+    return dataclasses.replace(
+        splits,
+        train=scale(splits.train),
+        val=scale(splits.val) if splits.val is not None else None,
+        test=scale(splits.test),
+    )
+
+
+@dataclass(frozen=True)
+class Table:
+    """The used columns of a data file as float32 tensors, with their names and origin."""
+
+    X: torch.Tensor  # (rows, features)
+    y: torch.Tensor  # (rows, targets); no columns when no target was asked for
+    features: tuple[str, ...]
+    target: tuple[str, ...]
+    fingerprint: dict[str, Any]  # file name, size, SHA-256, rows, columns
+    dropped_rows: int = 0  # rows with missing values removed by drop_missing
+    ids: list[str] | None = None  # the id column's values, when one was asked for
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    target: Sequence[str] = (),
+    features: Sequence[str] | None = None,
+    *,
+    format: str = "auto",
+    drop_missing: bool = False,
+    id_column: str | None = None,
+) -> Table:
+    """Read target and feature columns of a CSV or Parquet file, checking every value.
+
+    Features default to every other numeric column. Missing or infinite values are an
+    error unless `drop_missing`, which removes their rows. A constant target is an error.
+    """
+    path = Path(path)
+    file_format = table_format(path, format)
+    columns = _read_header(path, file_format)
+    target = tuple(target)
+    asked = [*target, *(features or ()), *([id_column] if id_column else [])]
+    if unknown := [name for name in asked if name not in columns]:
+        raise WorkflowError(
+            f"{path.name} has no column {', '.join(map(repr, unknown))}; "
+            f"its columns are: {', '.join(columns)}."
+        )
+    if features is None:
+        numeric = _numeric_columns(path, file_format, columns)
+        features = [name for name in numeric if name not in target and name != id_column]
+        if not features:
+            text = [name for name in columns if name not in (*target, id_column)]
+            raise WorkflowError(
+                f"{path.name} has no numeric column besides the target "
+                f"({', '.join(text) or 'no other column'} holds text); "
+                f"fix the values, or name the features with --features."
+            )
+    features = tuple(features)
+    values = _read_numeric(path, file_format, [*features, *target])  # (rows, features + targets)
+    if len(values) == 0:
+        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+    ids = _read_ids(path, file_format, id_column) if id_column else None
+
+    finite = np.isfinite(values).all(axis=1)
+    dropped = int((~finite).sum())
+    if dropped and not drop_missing:
+        column, row = _first_missing(values, [*features, *target])
+        raise WorkflowError(
+            f"{path.name} has missing or infinite values in {dropped} rows, the first in column "
+            f"{column!r} at row {row}; clean the data or pass --drop-missing to skip such rows."
+        )
+    if dropped:
+        values = values[finite]
+        ids = [ids[row] for row in np.flatnonzero(finite)] if ids else ids
+        if len(values) == 0:
+            raise WorkflowError(f"every row of {path.name} has a missing value; clean the data.")
+    X = torch.from_numpy(np.ascontiguousarray(values[:, : len(features)]))
+    y = torch.from_numpy(np.ascontiguousarray(values[:, len(features) :]))
+    if len(y) > 1 and (
+        constant := [n for n, c in zip(target, y.T, strict=True) if bool((c == c[0]).all())]
+    ):
+        raise WorkflowError(
+            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
+            f"a model cannot learn from it, so choose another target."
+        )
+    fingerprint = file_fingerprint(path)
+    fingerprint.update(rows=len(values), columns=len(columns))
+    return Table(X, y, features, target, fingerprint, dropped, ids)
+
+
+def table_format(path: Path, format: str = "auto") -> str:
+    """Return "csv" or "parquet" for a data file, from `format` or the file's extension."""
+    if format in ("csv", "parquet"):
+        return format
+    if format != "auto":
+        raise WorkflowError(f"unknown format {format!r}; choose auto, csv or parquet.")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise WorkflowError(
+        f"cannot tell the format of {path.name} from its extension; "
+        f"pass --format csv or --format parquet."
+    )
+
+
+def file_fingerprint(path: Path) -> dict[str, Any]:
+    """Return the file's name, size and SHA-256, to tell later whether data changed."""
+    with open(path, "rb") as file:
+        digest = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest}
+
+
+def _read_header(path: Path, file_format: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise WorkflowError(f"data file {path} does not exist; check the path.")
+    if path.stat().st_size == 0:
+        raise WorkflowError(f"data file {path} is empty; give a file with a header and rows.")
+    if file_format == "parquet":
+        try:
+            columns = list(pq.read_schema(path).names)
+        except (pa.ArrowException, OSError) as error:
+            raise WorkflowError(
+                f"cannot read {path.name} as Parquet ({_first_line(error)}); "
+                f"check the file, or pass --format csv if it is a CSV file."
+            ) from None
+    else:
+        try:
+            with open(path, encoding="utf-8-sig", newline="") as file:
+                columns = next(csv.reader(file), [])
+        except (UnicodeDecodeError, csv.Error) as error:
+            raise WorkflowError(
+                f"cannot read {path.name} as CSV ({_first_line(error)}); give a UTF-8 CSV file, "
+                f"or pass --format parquet if it is a Parquet file."
+            ) from None
+        columns = [name.strip() for name in columns]
+        if not any(columns):
+            raise WorkflowError(
+                f"data file {path} has no header; its first line must name the columns."
+            )
+    if duplicates := sorted({name for name in columns if columns.count(name) > 1}):
+        raise WorkflowError(
+            f"{path.name} has duplicate column names {', '.join(map(repr, duplicates))}; "
+            f"rename them so that each column has its own name."
+        )
+    if "" in columns:
+        raise WorkflowError(f"{path.name} has a column without a name; name every column.")
+    return columns
+
+
+def _numeric_columns(path: Path, file_format: str, columns: list[str]) -> list[str]:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file_format == "parquet":
+        schema = pq.read_schema(path)
+        return [
+            name
+            for name in columns
+            if pa.types.is_integer(schema.field(name).type)
+            or pa.types.is_floating(schema.field(name).type)
+        ]
+    # The first rows decide which columns are numeric; a later text value is still caught.
+    sample = _read_csv(path, nrows=1000)
+    if sample.empty:
+        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+    return [
+        name
+        for name in columns
+        if pd.api.types.is_numeric_dtype(sample[name].dtype)
+        and not pd.api.types.is_bool_dtype(sample[name].dtype)
+    ]
+
+
+def _read_numeric(path: Path, file_format: str, names: list[str]) -> NDArray[np.float32]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file_format == "parquet":
+        table = pq.read_table(path, columns=names)
+        filled = np.empty((table.num_rows, len(names)), dtype=np.float32)
+        for i, name in enumerate(names):
+            column = table.column(name)
+            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+                _raise_non_numeric(path, name, column.to_pandas(), rows_are_lines=False)
+                raise WorkflowError(
+                    f"column {name!r} of {path.name} has type {column.type}, not numbers; "
+                    f"leave it out of --features."
+                )
+            filled[:, i] = column.to_numpy(zero_copy_only=False)
+        return filled
+    try:
+        frame = _read_csv(path, usecols=names, dtype=np.float32)
+    except ValueError:
+        # Read again as text to say which value in which column is not a number.
+        text = _read_csv(path, usecols=names, dtype=str)
+        for name in names:
+            _raise_non_numeric(path, name, text[name], rows_are_lines=True)
+        raise
+    values: NDArray[np.float32] = frame[names].to_numpy(dtype=np.float32)
+    return values
+
+
+def _read_ids(path: Path, file_format: str, name: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    if file_format == "parquet":
+        column = pq.read_table(path, columns=[name]).column(name)
+        return [str(value) for value in column.to_pylist()]
+    return [str(value) for value in _read_csv(path, usecols=[name], dtype=str)[name].tolist()]
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, engine="c", encoding="utf-8-sig", skipinitialspace=True, **options)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise WorkflowError(
+            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
+            f"fix the file so that every row has one value per column."
+        ) from None
+
+
+def _raise_non_numeric(path: Path, name: str, column: pd.Series, rows_are_lines: bool) -> None:
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = numbers.isna() & column.notna()
+    if not bad.any():
+        return
+    row = int(np.argmax(bad.to_numpy())) + 1
+    where = f"row {row} (line {row + 1})" if rows_are_lines else f"row {row}"
+    raise WorkflowError(
+        f"column {name!r} of {path.name} has a non-numeric value {column.iloc[row - 1]!r} at "
+        f"{where}; fix the value, or leave the column out of --features."
+    )
+
+
+def _first_missing(values: NDArray[np.float32], names: list[str]) -> tuple[str, int]:
+    bad = ~np.isfinite(values)
+    row = int(np.argmax(bad.any(axis=1)))
+    return names[int(np.argmax(bad[row]))], row + 1
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

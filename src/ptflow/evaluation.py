@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -12,7 +12,16 @@ from torch import nn
 from ptflow.errors import WorkflowError
 from ptflow.models import device_of
 
-__all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_loss", "predict"]
+__all__ = [
+    "LeastSquares",
+    "Metrics",
+    "compute_metrics",
+    "evaluate",
+    "evaluate_loss",
+    "fit_least_squares",
+    "metrics_by_target",
+    "predict",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -87,3 +96,37 @@ def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: L
     y_pred = predict(model, X)
     with torch.inference_mode():
         return loss_fn(y_pred, y.to(y_pred.device)).item()
+
+
+def metrics_by_target(
+    y_pred: torch.Tensor, y_true: torch.Tensor, names: Sequence[str]
+) -> dict[str, Metrics]:
+    """Return the metrics of each target column, keyed by the column's name."""
+    return {
+        name: compute_metrics(y_pred[:, i : i + 1], y_true[:, i : i + 1])
+        for i, name in enumerate(names)
+    }
+
+
+@dataclass(frozen=True)
+class LeastSquares:
+    """The closed-form linear fit y = X @ coef + intercept with the least squared error."""
+
+    coef: torch.Tensor  # (features, targets), float64
+    intercept: torch.Tensor  # (targets,), float64
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """Return the fit's predictions for X, in X's dtype."""
+        y_pred = X.to(self.coef.dtype) @ self.coef + self.intercept
+        return y_pred.to(X.dtype)
+
+
+def fit_least_squares(X: torch.Tensor, y: torch.Tensor) -> LeastSquares:
+    """Solve the least-squares linear fit of y on X (with an intercept) in float64.
+
+    The baseline every run is compared against: a model that cannot beat it has learned
+    nothing a straight line could not, and a linear model should match it once converged.
+    """
+    design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+    solution = torch.linalg.lstsq(design, y.double()).solution  # (features + 1, targets)
+    return LeastSquares(coef=solution[:-1], intercept=solution[-1])

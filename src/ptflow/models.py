@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal, overload
+import itertools
+from collections.abc import Sequence
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
 
 from ptflow.config import MODELS
+from ptflow.data import Scaling
 from ptflow.errors import WorkflowError
 
+_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
 __all__ = [
+    "MLP",
     "LinearModel",
     "LinearRegressionModel",
+    "Standardized",
     "build_model",
     "device_of",
     "linear_parameters",
@@ -30,6 +37,71 @@ class LinearRegressionModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.weights * x + self.bias  # the linear regression formula
+
+
+class MLP(nn.Module):
+    """A multi-layer perceptron: Linear -> activation -> dropout, per hidden layer, then Linear."""
+
+    def __init__(
+        self,
+        in_features: int = 1,
+        out_features: int = 1,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        sizes = [in_features, *hidden]
+        layers: list[nn.Module] = []
+        for size_in, size_out in itertools.pairwise(sizes):
+            layers += [nn.Linear(size_in, size_out), _ACTIVATIONS[activation]()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+        layers.append(nn.Linear(sizes[-1], out_features))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.layers(x)  # (n, in_features) -> (n, out_features)
+        return y
+
+
+class Standardized(nn.Module):
+    """A model trained on standardised columns, used on raw ones.
+
+    The training set's means and standard deviations are buffers, so they are saved in the
+    same state_dict as the weights and applied automatically at prediction time.
+    """
+
+    x_mean: torch.Tensor
+    x_std: torch.Tensor
+    y_mean: torch.Tensor
+    y_std: torch.Tensor
+
+    def __init__(
+        self,
+        model: nn.Module,
+        scaling: Scaling | None = None,
+        in_features: int = 1,
+        out_features: int = 1,
+    ) -> None:
+        """Wrap `model`; without `scaling`, placeholders of the given sizes await a load."""
+        super().__init__()
+        self.model = model
+        if scaling is None:
+            scaling = Scaling(
+                torch.zeros(in_features),
+                torch.ones(in_features),
+                torch.zeros(out_features),
+                torch.ones(out_features),
+            )
+        self.register_buffer("x_mean", scaling.x_mean.clone())
+        self.register_buffer("x_std", scaling.x_std.clone())
+        self.register_buffer("y_mean", scaling.y_mean.clone())
+        self.register_buffer("y_std", scaling.y_std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y: torch.Tensor = self.model((x - self.x_mean) / self.x_std)
+        return y * self.y_std + self.y_mean  # back to the target's own units
 
 
 class LinearModel(nn.Module):
@@ -51,19 +123,42 @@ def build_model(
     out_features: int = 1,
     *,
     seed: int | None = 42,
+    **mlp: Any,
 ) -> LinearRegressionModel: ...
 @overload
 def build_model(
-    name: Literal["linear"], in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
+    name: Literal["linear"],
+    in_features: int = 1,
+    out_features: int = 1,
+    *,
+    seed: int | None = 42,
+    **mlp: Any,
 ) -> LinearModel: ...
 @overload
 def build_model(
-    name: str, in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
+    name: Literal["mlp"],
+    in_features: int = 1,
+    out_features: int = 1,
+    *,
+    seed: int | None = 42,
+    **mlp: Any,
+) -> MLP: ...
+@overload
+def build_model(
+    name: str, in_features: int = 1, out_features: int = 1, *, seed: int | None = 42, **mlp: Any
 ) -> nn.Module: ...
 def build_model(
-    name: str = "tutorial", in_features: int = 1, out_features: int = 1, *, seed: int | None = 42
+    name: str = "tutorial",
+    in_features: int = 1,
+    out_features: int = 1,
+    *,
+    seed: int | None = 42,
+    **mlp: Any,
 ) -> nn.Module:
-    """Build a model by name, seeding torch immediately before so its start is reproducible."""
+    """Build a model by name, seeding torch immediately before so its start is reproducible.
+
+    `mlp` takes the MLP's `hidden`, `activation` and `dropout`; other models ignore them.
+    """
     if name not in MODELS:
         raise WorkflowError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}.")
     if in_features < 1 or out_features < 1:
@@ -80,6 +175,8 @@ def build_model(
                 f"{in_features} and {out_features}; use the 'linear' model instead."
             )
         return LinearRegressionModel()
+    if name == "mlp":
+        return MLP(in_features, out_features, **mlp)
     return LinearModel(in_features, out_features)
 
 
@@ -87,6 +184,8 @@ def linear_parameters(model: nn.Module) -> tuple[float, float] | None:
     """Return (weight, bias) of a one-feature, one-target linear model, else None."""
     if isinstance(model, LinearRegressionModel):
         return model.weights.item(), model.bias.item()
+    if isinstance(model, Standardized):
+        return None  # its weights act on standardised columns, not on the data's units
     if isinstance(model, LinearModel) and model.linear.weight.shape == (1, 1):
         return model.linear.weight.item(), model.linear.bias.item()
     return None

@@ -7,6 +7,7 @@ no window ever opens and no global figure state leaks between calls.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -17,7 +18,7 @@ from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path
 from ptflow.training import History
 
-__all__ = ["plot_loss_curves", "plot_predictions", "save_figure"]
+__all__ = ["plot_loss_curves", "plot_predicted_vs_actual", "plot_predictions", "save_figure"]
 
 
 def plot_predictions(
@@ -79,3 +80,29 @@ def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
 
 def _numpy(tensor: torch.Tensor) -> NDArray[Any]:
     return tensor.detach().cpu().reshape(len(tensor), -1).numpy()
+
+
+def plot_predicted_vs_actual(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    names: Sequence[str] = ("y",),
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot predictions (red) against true values, one panel per target, with the ideal line."""
+    true, pred = _numpy(y_true), _numpy(y_pred)
+    figure = Figure(figsize=(7 * len(names), 6))
+    for i, (axes, name) in enumerate(
+        zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True)
+    ):
+        low, high = min(true[:, i].min(), pred[:, i].min()), max(true[:, i].max(), pred[:, i].max())
+        axes.plot([low, high], [low, high], c="k", lw=1, label="Ideal: predicted = actual")
+        axes.scatter(true[:, i], pred[:, i], c="r", s=4, label="Predictions")
+        axes.set_xlabel(f"actual {name}")
+        axes.set_ylabel(f"predicted {name}")
+        axes.legend()
+    figure.suptitle(title or "Predicted vs actual")
+    if path is not None:
+        save_figure(figure, path)
+    return figure

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -10,17 +11,30 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ptflow.config import LOSSES, OPTIMIZERS, Config
+from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import evaluate_loss
 from ptflow.models import device_of
 
-__all__ = ["History", "make_loss_fn", "make_optimizer", "train"]
+__all__ = [
+    "AUTO_BATCH_ROWS",
+    "History",
+    "Schedule",
+    "batch_size_for",
+    "make_loss_fn",
+    "make_optimizer",
+    "make_schedule",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+# Without --batch-size, up to this many training rows go in one batch (the tutorial's full
+# batch); larger tables are cut into batches of this size, where full batch stops paying.
+AUTO_BATCH_ROWS = 4096
 
 
 @dataclass
@@ -32,6 +46,8 @@ class History:
     train_loss: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch with the lowest eval loss
+    stopped_early: bool = False  # early stopping ended the run before cfg.epochs
 
     def append(self, epoch: int, train_loss: float, eval_loss: float, lr: float) -> None:
         """Record one finished epoch."""
@@ -44,24 +60,89 @@ class History:
         return len(self.epoch)
 
 
-def make_loss_fn(name: str = "l1") -> LossFn:
-    """Return the loss function by name: "l1" (mean absolute error) or "mse"."""
+def make_loss_fn(name: str = "l1", huber_delta: float = 1.0) -> LossFn:
+    """Return the loss function by name: "l1" (mean absolute error), "mse" or "huber"."""
     if name == "l1":
         return nn.L1Loss()
     if name == "mse":
         return nn.MSELoss()
+    if name == "huber":  # squared near zero, absolute beyond huber_delta: robust to outliers
+        return nn.HuberLoss(delta=huber_delta)
     raise WorkflowError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}.")
 
 
 def make_optimizer(
-    name: str, parameters: Iterable[nn.Parameter], lr: float = 0.01
+    name: str,
+    parameters: Iterable[nn.Parameter],
+    lr: float = 0.01,
+    *,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Return the optimizer by name: "sgd" (stochastic gradient descent) or "adam"."""
+    """Return the optimizer by name: "sgd" (stochastic gradient descent), "adam" or "adamw"."""
     if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr)
+        return torch.optim.SGD(
+            parameters, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay
+        )
     if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":  # Adam with weight decay applied to the weights, not the gradient
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     raise WorkflowError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A learning-rate scheduler and when it steps: after each batch, or each epoch."""
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+    per_batch: bool = False
+
+    def after_batch(self) -> None:
+        """Step a per-batch schedule (one-cycle)."""
+        if self.per_batch and isinstance(self.scheduler, torch.optim.lr_scheduler.LRScheduler):
+            self.scheduler.step()
+
+    def after_epoch(self, eval_loss: float) -> None:
+        """Step a per-epoch schedule; reduce-on-plateau watches the evaluation loss."""
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(eval_loss)
+        elif not self.per_batch:
+            self.scheduler.step()
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, cfg: Config, steps_per_epoch: int
+) -> Schedule | None:
+    """Return the learning-rate schedule `cfg.schedule` names, or None for a constant rate."""
+    lr_scheduler = torch.optim.lr_scheduler
+    if cfg.schedule == "none":
+        return None
+    if cfg.schedule == "step":  # multiply by gamma every step_size epochs
+        return Schedule(lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma))
+    if cfg.schedule == "cosine":  # from lr down to 0 along half a cosine over all epochs
+        return Schedule(lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs))
+    if cfg.schedule == "onecycle":  # warm up to lr, then anneal, over every batch of the run
+        total_steps = cfg.epochs * steps_per_epoch
+        return Schedule(
+            lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total_steps),
+            per_batch=True,
+        )
+    if cfg.schedule == "plateau":  # multiply by gamma when the validation loss stalls
+        return Schedule(
+            lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=cfg.gamma, patience=cfg.plateau_patience
+            )
+        )
+    raise WorkflowError(f"unknown schedule {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}.")
+
+
+def batch_size_for(cfg: Config, train_rows: int) -> int:
+    """Return the batch size: cfg.batch_size, else full batch up to AUTO_BATCH_ROWS rows."""
+    if cfg.batch_size is not None:
+        return min(cfg.batch_size, train_rows)
+    return min(train_rows, AUTO_BATCH_ROWS)
 
 
 def train(
@@ -77,22 +158,33 @@ def train(
 
     Each epoch runs the five training steps on every batch in `model.train()` mode, then
     measures the loss on the validation split (or, without one, the test split) in
-    `model.eval()` mode under `torch.inference_mode()`. `loss_fn` and `optimizer` default
-    to the ones `cfg` names. Logs through the "ptflow.training" logger every `cfg.log_every`
-    epochs; `progress=True` shows a progress bar on a terminal.
+    `model.eval()` mode under `torch.inference_mode()`. With `cfg.patience`, training stops
+    once the validation loss has not improved by `cfg.min_delta` for that many epochs, and
+    the best epoch's weights are restored. `loss_fn` and `optimizer` default to the ones
+    `cfg` names. Logs through the "ptflow.training" logger every `cfg.log_every` epochs;
+    `progress=True` shows a progress bar on a terminal.
     """
     cfg = cfg if cfg is not None else Config()
-    loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss)
+    loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss, cfg.huber_delta)
     if optimizer is None:
-        optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr)
+        optimizer = make_optimizer(
+            cfg.optimizer,
+            model.parameters(),
+            cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
     device = device_of(model)
     # Move the data to the model's device once, not once per batch.
     X_train, y_train = splits.train.X.to(device), splits.train.y.to(device)
-    eval_split, (X_eval, y_eval) = ("val", splits.val) if splits.val else ("test", splits.test)
-    X_eval, y_eval = X_eval.to(device), y_eval.to(device)
-    batch_size = cfg.batch_size or len(X_train)
+    eval_split, eval_part = ("val", splits.val) if splits.val is not None else ("test", splits.test)
+    X_eval, y_eval = eval_part.X.to(device), eval_part.y.to(device)
+    batch_size = batch_size_for(cfg, len(X_train))
+    schedule = make_schedule(optimizer, cfg, steps_per_epoch=math.ceil(len(X_train) / batch_size))
     batch_order = torch.Generator().manual_seed(cfg.seed)  # same seed, same mini-batches
     history = History(eval_split=eval_split)
+    best_loss, best_weights, epochs_without_improvement = math.inf, None, 0
 
     # disable=None: a bar on a terminal only, never in logs or pipes.
     bar = tqdm(
@@ -106,7 +198,11 @@ def train(
             loss = loss_fn(y_pred, y)  # 2. calculate the loss
             optimizer.zero_grad()  # 3. zero the gradients of the last step
             loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
+            if cfg.clip_grad_norm is not None:  # 4b. cap the gradient's length
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()  # 5. update the parameters with those gradients
+            if schedule is not None:
+                schedule.after_batch()
             # Summed as a tensor, so the loop never waits for the device to report a number.
             loss_sum += loss.detach() * len(X)
         train_loss = loss_sum.item() / len(X_train)  # mean per sample, not per batch
@@ -114,8 +210,12 @@ def train(
         # Testing: model.eval() and inference_mode() inside evaluate_loss.
         eval_loss = evaluate_loss(model, X_eval, y_eval, loss_fn)
         history.append(epoch, train_loss, eval_loss, optimizer.param_groups[0]["lr"])
+        if schedule is not None:
+            schedule.after_epoch(eval_loss)
         if epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs):
-            bar.set_postfix(train_loss=f"{train_loss:.4g}", eval_loss=f"{eval_loss:.4g}")
+            bar.set_postfix(
+                {"train_loss": f"{train_loss:.4g}", f"{eval_split}_loss": f"{eval_loss:.4g}"}
+            )
             logger.info(
                 "epoch %*d/%d | train loss %.6f | %s loss %.6f",
                 len(str(cfg.epochs)),
@@ -125,7 +225,28 @@ def train(
                 eval_split,
                 eval_loss,
             )
+
+        # Early stopping: remember the best weights; stop when patience runs out.
+        if eval_loss < best_loss - cfg.min_delta:
+            best_loss, history.best_epoch, epochs_without_improvement = eval_loss, epoch, 0
+            if cfg.patience is not None:
+                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            epochs_without_improvement += 1
+        if cfg.patience is not None and epochs_without_improvement >= cfg.patience:
+            history.stopped_early = epoch < cfg.epochs
+            break
     bar.close()
+
+    if best_weights is not None:
+        model.load_state_dict(best_weights)
+        logger.info(
+            "restored the weights of epoch %d, the best %s loss %.6f%s",
+            history.best_epoch,
+            eval_split,
+            best_loss,
+            f" (stopped early at epoch {len(history)})" if history.stopped_early else "",
+        )
     return history
 
 

@@ -1,0 +1,203 @@
+"""`ptflow train`, `evaluate` and `predict` on tables, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import RunCli
+
+
+@pytest.fixture
+def trained(run_cli: RunCli, sine_table: Path, tmp_path: Path) -> Path:
+    done = run_cli(
+        *("train", "--data", str(sine_table), "--target", "y", "--features", "a", "b"),
+        *("--model", "mlp", "--hidden", "32,32", "--epochs", "150", "--out", "run"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "test, least squares" in done.stdout
+    return tmp_path / "run"
+
+
+def test_train_predict_round_trip_gives_the_summary_metrics(
+    run_cli: RunCli, trained: Path, sine_table: Path, tmp_path: Path
+) -> None:
+    done = run_cli(
+        "predict", str(trained), "--data", str(sine_table), "--id", "id", "--output", "preds.csv"
+    )
+    assert done.returncode == 0, done.stderr
+    predictions = pd.read_csv(tmp_path / "preds.csv")
+    assert list(predictions.columns) == ["id", "y_pred"]
+    frame = pd.read_csv(sine_table)
+    assert predictions["id"].tolist() == frame["id"].tolist()
+
+    test_rows = np.load(trained / "split_indices.npz")["test"]
+    error = predictions["y_pred"].to_numpy()[test_rows] - frame["y"].to_numpy()[test_rows]
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["metrics"]["test"]["mae"] == pytest.approx(np.abs(error).mean(), rel=1e-5)
+    assert summary["metrics"]["test"]["rmse"] == pytest.approx(np.sqrt((error**2).mean()), rel=1e-5)
+    assert summary["metrics"]["test"]["r2"] > 0.95
+
+
+def test_csv_and_parquet_give_identical_predictions(
+    run_cli: RunCli, trained: Path, sine_table: Path
+) -> None:
+    from_csv = run_cli("predict", str(trained), "--data", str(sine_table))
+    from_parquet = run_cli(
+        "predict", str(trained), "--data", str(sine_table.with_suffix(".parquet"))
+    )
+    assert from_csv.returncode == from_parquet.returncode == 0
+    assert from_csv.stdout == from_parquet.stdout
+    assert from_csv.stdout.splitlines()[0] == "y_pred"
+    assert len(from_csv.stdout.splitlines()) == 1501
+
+
+def test_evaluate_on_the_test_rows_gives_the_summary_metrics(
+    run_cli: RunCli, trained: Path, sine_table: Path, tmp_path: Path
+) -> None:
+    test_rows = np.load(trained / "split_indices.npz")["test"]
+    pd.read_csv(sine_table).iloc[test_rows].to_csv(tmp_path / "test_rows.csv", index=False)
+    done = run_cli("evaluate", str(trained), "--data", "test_rows.csv", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    summary = json.loads((trained / "summary.json").read_text())
+    assert report["rows"] == len(test_rows)
+    for name in ("mae", "mse", "rmse", "r2"):
+        assert report["metrics"]["y"][name] == pytest.approx(
+            summary["metrics"]["test"][name], rel=1e-5
+        )
+    table = run_cli("evaluate", str(trained), "--data", "test_rows.csv")
+    assert table.stdout.splitlines()[0] == f"test_rows.csv: {len(test_rows)} rows"
+    assert table.stdout.splitlines()[2].split()[0] == "y"
+
+
+def test_toml_config_with_command_line_overrides(
+    run_cli: RunCli, sine_table: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "run.toml").write_text(
+        f'data = "{sine_table.name}"\ntarget = "y"\nmodel = "mlp"\nhidden = [8]\nepochs = 50\n'
+    )
+    done = run_cli("train", "--config", "run.toml", "--epochs", "4", "--out", "a", "--quiet")
+    assert done.returncode == 0, done.stderr
+    config = json.loads((tmp_path / "a" / "config.json").read_text())["config"]
+    assert (config["model"], config["hidden"], config["epochs"]) == ("mlp", [8], 4)
+    assert config["data"] == str(sine_table.resolve())  # relative to the TOML file
+    again = run_cli("train", "--config", "a/config.toml", "--out", "b", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert (tmp_path / "a" / "history.csv").read_bytes() == (
+        tmp_path / "b" / "history.csv"
+    ).read_bytes()
+
+
+def test_drop_missing_reports_the_dropped_rows(run_cli: RunCli, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60)})
+    frame.loc[[3, 17], "x"] = np.nan
+    frame.to_csv(tmp_path / "gaps.csv", index=False)
+    done = run_cli(
+        "train",
+        "--data",
+        "gaps.csv",
+        "--target",
+        "y",
+        "--drop-missing",
+        "--epochs",
+        "2",
+        "--out",
+        "r",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "dropped 2 rows with missing or infinite values" in done.stdout
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["data"]["dropped_rows"] == 2 and summary["data"]["rows"] == 58
+
+
+@pytest.fixture
+def bad_files(tmp_path: Path, sine_table: Path) -> Path:
+    files = {
+        "empty.csv": "",
+        "header.csv": "x,y\n",
+        "dupes.csv": "x,x,y\n1,2,3\n4,5,6\n",
+        "text.csv": "x,y\n1,2\n2,3\noops,4\n",
+        "nan.csv": "x,y\n1,2\n,3\n4,5\n",
+        "few.csv": "x,y\n1,2\n2,3\n",
+        "constant.csv": "x,y\n1,2\n2,2\n3,2\n4,2\n5,2\n6,2\n7,2\n",
+        "ragged.csv": "x,y\n1,2\n2,3,4\n",
+        "unknown.toml": 'target = "y"\nepoch = 3\n',
+        "wrongtype.toml": 'target = "y"\nepochs = "ten"\n',
+        "broken.toml": "target = \n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "missing.csv", "--target", "y"], "missing.csv does not exist"),
+        (["--data", "empty.csv", "--target", "y"], "is empty"),
+        (["--data", "header.csv", "--target", "y"], "has a header but no rows"),
+        (["--data", "sine.csv", "--target", "price"], "has no column 'price'"),
+        (["--data", "sine.csv", "--target", "y", "--features", "a", "zz"], "has no column 'zz'"),
+        (["--data", "dupes.csv", "--target", "y"], "duplicate column names 'x'"),
+        (["--data", "text.csv", "--target", "y"], "besides the target (x holds text)"),
+        (
+            ["--data", "text.csv", "--target", "y", "--features", "x"],
+            "column 'x' of text.csv has a non-numeric value 'oops' at row 3 (line 4)",
+        ),
+        (["--data", "nan.csv", "--target", "y"], "pass --drop-missing"),
+        (["--data", "few.csv", "--target", "y"], "2 rows are too few"),
+        (["--data", "constant.csv", "--target", "y"], "same value in every row"),
+        (["--data", "ragged.csv", "--target", "y"], "one value per column"),
+        (["--data", "sine.csv"], "needs a target column"),
+        (
+            ["--data", "sine.csv", "--target", "y", "--patience", "3", "--val-fraction", "0"],
+            "validation loss",
+        ),
+        (["--data", "sine.csv", "--config", "unknown.toml"], "unknown setting 'epoch'"),
+        (
+            ["--data", "sine.csv", "--config", "wrongtype.toml"],
+            "setting 'epochs' must be an integer",
+        ),
+        (["--data", "sine.csv", "--config", "broken.toml"], "is not valid TOML"),
+        (["--data", "sine.csv", "--config", "none.toml"], "none.toml does not exist"),
+        (["--data", "sine.csv", "--target", "y", "--hidden", "8,x"], "comma-separated integers"),
+    ],
+)
+def test_bad_tables_and_configs_fail_cleanly(
+    run_cli: RunCli, bad_files: Path, args: list[str], message: str
+) -> None:
+    before = sorted(p.name for p in bad_files.iterdir())
+    done = run_cli("train", *args, cwd=bad_files)
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert message in lines[0]
+    assert "Traceback" not in done.stderr
+    assert sorted(p.name for p in bad_files.iterdir()) == before  # no run folder
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"a": [1.0], "y": [2.0]}), "has no column 'b'"),
+        (
+            pd.DataFrame({"a": [1.0, 2.0], "b": ["1", "x"]}),
+            "column 'b' of new.csv has a non-numeric value 'x' at row 2",
+        ),
+        (pd.DataFrame({"a": [1.0, np.nan], "b": [1.0, 2.0]}), "column 'a' at row 2"),
+    ],
+)
+def test_predict_checks_the_saved_schema(
+    run_cli: RunCli, trained: Path, tmp_path: Path, frame: pd.DataFrame, message: str
+) -> None:
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    done = run_cli("predict", str(trained), "--data", "new.csv")
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr

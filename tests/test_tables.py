@@ -1,0 +1,130 @@
+"""Reading CSV and Parquet tables: every column checked, every problem named."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ptflow import WorkflowError
+from ptflow.data import fit_scaling, load_table, scale_splits, split
+
+
+def test_default_features_are_the_other_numeric_columns(sine_table: Path) -> None:
+    table = load_table(sine_table, ["y"])
+    assert table.features == ("a", "b", "noise")  # the text id column is left out
+    assert table.target == ("y",)
+    frame = pd.read_csv(sine_table)
+    assert table.X.dtype == torch.float32 and table.X.shape == (1500, 3)
+    assert np.allclose(table.X.numpy(), frame[["a", "b", "noise"]].to_numpy(), atol=1e-6)
+    assert np.allclose(table.y[:, 0].numpy(), frame["y"].to_numpy(), atol=1e-6)
+
+
+def test_fingerprint_names_the_file_and_its_hash(sine_table: Path) -> None:
+    table = load_table(sine_table, ["y"], ["a"])
+    assert table.fingerprint == {
+        "file": "sine.csv",
+        "bytes": sine_table.stat().st_size,
+        "sha256": hashlib.sha256(sine_table.read_bytes()).hexdigest(),
+        "rows": 1500,
+        "columns": 5,
+    }
+
+
+def test_parquet_gives_the_same_tensors_as_csv(sine_table: Path) -> None:
+    from_csv = load_table(sine_table, ["y"], ["a", "b"])
+    from_parquet = load_table(sine_table.with_suffix(".parquet"), ["y"], ["a", "b"])
+    assert torch.allclose(from_csv.X, from_parquet.X, atol=1e-6)
+    assert torch.allclose(from_csv.y, from_parquet.y, atol=1e-6)
+
+
+def test_several_targets_and_an_id_column(sine_table: Path) -> None:
+    table = load_table(sine_table, ["y", "noise"], ["a", "b"], id_column="id")
+    assert table.y.shape == (1500, 2)
+    assert table.ids is not None and table.ids[:2] == ["row0", "row1"]
+
+
+def test_format_comes_from_the_extension_unless_given(tmp_path: Path) -> None:
+    path = tmp_path / "data.dat"
+    path.write_text("x,y\n1,2\n2,4\n3,7\n")
+    with pytest.raises(WorkflowError, match="pass --format csv"):
+        load_table(path, ["y"])
+    assert load_table(path, ["y"], format="csv").X[:, 0].tolist() == [1.0, 2.0, 3.0]
+
+
+def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "target", "message"),
+    [
+        ("", "y", "is empty"),
+        ("x,y\n", "y", "has a header but no rows"),
+        ("x,y\n1,2\n", "z", "has no column 'z'; its columns are: x, y"),
+        ("x,x,y\n1,2,3\n", "y", "duplicate column names 'x'"),
+        (
+            "x,y\n1,2\n2,abc\n3,4\n",
+            "y",
+            "column 'y' of t.csv has a non-numeric value 'abc' at row 2 (line 3)",
+        ),
+        (
+            "x,y\n1,2\n2,\n3,4\n",
+            "y",
+            "missing or infinite values in 1 rows, the first in column 'y' at row 2",
+        ),
+        ("x,y\n1,2\n2,inf\n", "y", "column 'y' at row 2"),
+        ("x,y\n1,5\n2,5\n3,5\n", "y", "target column 'y' has the same value in every row"),
+        ("x,y\n1,2\n3,4,5\n", "y", "every row has one value per column"),
+        ("name,y\na,1\nb,2\n", "y", "no numeric column besides the target (name holds text)"),
+    ],
+)
+def test_bad_tables_are_named_errors(tmp_path: Path, text: str, target: str, message: str) -> None:
+    with pytest.raises(WorkflowError) as caught:
+        load_table(_write(tmp_path, text), [target])
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_and_broken_parquet(tmp_path: Path) -> None:
+    with pytest.raises(WorkflowError, match="does not exist"):
+        load_table(tmp_path / "nope.csv", ["y"])
+    with pytest.raises(WorkflowError, match=r"cannot read bad\.parquet as Parquet"):
+        load_table(_write(tmp_path, "x,y\n1,2\n", "bad.parquet"), ["y"])
+
+
+def test_parquet_text_columns_are_named(tmp_path: Path) -> None:
+    pd.DataFrame({"x": ["1", "oops"], "y": [1.0, 2.0]}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(
+        WorkflowError, match=r"column 'x' of t\.parquet has a non-numeric value 'oops' at row 2"
+    ):
+        load_table(tmp_path / "t.parquet", ["y"], ["x"])
+
+
+def test_drop_missing_removes_rows_and_counts_them(tmp_path: Path) -> None:
+    path = _write(tmp_path, "id,x,y\na,1,2\nb,,3\nc,3,nan\nd,4,8\n")
+    table = load_table(path, ["y"], ["x"], drop_missing=True, id_column="id")
+    assert table.dropped_rows == 2
+    assert table.X[:, 0].tolist() == [1.0, 4.0]
+    assert table.ids == ["a", "d"]
+
+
+def test_scaling_is_fitted_on_training_rows_only() -> None:
+    X = torch.tensor([[1.0, 5.0], [3.0, 5.0], [100.0, 5.0], [200.0, 5.0]])
+    y = torch.tensor([[0.0], [2.0], [50.0], [60.0]])
+    splits = split(X, y, 0.5)
+    scaling = fit_scaling(*splits.train)
+    assert scaling.x_mean.tolist() == [2.0, 5.0]
+    assert scaling.x_std.tolist() == [1.0, 1.0]  # the constant column keeps 1, never 0
+    assert scaling.y_mean.tolist() == [1.0]
+    scaled = scale_splits(splits, scaling)
+    assert scaled.train.X.tolist() == [[-1.0, 0.0], [1.0, 0.0]]
+    assert scaled.train.y.tolist() == [[-1.0], [1.0]]
+    assert scaled.test.X[:, 0].tolist() == [98.0, 198.0]
+    assert torch.equal(scaled.test_indices, splits.test_indices)
