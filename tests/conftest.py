@@ -58,9 +58,8 @@ def run_cli(tmp_path: Path) -> RunCli:
     return run
 
 
-@pytest.fixture
-def sine_table(tmp_path: Path) -> Path:
-    """A CSV of y = sin(a) + cos(b) + noise, with a text id and an unused noise column."""
+def write_sine_table(folder: Path) -> Path:
+    """Write sine.csv and sine.parquet: y = sin(a) + cos(b) + noise, an id and a noise column."""
     import numpy as np
     import pandas as pd
 
@@ -76,10 +75,15 @@ def sine_table(tmp_path: Path) -> Path:
             "y": np.sin(a) + np.cos(b) + 0.05 * rng.normal(size=n),
         }
     )
-    path = tmp_path / "sine.csv"
-    frame.to_csv(path, index=False)
-    frame.to_parquet(tmp_path / "sine.parquet")
-    return path
+    frame.to_csv(folder / "sine.csv", index=False)
+    frame.to_parquet(folder / "sine.parquet")
+    return folder / "sine.csv"
+
+
+@pytest.fixture
+def sine_table(tmp_path: Path) -> Path:
+    """The sine table in the test's own folder."""
+    return write_sine_table(tmp_path)
 
 
 @pytest.fixture

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, write_sine_table
 
 
-@pytest.fixture
-def trained(run_cli: RunCli, sine_table: Path, tmp_path: Path) -> Path:
-    done = run_cli(
-        *("train", "--data", str(sine_table), "--target", "y", "--features", "a", "b"),
-        *("--model", "mlp", "--hidden", "32,32", "--epochs", "150", "--out", "run"),
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One MLP trained on the sine table by `ptflow train`, shared by the tests that read it."""
+    folder = tmp_path_factory.mktemp("trained")
+    data = write_sine_table(folder)
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "ptflow", "train", "--data", str(data), "--target", "y"),
+            *("--features", "a", "b", "--model", "mlp", "--hidden", "32,32", "--epochs", "150"),
+            *("--out", str(folder / "run")),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "test, least squares" in done.stdout
-    return tmp_path / "run"
+    return folder / "run"
 
 
 def test_train_predict_round_trip_gives_the_summary_metrics(

@@ -15,6 +15,8 @@ PUBLIC = {
     "Splits",
     "make_linear_data",
     "split",
+    "Table",
+    "load_table",
     "LinearModel",
     "LinearRegressionModel",
     "build_model",

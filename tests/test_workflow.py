@@ -118,9 +118,7 @@ def test_load_run_explains_broken_folders(
 
 def _table_config(path: Path, **changes: object) -> Config:
     """What `ptflow train --data PATH --target y` starts from, with changes."""
-    return Config.from_dict(
-        {**ptflow.config.TABLE_DEFAULTS, "data": str(path), "target": ["y"], **changes}
-    )
+    return Config.for_table(str(path), "y", **changes)
 
 
 def test_a_linear_model_on_a_table_reaches_least_squares(

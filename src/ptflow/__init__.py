@@ -21,6 +21,8 @@ _EXPORTS = {
     "Splits": "ptflow.data",
     "make_linear_data": "ptflow.data",
     "split": "ptflow.data",
+    "Table": "ptflow.data",
+    "load_table": "ptflow.data",
     "LinearModel": "ptflow.models",
     "LinearRegressionModel": "ptflow.models",
     "build_model": "ptflow.models",
@@ -52,12 +54,14 @@ __all__ = [
     "RunResult",
     "Split",
     "Splits",
+    "Table",
     "WorkflowError",
     "__version__",
     "build_model",
     "compute_metrics",
     "evaluate",
     "load_run",
+    "load_table",
     "load_weights",
     "make_linear_data",
     "make_loss_fn",
@@ -74,7 +78,7 @@ __all__ = [
 if TYPE_CHECKING:
     from ptflow.checkpoint import load_weights, save_weights
     from ptflow.config import Config
-    from ptflow.data import Split, Splits, make_linear_data, split
+    from ptflow.data import Split, Splits, Table, load_table, make_linear_data, split
     from ptflow.errors import WorkflowError
     from ptflow.evaluation import Metrics, compute_metrics, evaluate, predict
     from ptflow.models import LinearModel, LinearRegressionModel, build_model

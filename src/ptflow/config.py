@@ -12,6 +12,7 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -210,6 +211,11 @@ class Config:
             if isinstance(values.get(key), str):
                 values[key] = (values[key],)
         return cls(**values)
+
+    @classmethod
+    def for_table(cls, data: str, target: str | Sequence[str], **changes: Any) -> Config:
+        """Return the settings `ptflow train` starts from for a table, with changes."""
+        return cls.from_dict({**TABLE_DEFAULTS, "data": data, "target": target, **changes})
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
