@@ -80,7 +80,7 @@ def test_predict_prints_the_saved_models_predictions(
     assert from_file.stdout == done.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["predict"]])
+@pytest.mark.parametrize("command", [[], ["run"], ["train"], ["evaluate"], ["predict"]])
 def test_help_shows_defaults_without_importing_torch(command: list[str]) -> None:
     code = (
         "import sys; from ptflow.cli import main; rc = main(sys.argv[1:]); "
@@ -94,6 +94,9 @@ def test_help_shows_defaults_without_importing_torch(command: list[str]) -> None
     if command == ["run"]:
         for default in ("(default: 200)", "(default: 0.01)", "(default: l1)", "(default: 42)"):
             assert default in done.stdout
+    if command == ["train"]:
+        for default in ("(default: 100)", "(default: mse)", "(default: adam)", "(default: 0.15)"):
+            assert default in " ".join(done.stdout.split())  # help text wraps lines
 
 
 def test_no_command_prints_help(run_cli: RunCli) -> None:

@@ -167,6 +167,8 @@ def bad_files(tmp_path: Path, sine_table: Path) -> Path:
         (["--data", "constant.csv", "--target", "y"], "same value in every row"),
         (["--data", "ragged.csv", "--target", "y"], "one value per column"),
         (["--data", "sine.csv"], "needs a target column"),
+        (["--target", "y"], "give --data FILE"),
+        (["--epochs", "3"], "ptflow train needs a table: give --data FILE"),
         (
             ["--data", "sine.csv", "--target", "y", "--patience", "3", "--val-fraction", "0"],
             "validation loss",

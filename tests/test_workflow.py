@@ -173,3 +173,16 @@ def test_loaded_table_model_predicts_in_original_units(tmp_path: Path, sine_tabl
     assert loaded.features == ("a", "b", "noise") and loaded.target == ("y",)
     X = result.splits.test.X
     assert torch.equal(ptflow.predict(loaded.model, X), ptflow.predict(result.model, X))
+
+
+def test_several_targets_are_learned_and_reported_per_target(
+    tmp_path: Path, sine_table: Path
+) -> None:
+    cfg = Config.for_table(str(sine_table), ["y", "noise"], features=("a", "b"), epochs=5)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    assert result.splits.train.y.shape[1] == 2
+    assert ptflow.predict(result.model, result.splits.test.X).shape == (225, 2)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["target"] == ["y", "noise"]
+    loaded = ptflow.load_run(tmp_path / "run")
+    assert loaded.target == ("y", "noise")

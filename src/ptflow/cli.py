@@ -336,6 +336,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
+    if args.defaults is _TRAIN_DEFAULTS and cfg.data is None:
+        raise WorkflowError(
+            "ptflow train needs a table: give --data FILE (or data in --config); "
+            "`ptflow run` trains on the tutorial's line."
+        )
 
     from ptflow.workflow import run_workflow
 
