@@ -170,7 +170,8 @@ def run_workflow(
         train_splits = scale_splits(splits, scaling)
     else:
         model, train_splits = network, splits
-    y_pred_before = predict(model, splits.test.X)
+    # The tutorial's "predictions before training" plot; tables have no such plot.
+    y_pred_before = predict(model, splits.test.X) if cfg.data is None else None
     # 4. train
     history = train(network, train_splits, cfg, progress=progress)
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
@@ -283,7 +284,7 @@ def _staging_dir(run_dir: Path, overwrite: bool) -> Iterator[Path]:
 
 
 def _write_run_files(
-    folder: Path, result: RunResult, y_pred_before: torch.Tensor, command: list[str] | None
+    folder: Path, result: RunResult, y_pred_before: torch.Tensor | None, command: list[str] | None
 ) -> None:
     cfg, splits, model, data = result.config, result.splits, result.model, result.data
     save_weights(model, folder / "model.pt")
