@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-slow lint bench format clean
+.PHONY: install run test test-slow lint bench bench-quick format clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
+
+# Benchmarks print ratios against baselines timed in the same run; results go to benchmarks/results/.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/bench.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
