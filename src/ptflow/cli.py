@@ -31,6 +31,7 @@ from ptflow.config import (
     SCHEDULES,
     TABLE_DEFAULTS,
     Config,
+    check_setting_names,
 )
 from ptflow.errors import WorkflowError
 
@@ -125,7 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--data", type=Path, metavar="FILE", required=True, help="CSV or Parquet file"
     )
-    _add_table_read_options(evaluate, _TRAIN_DEFAULTS)
+    _add_format_option(evaluate)
+    evaluate.add_argument(
+        "--drop-missing",
+        action="store_true",
+        help="skip rows with missing or infinite values instead of stopping (default: off)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -145,12 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs.add_argument(
         "--data", type=Path, metavar="FILE", help="CSV or Parquet file with the feature columns"
     )
-    predict.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="auto",
-        help="format of --data (default: auto, from the extension)",
-    )
+    _add_format_option(predict)
     predict.add_argument(
         "--output", type=Path, metavar="FILE", help="CSV file for the predictions (default: stdout)"
     )
@@ -189,6 +190,15 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return "none" if value is None else str(value)
+
+
+def _add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="format of --data (default: auto, from the extension)",
+    )
 
 
 def _add_table_read_options(group: argparse._ActionsContainer, defaults: dict[str, Any]) -> None:
@@ -324,11 +334,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise WorkflowError(
             f"config file {path} is not valid TOML ({error}); fix its syntax."
         ) from None
-    if unknown := sorted(set(values) - set(_FIELDS)):
-        raise WorkflowError(
-            f"config file {path} has unknown setting {', '.join(map(repr, unknown))}; "
-            f"known settings are: {', '.join(sorted(_FIELDS))}."
-        )
+    check_setting_names(values, where=f"config file {path} has ")
     if isinstance(values.get("data"), str):  # a relative path is relative to the TOML file
         values["data"] = str((path.parent / values["data"]).resolve())
     return values
@@ -376,7 +382,7 @@ def _print_run_summary(result: RunResult) -> None:
             f"RMSE {test.rmse:.4g} | R² {test.r2:.4f}"
         )
     else:
-        rows = [(name, metrics) for name, metrics in result.metrics.items()]
+        rows = list(result.metrics.items())
         rows.append(("test, least squares", result.baseline_metrics["test"]))
         _print_metrics_table(rows)
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
@@ -402,8 +408,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         args.data,
         run.target,
         run.features,
-        format=args.format or "auto",
-        drop_missing=bool(args.drop_missing),
+        format=args.format,
+        drop_missing=args.drop_missing,
     )
     y_pred = predict(run.model, table.X)
     per_target = metrics_by_target(y_pred, table.y, run.target)

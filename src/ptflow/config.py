@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -28,6 +28,7 @@ __all__ = [
     "SCHEDULES",
     "TABLE_DEFAULTS",
     "Config",
+    "check_setting_names",
 ]
 
 ModelName = Literal["tutorial", "linear", "mlp"]
@@ -196,13 +197,7 @@ class Config:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Config:
         """Build a Config from a mapping; unknown keys and wrong types name the key."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise WorkflowError(
-                f"unknown setting {', '.join(map(repr, unknown))}; "
-                f"known settings are: {', '.join(sorted(known))}."
-            )
+        check_setting_names(values)
         # JSON and TOML have lists, not tuples; a lone column name is a list of one.
         values = {
             key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
@@ -220,6 +215,16 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+def check_setting_names(names: Iterable[str], where: str = "") -> None:
+    """Raise `WorkflowError` naming every name that is not a setting; `where` prefixes it."""
+    known = {field.name for field in dataclasses.fields(Config)}
+    if unknown := sorted(set(names) - known):
+        raise WorkflowError(
+            f"{where}unknown setting {', '.join(map(repr, unknown))}; "
+            f"known settings are: {', '.join(sorted(known))}."
+        )
 
 
 def _check_types(cfg: Config) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ptflow.errors import WorkflowError
+from ptflow.files import to_json_safe
 from ptflow.models import device_of
 
 __all__ = [
@@ -61,9 +62,8 @@ class Metrics:
 
     def to_dict(self) -> dict[str, float | None]:
         """Return the metrics for JSON, with an undefined value as None."""
-        return {
-            name: value if math.isfinite(value) else None for name, value in asdict(self).items()
-        }
+        values: dict[str, float | None] = to_json_safe(asdict(self))
+        return values
 
 
 def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
