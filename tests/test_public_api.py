@@ -36,6 +36,14 @@ PUBLIC = {
     "RunResult",
     "load_run",
     "run_workflow",
+    "resume_workflow",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "TrainingState",
+    "Checkpoint",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
 }
 
 

@@ -82,16 +82,27 @@ def test_an_existing_folder_is_kept_unless_overwrite(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing staged left over
 
 
-def test_a_crash_while_writing_leaves_no_run_folder(
+def test_a_crash_while_writing_leaves_an_unfinished_run_that_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("plotting failed")
 
+    out = tmp_path / "run"
     monkeypatch.setattr("ptflow.workflow.plot_loss_curves", crash)
     with pytest.raises(RuntimeError, match="plotting failed"):
-        ptflow.run_workflow(Config(epochs=2), tmp_path / "run")
-    assert list(tmp_path.iterdir()) == []
+        ptflow.run_workflow(Config(epochs=2), out)
+    assert not (out / "summary.json").exists()  # not marked finished
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written file
+    with pytest.raises(WorkflowError, match="unfinished run.*--resume"):
+        ptflow.load_run(out)
+    with pytest.raises(WorkflowError, match="unfinished run"):
+        ptflow.run_workflow(Config(epochs=2), out)
+    monkeypatch.undo()
+    resumed = ptflow.resume_workflow(out)
+    assert len(resumed.history) == 2
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + LINE_PLOTS)
+    assert ptflow.load_run(out).config == Config(epochs=2)
 
 
 def test_default_run_dirs_are_unique(tmp_path: Path) -> None:

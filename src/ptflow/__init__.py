@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "ptflow.config",
     "WorkflowError": "ptflow.errors",
+    "TrainingDiverged": "ptflow.errors",
+    "TrainingInterrupted": "ptflow.errors",
     "Split": "ptflow.data",
     "Splits": "ptflow.data",
     "make_linear_data": "ptflow.data",
@@ -30,6 +32,7 @@ _EXPORTS = {
     "make_loss_fn": "ptflow.training",
     "make_optimizer": "ptflow.training",
     "train": "ptflow.training",
+    "TrainingState": "ptflow.training",
     "Metrics": "ptflow.evaluation",
     "compute_metrics": "ptflow.evaluation",
     "evaluate": "ptflow.evaluation",
@@ -38,13 +41,19 @@ _EXPORTS = {
     "plot_predictions": "ptflow.plots",
     "load_weights": "ptflow.checkpoint",
     "save_weights": "ptflow.checkpoint",
+    "Checkpoint": "ptflow.checkpoint",
+    "save_checkpoint": "ptflow.checkpoint",
+    "load_checkpoint": "ptflow.checkpoint",
+    "latest_checkpoint": "ptflow.checkpoint",
     "LoadedRun": "ptflow.workflow",
     "RunResult": "ptflow.workflow",
     "load_run": "ptflow.workflow",
     "run_workflow": "ptflow.workflow",
+    "resume_workflow": "ptflow.workflow",
 }
 
 __all__ = [
+    "Checkpoint",
     "Config",
     "History",
     "LinearModel",
@@ -55,11 +64,16 @@ __all__ = [
     "Split",
     "Splits",
     "Table",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "TrainingState",
     "WorkflowError",
     "__version__",
     "build_model",
     "compute_metrics",
     "evaluate",
+    "latest_checkpoint",
+    "load_checkpoint",
     "load_run",
     "load_table",
     "load_weights",
@@ -69,22 +83,31 @@ __all__ = [
     "plot_loss_curves",
     "plot_predictions",
     "predict",
+    "resume_workflow",
     "run_workflow",
+    "save_checkpoint",
     "save_weights",
     "split",
     "train",
 ]
 
 if TYPE_CHECKING:
-    from ptflow.checkpoint import load_weights, save_weights
+    from ptflow.checkpoint import (
+        Checkpoint,
+        latest_checkpoint,
+        load_checkpoint,
+        load_weights,
+        save_checkpoint,
+        save_weights,
+    )
     from ptflow.config import Config
     from ptflow.data import Split, Splits, Table, load_table, make_linear_data, split
-    from ptflow.errors import WorkflowError
+    from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
     from ptflow.evaluation import Metrics, compute_metrics, evaluate, predict
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions
-    from ptflow.training import History, make_loss_fn, make_optimizer, train
-    from ptflow.workflow import LoadedRun, RunResult, load_run, run_workflow
+    from ptflow.training import History, TrainingState, make_loss_fn, make_optimizer, train
+    from ptflow.workflow import LoadedRun, RunResult, load_run, resume_workflow, run_workflow
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +34,7 @@ from ptflow.config import (
     Config,
     check_setting_names,
 )
-from ptflow.errors import WorkflowError
+from ptflow.errors import TrainingInterrupted, WorkflowError
 
 if TYPE_CHECKING:
     from ptflow.evaluation import Metrics
@@ -54,9 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
         return handler(args, argv)
+    except TrainingInterrupted as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        return stop.exit_code
     except WorkflowError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
+        print("error: interrupted; files already written are complete.", file=sys.stderr)
+        return 130
     except SystemExit as stop:  # --help and --version end the parse early
         return stop.code if isinstance(stop.code, int) else 0
     except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
@@ -284,6 +291,23 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     )
     _option(training, defaults, "--log-every", int, "log the losses every N epochs")
 
+    checkpoints = parser.add_argument_group("checkpoints and resuming")
+    checkpoints.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its newest checkpoint; only --epochs, "
+        "--log-every and the checkpoint options may change",
+    )
+    _option(
+        checkpoints,
+        defaults,
+        "--checkpoint-every",
+        int,
+        "write a checkpoint every N epochs; none: once a minute, and always at the end",
+    )
+    _option(checkpoints, defaults, "--keep-checkpoints", int, "how many checkpoints to keep")
+
     output = parser.add_argument_group("output")
     output.add_argument(
         "--out", type=Path, help="run folder to write (default: runs/<date>_<time>)"
@@ -314,14 +338,17 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 def _resolve_config(args: argparse.Namespace) -> Config:
     """Defaults, then the TOML file, then the options given on the command line."""
-    values: dict[str, Any] = dict(args.defaults)
-    if args.config is not None:
-        values.update(_read_toml(args.config))
+    return Config.from_dict({**args.defaults, **_given_settings(args)})
+
+
+def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the TOML file and the command line give, the latter winning."""
+    values: dict[str, Any] = _read_toml(args.config) if args.config is not None else {}
     given = {name: getattr(args, name, None) for name in _FIELDS}
     values.update({name: value for name, value in given.items() if value is not None})
     if given["data"] is not None:  # stored absolute, so the run can be repeated from anywhere
         values["data"] = str(Path(given["data"]).resolve())
-    return Config.from_dict(values)
+    return values
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -341,6 +368,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.resume is not None:
+        return _resume(args, argv)
     cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
     if args.defaults is _TRAIN_DEFAULTS and cfg.data is None:
         raise WorkflowError(
@@ -350,15 +379,70 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     from ptflow.workflow import run_workflow
 
-    with _logging_to_stdout(quiet=args.quiet):
+    with _logging_to_stdout(quiet=args.quiet), _stop_on_signals() as stop:
         result = run_workflow(
             cfg,
             args.out,
             overwrite=args.overwrite,
             progress=not args.quiet,
             command=["ptflow", *argv],
+            should_stop=stop,
         )
-    if args.quiet:
+    return _report_run(result, quiet=args.quiet)
+
+
+def _resume(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.out is not None or args.overwrite:
+        raise WorkflowError(
+            "--resume continues in the run's own folder; drop --out and --overwrite."
+        )
+    changes = _given_settings(args)
+
+    from ptflow.workflow import resume_workflow
+
+    with _logging_to_stdout(quiet=args.quiet), _stop_on_signals() as stop:
+        result = resume_workflow(
+            args.resume,
+            changes,
+            progress=not args.quiet,
+            command=["ptflow", *argv],
+            should_stop=stop,
+        )
+    return _report_run(result, quiet=args.quiet)
+
+
+class _StopRequest:
+    """Set by SIGINT (Ctrl-C) or SIGTERM; training checks it after every batch."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self) -> bool:
+        return self.signal is not None
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.signal is not None:  # asked twice: stop at once, without a checkpoint
+            raise KeyboardInterrupt
+        self.signal = signum
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[_StopRequest]:
+    """Turn SIGINT and SIGTERM into a request to stop at the next batch, for the duration."""
+    stop = _StopRequest()
+    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    except TrainingInterrupted as interrupted:
+        interrupted.exit_code = 128 + (stop.signal or signal.SIGINT)  # as a shell reports it
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _report_run(result: RunResult, quiet: bool) -> int:
+    if quiet:
         print(result.run_dir)
         return 0
     _print_run_summary(result)

@@ -24,10 +24,12 @@ __all__ = [
     "LOSSES",
     "MODELS",
     "OPTIMIZERS",
+    "RESUMABLE_SETTINGS",
     "SCALES",
     "SCHEDULES",
     "TABLE_DEFAULTS",
     "Config",
+    "check_resumable",
     "check_setting_names",
 ]
 
@@ -46,6 +48,9 @@ OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 FORMATS: tuple[str, ...] = get_args(FormatName)
 SCALES: tuple[str, ...] = get_args(ScaleName)
+
+# Settings that may change when a run is resumed: they do not change its result.
+RESUMABLE_SETTINGS = frozenset({"epochs", "log_every", "checkpoint_every", "keep_checkpoints"})
 
 # What `ptflow train` on a table starts from, where the tutorial's defaults make no sense:
 # shuffled three-way split, standardised columns, Adam on the mean squared error.
@@ -106,6 +111,9 @@ class Config:
     patience: int | None = None  # early stopping: epochs without validation improvement
     min_delta: float = 0.0  # early stopping: the smallest change that counts as improvement
     log_every: int = 10
+    # checkpoints: every N epochs, or None for every CHECKPOINT_SECONDS; always at the end
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 2  # the newest ones; the older is the fallback if one is damaged
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -141,6 +149,15 @@ class Config:
             )
         if self.log_every < 1:
             raise WorkflowError(f"log_every must be at least 1, got {self.log_every}.")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise WorkflowError(
+                f"checkpoint_every must be at least 1, got {self.checkpoint_every}; "
+                f"omit it to checkpoint by time."
+            )
+        if self.keep_checkpoints < 1:
+            raise WorkflowError(
+                f"keep_checkpoints must be at least 1, got {self.keep_checkpoints}."
+            )
         self._check_table_and_model()
         self._check_training()
 
@@ -215,6 +232,29 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+def check_resumable(saved: Config, new: Config) -> None:
+    """Refuse to resume `saved` with `new` settings that would change the run's result.
+
+    Only RESUMABLE_SETTINGS may differ, and `epochs` only where the schedule does not span
+    the whole run. The data file is compared by content elsewhere, so it may have moved.
+    """
+    changed = [
+        f"{key} ({value!r} -> {getattr(new, key)!r})"
+        for key, value in dataclasses.asdict(saved).items()
+        if key not in RESUMABLE_SETTINGS | {"data"} and getattr(new, key) != value
+    ]
+    if changed:
+        raise WorkflowError(
+            f"cannot resume with changed {', '.join(changed)}: that would change the result; "
+            f"only {', '.join(sorted(RESUMABLE_SETTINGS))} may change, or start a new run."
+        )
+    if new.epochs != saved.epochs and saved.schedule in ("cosine", "onecycle"):
+        raise WorkflowError(
+            f"cannot change epochs ({saved.epochs} -> {new.epochs}) on resume: the "
+            f"{saved.schedule} schedule spans the whole run; start a new run instead."
+        )
 
 
 def check_setting_names(names: Iterable[str], where: str = "") -> None:

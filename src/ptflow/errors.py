@@ -1,7 +1,9 @@
-"""The one exception type ptflow raises for problems a user can fix.
+"""The exception types ptflow raises for problems a user can fix.
 
     Exception
-     └── WorkflowError   bad input, a missing or corrupt file, an impossible setting
+     └── WorkflowError          bad input, a missing or corrupt file, an impossible setting
+          ├── TrainingDiverged      the loss became NaN or infinite (exit code 3)
+          └── TrainingInterrupted   SIGINT or SIGTERM stopped training at a checkpoint
 
 The message is one line: what is wrong, then what to do about it. Only the CLI
 turns it into an exit code (`exit_code`); the library never calls `sys.exit`.
@@ -9,10 +11,27 @@ turns it into an exit code (`exit_code`); the library never calls `sys.exit`.
 
 from __future__ import annotations
 
-__all__ = ["WorkflowError"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "WorkflowError"]
 
 
 class WorkflowError(Exception):
     """A problem with the user's input or files, with a message that says how to fix it."""
 
     exit_code: int = 2
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class TrainingDiverged(WorkflowError):
+    """A non-finite loss stopped training before it could reach the weights."""
+
+    exit_code = 3
+
+
+class TrainingInterrupted(WorkflowError):
+    """Training stopped on request after saving a checkpoint; it can be resumed."""
+
+    exit_code = 130  # 128 + SIGINT, what a shell reports for Ctrl-C

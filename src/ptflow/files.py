@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "current_umask", "to_json_safe", "write_json", "write_text"]
+__all__ = [
+    "atomic_path",
+    "current_umask",
+    "remove_stale_temporaries",
+    "to_json_safe",
+    "write_json",
+    "write_text",
+]
 
 
 @contextmanager
@@ -34,6 +41,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
+    """Delete the temporary files a killed process left in `folder` (it had no time to)."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.glob(".*.tmp"):
+            path.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
-from ptflow.errors import WorkflowError
+from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import evaluate_loss
 from ptflow.models import device_of
 
 __all__ = [
     "AUTO_BATCH_ROWS",
+    "CheckpointFn",
     "History",
     "Schedule",
+    "TrainingState",
     "batch_size_for",
     "make_loss_fn",
     "make_optimizer",
     "make_schedule",
+    "random_states",
+    "set_random_states",
     "train",
 ]
 
@@ -145,6 +153,81 @@ def batch_size_for(cfg: Config, train_rows: int) -> int:
     return min(train_rows, AUTO_BATCH_ROWS)
 
 
+@dataclass
+class TrainingState:
+    """Where training stands, and everything a checkpoint needs to continue bit for bit.
+
+    `state_dict()` gathers the weights, the optimizer's and schedule's state, the loss
+    history, early stopping's record, the mini-batch order and every random number
+    generator; `load_state_dict()` puts them back into freshly built objects.
+    """
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule | None
+    history: History
+    batch_order: torch.Generator  # draws each epoch's order of mini-batches
+    batches_done: int = 0  # batches of the current epoch already trained
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # their summed loss
+    best_loss: float = math.inf
+    best_weights: dict[str, torch.Tensor] | None = None  # kept for early stopping
+    epochs_without_improvement: int = 0
+    # batch_order's state when the current epoch began: resuming mid-epoch redraws its order
+    epoch_start_order: torch.Tensor | None = None
+
+    @property
+    def epochs_done(self) -> int:
+        """The number of finished epochs."""
+        return len(self.history)
+
+    def start_epoch(self) -> None:
+        """Remember where this epoch's batch order starts; a fresh epoch sums losses from 0."""
+        self.epoch_start_order = self.batch_order.get_state()
+        if self.batches_done == 0:
+            self.loss_sum = torch.zeros((), device=device_of(self.model))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the state as nested dicts and lists of numbers, strings and tensors."""
+        mid_epoch = self.batches_done > 0 and self.epoch_start_order is not None
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.scheduler.state_dict() if self.schedule else None,
+            "history": dataclasses.asdict(self.history),
+            "batches_done": self.batches_done,
+            "loss_sum": self.loss_sum,
+            "batch_order": self.epoch_start_order if mid_epoch else self.batch_order.get_state(),
+            "best_loss": self.best_loss,
+            "best_weights": self.best_weights,
+            "epochs_without_improvement": self.epochs_without_improvement,
+            "random": random_states(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict()`: objects must be built as the saved ones were."""
+        device = device_of(self.model)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if (self.schedule is None) != (state["schedule"] is None):
+            raise WorkflowError("the checkpoint was saved with a different learning-rate schedule.")
+        if self.schedule is not None:
+            self.schedule.scheduler.load_state_dict(state["schedule"])
+        self.history = History(**state["history"])
+        self.batches_done = state["batches_done"]
+        self.loss_sum = state["loss_sum"].to(device)
+        self.batch_order.set_state(state["batch_order"])
+        self.best_loss = state["best_loss"]
+        best = state["best_weights"]
+        self.best_weights = {k: v.to(device) for k, v in best.items()} if best else None
+        self.epochs_without_improvement = state["epochs_without_improvement"]
+        set_random_states(state["random"])
+
+
+# Called after every epoch with the state and whether this is the last call of the run;
+# it decides whether to write a checkpoint.
+CheckpointFn = Callable[[TrainingState, bool], None]
+
+
 def train(
     model: nn.Module,
     splits: Splits,
@@ -153,6 +236,9 @@ def train(
     loss_fn: LossFn | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     progress: bool = False,
+    resume: dict[str, Any] | None = None,
+    checkpoint: CheckpointFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> History:
     """Train `model` on `splits.train` for `cfg.epochs` epochs and return the loss history.
 
@@ -163,6 +249,11 @@ def train(
     the best epoch's weights are restored. `loss_fn` and `optimizer` default to the ones
     `cfg` names. Logs through the "ptflow.training" logger every `cfg.log_every` epochs;
     `progress=True` shows a progress bar on a terminal.
+
+    Trustworthy runs: `resume` continues from a `TrainingState.state_dict()`; `checkpoint`
+    is called after every epoch to save one; a non-finite loss raises `TrainingDiverged`
+    before it reaches the weights; once `should_stop()` turns true (a signal arrived),
+    training checkpoints at the next batch boundary and raises `TrainingInterrupted`.
     """
     cfg = cfg if cfg is not None else Config()
     loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss, cfg.huber_delta)
@@ -181,21 +272,36 @@ def train(
     eval_split, eval_part = ("val", splits.val) if splits.val is not None else ("test", splits.test)
     X_eval, y_eval = eval_part.X.to(device), eval_part.y.to(device)
     batch_size = batch_size_for(cfg, len(X_train))
-    schedule = make_schedule(optimizer, cfg, steps_per_epoch=math.ceil(len(X_train) / batch_size))
-    batch_order = torch.Generator().manual_seed(cfg.seed)  # same seed, same mini-batches
-    history = History(eval_split=eval_split)
-    best_loss, best_weights, epochs_without_improvement = math.inf, None, 0
+    batches_per_epoch = math.ceil(len(X_train) / batch_size)
+    state = TrainingState(
+        model,
+        optimizer,
+        make_schedule(optimizer, cfg, batches_per_epoch),
+        History(eval_split=eval_split),
+        batch_order=torch.Generator().manual_seed(cfg.seed),  # same seed, same mini-batches
+    )
+    if resume is not None:
+        state.load_state_dict(resume)
+    history, schedule = state.history, state.schedule
+    last_epoch = len(history) if history.stopped_early else cfg.epochs
 
     # disable=None: a bar on a terminal only, never in logs or pipes.
     bar = tqdm(
-        range(1, cfg.epochs + 1), "training", unit="epoch", disable=None if progress else True
+        range(state.epochs_done + 1, last_epoch + 1),
+        "training",
+        unit="epoch",
+        initial=state.epochs_done,
+        total=last_epoch,
+        disable=None if progress else True,
     )
     for epoch in bar:
         model.train()  # training mode: dropout and friends on
-        loss_sum = torch.zeros((), device=device)
-        for X, y in _batches(X_train, y_train, batch_size, batch_order):
+        state.start_epoch()
+        for X, y in _batches(X_train, y_train, batch_size, state.batch_order, state.batches_done):
             y_pred = model(X)  # 1. forward pass
             loss = loss_fn(y_pred, y)  # 2. calculate the loss
+            if not torch.isfinite(loss):  # 2b. stop before a NaN or inf reaches the weights
+                raise _diverged(loss, epoch, state.batches_done + 1, optimizer)
             optimizer.zero_grad()  # 3. zero the gradients of the last step
             loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
             if cfg.clip_grad_norm is not None:  # 4b. cap the gradient's length
@@ -204,8 +310,12 @@ def train(
             if schedule is not None:
                 schedule.after_batch()
             # Summed as a tensor, so the loop never waits for the device to report a number.
-            loss_sum += loss.detach() * len(X)
-        train_loss = loss_sum.item() / len(X_train)  # mean per sample, not per batch
+            state.loss_sum += loss.detach() * len(X)
+            state.batches_done += 1
+            if should_stop is not None and should_stop() and state.batches_done < batches_per_epoch:
+                raise _interrupted(state, checkpoint, epoch)
+        train_loss = state.loss_sum.item() / len(X_train)  # mean per sample, not per batch
+        state.batches_done = 0
 
         # Testing: model.eval() and inference_mode() inside evaluate_loss.
         eval_loss = evaluate_loss(model, X_eval, y_eval, loss_fn)
@@ -227,38 +337,113 @@ def train(
             )
 
         # Early stopping: remember the best weights; stop when patience runs out.
-        if eval_loss < best_loss - cfg.min_delta:
-            best_loss, history.best_epoch, epochs_without_improvement = eval_loss, epoch, 0
+        if eval_loss < state.best_loss - cfg.min_delta:
+            state.best_loss, history.best_epoch, state.epochs_without_improvement = (
+                eval_loss,
+                epoch,
+                0,
+            )
             if cfg.patience is not None:
-                best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
-            epochs_without_improvement += 1
-        if cfg.patience is not None and epochs_without_improvement >= cfg.patience:
-            history.stopped_early = epoch < cfg.epochs
+            state.epochs_without_improvement += 1
+        out_of_patience = (
+            cfg.patience is not None and state.epochs_without_improvement >= cfg.patience
+        )
+        history.stopped_early = out_of_patience and epoch < cfg.epochs
+        stop_now = should_stop is not None and should_stop()
+        if checkpoint is not None:
+            checkpoint(state, out_of_patience or stop_now or epoch == cfg.epochs)
+        if out_of_patience:
             break
+        if stop_now and epoch < cfg.epochs:
+            raise _interrupted(state, None, epoch)  # the checkpoint was just written
     bar.close()
 
-    if best_weights is not None:
-        model.load_state_dict(best_weights)
+    if state.best_weights is not None:
+        model.load_state_dict(state.best_weights)
         logger.info(
             "restored the weights of epoch %d, the best %s loss %.6f%s",
             history.best_epoch,
             eval_split,
-            best_loss,
+            state.best_loss,
             f" (stopped early at epoch {len(history)})" if history.stopped_early else "",
         )
     return history
 
 
+def random_states() -> dict[str, Any]:
+    """Return the state of every random number generator a run may draw from."""
+    numpy_state = np.random.get_state(legacy=False)
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": numpy_state["state"]["pos"],
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        },
+        "python": {"version": version, "internal": torch.tensor(internal), "gauss": gauss_next},
+    }
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    """Restore the generators from `random_states()`."""
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    numpy_state = states["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {
+                "key": numpy_state["key"].numpy().astype(np.uint32),
+                "pos": numpy_state["pos"],
+            },
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    python_state = states["python"]
+    random.setstate(
+        (python_state["version"], tuple(python_state["internal"].tolist()), python_state["gauss"])
+    )
+
+
+def _diverged(
+    loss: torch.Tensor, epoch: int, batch: int, optimizer: torch.optim.Optimizer
+) -> TrainingDiverged:
+    lr = optimizer.param_groups[0]["lr"]
+    return TrainingDiverged(
+        f"the training loss became {loss.item()} at epoch {epoch}, batch {batch} "
+        f"(learning rate {lr:.6g}); training stopped before that update reached the weights; "
+        f"lower --lr or add --clip-grad-norm, and check the data for extreme values."
+    )
+
+
+def _interrupted(
+    state: TrainingState, checkpoint: CheckpointFn | None, epoch: int
+) -> TrainingInterrupted:
+    if checkpoint is not None:
+        checkpoint(state, True)
+    where = f"epoch {epoch}" + (f", batch {state.batches_done}" if state.batches_done else "")
+    return TrainingInterrupted(f"training stopped after {where}")
+
+
 def _batches(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
+    X: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator, skip: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (X, y) batches: the whole split at once, or shuffled slices of batch_size rows."""
+    """Yield (X, y) batches: the whole split at once, or shuffled slices of batch_size rows.
+
+    `skip` leaves out the epoch's first batches, already trained before a resume.
+    """
     if batch_size >= len(X):
         yield X, y  # full batch, in order, as in the tutorial
         return
     # Index-gathering with one permutation per epoch: no per-sample Dataset/collate overhead.
     order = torch.randperm(len(X), generator=generator).to(X.device)
-    for start in range(0, len(X), batch_size):
+    for start in range(skip * batch_size, len(X), batch_size):
         rows = order[start : start + batch_size]
         yield X[rows], y[rows]

@@ -1,8 +1,8 @@
 """The whole workflow end to end, and the run folder it leaves behind.
 
 data -> split -> model -> train -> evaluate -> plots -> save. `ptflow run` (the tutorial's
-line) and `ptflow train` (a table) are thin layers over `run_workflow`; `ptflow predict`
-and `ptflow evaluate` over `load_run`.
+line) and `ptflow train` (a table) are thin layers over `run_workflow`, their `--resume`
+over `resume_workflow`; `ptflow predict` and `ptflow evaluate` over `load_run`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ import json
 import logging
 import os
 import platform
+import shlex
 import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,15 @@ import torch
 from torch import nn
 
 from ptflow import __version__
-from ptflow.checkpoint import load_weights, save_weights
-from ptflow.config import Config
+from ptflow.checkpoint import (
+    Checkpoint,
+    latest_checkpoint,
+    list_checkpoints,
+    load_weights,
+    save_checkpoint,
+    save_weights,
+)
+from ptflow.config import Config, check_resumable
 from ptflow.data import (
     Splits,
     Table,
@@ -40,20 +46,23 @@ from ptflow.data import (
     scale_splits,
     split,
 )
-from ptflow.errors import WorkflowError
+from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import Metrics, compute_metrics, evaluate, fit_least_squares, predict
-from ptflow.files import atomic_path, current_umask, write_json, write_text
+from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
 from ptflow.models import Standardized, build_model, linear_parameters
 from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
-from ptflow.training import History, train
+from ptflow.training import History, TrainingState, train
 
 __all__ = [
+    "CHECKPOINT_SECONDS",
     "RUN_FILES",
     "LoadedRun",
     "RunResult",
     "default_run_dir",
     "load_data",
     "load_run",
+    "resume_command",
+    "resume_workflow",
     "run_workflow",
     "write_config_toml",
 ]
@@ -62,7 +71,9 @@ logger = logging.getLogger(__name__)
 
 # Every run folder holds these; the plots differ between the tutorial's line and tables.
 RUN_FILES = (
+    "checkpoints",  # the newest training checkpoints, to resume or continue the run
     "model.pt",
+    "model.safetensors",
     "config.json",
     "config.toml",
     "history.csv",
@@ -70,6 +81,9 @@ RUN_FILES = (
     "split_indices.npz",
     "loss_curves.png",
 )
+# Without --checkpoint-every, a checkpoint is written once this long has passed since the
+# last one: long runs lose little to a crash, short runs do not pay for many writes.
+CHECKPOINT_SECONDS = 60.0
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
 TABLE_PLOTS = ("predicted_vs_actual.png",)
 
@@ -129,6 +143,18 @@ def load_data(cfg: Config) -> Table:
     return Table(X, y, features=("X",), target=("y",), fingerprint={})
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """Steps 1 and 3: the data, its split, and the model before training."""
+
+    data: Table
+    splits: Splits  # raw columns, as read
+    model: nn.Module  # takes raw columns: standardisation, if any, is inside
+    network: nn.Module  # what trains: the model itself, or the network inside Standardized
+    train_splits: Splits  # what the network sees: standardised columns if asked
+    y_pred_before: torch.Tensor | None  # the tutorial's "predictions before training"
+
+
 def run_workflow(
     cfg: Config | None = None,
     out_dir: str | os.PathLike[str] | None = None,
@@ -136,18 +162,105 @@ def run_workflow(
     overwrite: bool = False,
     progress: bool = False,
     command: list[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> RunResult:
     """Run the workflow with `cfg` and write its run folder to `out_dir`.
 
-    The folder appears complete or not at all: files are written to a temporary folder
-    beside it, which is renamed into place at the end. An existing non-empty `out_dir` is
-    an error unless `overwrite` is set.
+    The folder is made once the data has loaded and the model is built, so bad input
+    leaves nothing behind. It holds the configuration from the start and checkpoints
+    during training (see `resume_workflow`); `summary.json`, written last, marks it
+    finished. An existing non-empty `out_dir` is an error unless `overwrite` is set.
     """
     cfg = cfg if cfg is not None else Config()
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir()
     _check_run_dir_free(run_dir, overwrite)
     started = time.perf_counter()
+    prepared = _prepare(cfg)
+    _check_run_dir_free(run_dir, overwrite)  # it may have appeared meanwhile
+    if overwrite and run_dir.is_dir():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_run_record(run_dir, cfg, prepared, command)
+    splits = prepared.splits
+    with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(
+            file,
+            train=splits.train_indices.numpy(),
+            val=splits.val_indices.numpy(),
+            test=splits.test_indices.numpy(),
+        )
+    return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
 
+
+def resume_workflow(
+    run_dir: str | os.PathLike[str],
+    changes: dict[str, Any] | None = None,
+    *,
+    progress: bool = False,
+    command: list[str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RunResult:
+    """Continue a run folder's training from its newest good checkpoint and finish it.
+
+    The result is bit for bit the one an uninterrupted run would have given. `changes`
+    may only touch settings that cannot change the result (`RESUMABLE_SETTINGS`); the
+    data must be the same file content (it may have moved: pass a new `data` path).
+    """
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    saved, record = _read_run_record(run_dir)
+    changes = dict(changes or {})
+    cfg = saved.replace(**changes) if changes else saved
+    check_resumable(saved, cfg)
+    remove_stale_temporaries(run_dir)
+    remove_stale_temporaries(run_dir / "checkpoints")
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    if checkpoint is None:
+        raise WorkflowError(
+            f"{run_dir} has no checkpoint to resume from; "
+            f"start the run again with --out {run_dir} --overwrite."
+        )
+    prepared = _prepare(cfg)
+    if cfg.data is not None and prepared.data.fingerprint.get("sha256") != record["data"].get(
+        "sha256"
+    ):
+        raise WorkflowError(
+            f"{cfg.data} is not the data {run_dir} was trained on (its SHA-256 differs); "
+            f"resume with the same file, or start a new run."
+        )
+    if cfg != saved:
+        _write_run_record(run_dir, cfg, prepared, record.get("command"), resumed_by=command)
+    logger.info(
+        "resuming from %s: %d of %d epochs done", checkpoint.path.name, checkpoint.epoch, cfg.epochs
+    )
+    return _train_and_finish(run_dir, cfg, prepared, checkpoint, started, progress, should_stop)
+
+
+def resume_command(cfg: Config, run_dir: Path) -> str:
+    """Return the command that resumes the run in `run_dir`."""
+    return f"ptflow {'run' if cfg.data is None else 'train'} --resume {shlex.quote(str(run_dir))}"
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
+    """Load a finished run folder's configuration and trained model."""
+    run_dir = Path(run_dir)
+    cfg, record = _read_run_record(run_dir)
+    if not (run_dir / "summary.json").is_file():
+        done = list_checkpoints(run_dir / "checkpoints")
+        progress = f" after {_checkpoint_label(done[-1])}" if done else ""
+        raise WorkflowError(
+            f"{run_dir} is an unfinished run (it stopped{progress} of {cfg.epochs} epochs); "
+            f"finish it with: {resume_command(cfg, run_dir)}"
+        )
+    features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
+    model = _build_network(cfg, len(features), len(target), seed=None)
+    if cfg.scale == "standard":
+        model = Standardized(model, None, len(features), len(target))
+    load_weights(model, run_dir / "model.pt")
+    return LoadedRun(run_dir=run_dir, config=cfg, model=model, features=features, target=target)
+
+
+def _prepare(cfg: Config) -> _Prepared:
     # 1. data: the line or a table, split into train, validation and test rows
     data = load_data(cfg)
     splits = split(
@@ -172,8 +285,37 @@ def run_workflow(
         model, train_splits = network, splits
     # The tutorial's "predictions before training" plot; tables have no such plot.
     y_pred_before = predict(model, splits.test.X) if cfg.data is None else None
-    # 4. train
-    history = train(network, train_splits, cfg, progress=progress)
+    return _Prepared(data, splits, model, network, train_splits, y_pred_before)
+
+
+def _train_and_finish(
+    run_dir: Path,
+    cfg: Config,
+    prepared: _Prepared,
+    checkpoint: Checkpoint | None,
+    started: float,
+    progress: bool,
+    should_stop: Callable[[], bool] | None,
+) -> RunResult:
+    splits, model = prepared.splits, prepared.model
+    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, {"config": cfg.to_dict()})
+    # 4. train, checkpointing on the way
+    try:
+        history = train(
+            prepared.network,
+            prepared.train_splits,
+            cfg,
+            progress=progress,
+            resume=checkpoint.state if checkpoint is not None else None,
+            checkpoint=checkpoints,
+            should_stop=should_stop,
+        )
+    except TrainingInterrupted as stop:
+        raise TrainingInterrupted(
+            f"{stop} and saved a checkpoint; resume with: {resume_command(cfg, run_dir)}"
+        ) from None
+    except TrainingDiverged as diverged:
+        raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     metrics = {name: evaluate(model, *part) for name, part in parts.items() if part is not None}
@@ -183,38 +325,78 @@ def run_workflow(
         for name, part in parts.items()
         if part is not None
     }
-    wall_s = time.perf_counter() - started
-
     result = RunResult(
         run_dir=run_dir,
         config=cfg,
         model=model,
-        data=data,
+        data=prepared.data,
         splits=splits,
         history=history,
         metrics=metrics,
         baseline_metrics=baseline_metrics,
         learned=linear_parameters(model),
-        wall_s=wall_s,
+        wall_s=time.perf_counter() - started,
     )
-    # 2. and 6. visualize and save, into a folder that appears only when complete
-    with _staging_dir(run_dir, overwrite) as staging:
-        _write_run_files(staging, result, y_pred_before, command)
+    # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
+    _write_run_files(run_dir, result, prepared.y_pred_before)
+    summary = _summary(result)
+    if checkpoint is not None:
+        summary["resumed_from"] = checkpoint.path.name
+    write_json(run_dir / "summary.json", summary)
     return result
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
-    """Load a run folder's configuration and trained model."""
-    run_dir = Path(run_dir)
+@dataclass
+class _Checkpointer:
+    """Saves a checkpoint every `checkpoint_every` epochs, or every CHECKPOINT_SECONDS."""
+
+    folder: Path
+    cfg: Config
+    info: dict[str, Any]
+    last_saved: float = field(default_factory=time.monotonic)
+
+    def __call__(self, state: TrainingState, final: bool) -> None:
+        every = self.cfg.checkpoint_every
+        if every is not None:
+            due = state.epochs_done % every == 0
+        else:
+            due = time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS
+        if not (final or due):
+            return
+        save_checkpoint(
+            self.folder,
+            state.state_dict(),
+            epoch=state.epochs_done,
+            batch=state.batches_done,
+            info={**self.info, "saved": datetime.now().astimezone().isoformat(timespec="seconds")},
+            keep=self.cfg.keep_checkpoints,
+        )
+        self.last_saved = time.monotonic()
+
+
+def _kept_checkpoint(run_dir: Path) -> str:
+    if done := list_checkpoints(run_dir / "checkpoints"):
+        return f"The run folder {run_dir} keeps its last good checkpoint, {done[-1].name}."
+    shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no checkpoint yet
+    return "No checkpoint had been written, so no run folder was kept."
+
+
+def _checkpoint_label(path: Path) -> str:
+    epoch, _, batch = path.stem.removeprefix("epoch-").partition("-batch-")
+    return f"epoch {int(epoch)}" + (f" and {int(batch)} batches" if batch else "")
+
+
+def _read_run_record(run_dir: Path) -> tuple[Config, dict[str, Any]]:
+    """Return a run folder's configuration and the whole record in its config.json."""
     if not run_dir.is_dir():
         raise WorkflowError(f"run folder {run_dir} does not exist; pass a folder ptflow made.")
     config_path = run_dir / "config.json"
     try:
-        saved = json.loads(config_path.read_text(encoding="utf-8"))
-        cfg = Config.from_dict(saved["config"])
-        shape = saved["model"]
-        features, target = tuple(shape["features"]), tuple(shape["target"])
-        model = _build_network(cfg, len(features), len(target), seed=None)
+        record = json.loads(config_path.read_text(encoding="utf-8"))
+        cfg = Config.from_dict(record["config"])
+        for key in ("features", "target"):
+            if not isinstance(record["model"][key], list):
+                raise TypeError(f"model.{key} is not a list")
     except FileNotFoundError:
         raise WorkflowError(
             f"{run_dir} has no config.json, so it is not a ptflow run folder; "
@@ -225,10 +407,37 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
             f"{config_path} is corrupt ({type(error).__name__}: {error}); "
             f"train again to make a fresh run folder."
         ) from None
-    if cfg.scale == "standard":
-        model = Standardized(model, None, len(features), len(target))
-    load_weights(model, run_dir / "model.pt")
-    return LoadedRun(run_dir=run_dir, config=cfg, model=model, features=features, target=target)
+    return cfg, record
+
+
+def _write_run_record(
+    run_dir: Path,
+    cfg: Config,
+    prepared: _Prepared,
+    command: list[str] | None,
+    resumed_by: list[str] | None = None,
+) -> None:
+    """Write config.json (settings, data, model shape, versions) and config.toml."""
+    data = prepared.data
+    record: dict[str, Any] = {
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "data": {**data.fingerprint, "rows": len(data.X), "dropped_rows": data.dropped_rows},
+        "model": {
+            "name": cfg.model,
+            "in_features": len(data.features),
+            "out_features": len(data.target),
+            "features": list(data.features),
+            "target": list(data.target),
+        },
+        "command": command,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    if resumed_by is not None:
+        record["resumed_by"] = resumed_by
+    write_json(run_dir / "config.json", record)
+    write_config_toml(cfg, run_dir / "config.toml")
 
 
 def write_config_toml(cfg: Config, path: str | os.PathLike[str]) -> None:
@@ -255,6 +464,12 @@ def _build_network(cfg: Config, in_features: int, out_features: int, seed: int |
 def _check_run_dir_free(run_dir: Path, overwrite: bool) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise WorkflowError(f"{run_dir} is a file, not a folder; choose another output folder.")
+    unfinished = (run_dir / "config.json").is_file() and not (run_dir / "summary.json").is_file()
+    if unfinished and not overwrite:
+        raise WorkflowError(
+            f"output folder {run_dir} holds an unfinished run; resume it with --resume "
+            f"{run_dir}, or pass --overwrite to replace it."
+        )
     if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
         raise WorkflowError(
             f"output folder {run_dir} already exists and is not empty; "
@@ -262,60 +477,11 @@ def _check_run_dir_free(run_dir: Path, overwrite: bool) -> None:
         )
 
 
-@contextmanager
-def _staging_dir(run_dir: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder beside `run_dir` that replaces it when the block succeeds."""
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", dir=run_dir.parent))
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the run folder is not
-    try:
-        yield staging
-        old = None
-        if run_dir.exists():
-            _check_run_dir_free(run_dir, overwrite)  # it may have appeared meanwhile
-            old = staging.with_name(staging.name + ".old")
-            os.replace(run_dir, old)
-        os.replace(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def _write_run_files(
-    folder: Path, result: RunResult, y_pred_before: torch.Tensor | None, command: list[str] | None
-) -> None:
+def _write_run_files(folder: Path, result: RunResult, y_pred_before: torch.Tensor | None) -> None:
     cfg, splits, model, data = result.config, result.splits, result.model, result.data
     save_weights(model, folder / "model.pt")
-    write_json(
-        folder / "config.json",
-        {
-            "config": cfg.to_dict(),
-            "seed": cfg.seed,
-            "model": {
-                "name": cfg.model,
-                "in_features": len(data.features),
-                "out_features": len(data.target),
-                "features": list(data.features),
-                "target": list(data.target),
-            },
-            "command": command,
-            "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "versions": _versions(),
-        },
-    )
-    write_config_toml(cfg, folder / "config.toml")
+    save_weights(model, folder / "model.safetensors")
     write_text(folder / "history.csv", _history_csv(result.history))
-    write_json(folder / "summary.json", _summary(result))
-    with atomic_path(folder / "split_indices.npz") as tmp, open(tmp, "wb") as file:
-        np.savez_compressed(
-            file,
-            train=splits.train_indices.numpy(),
-            val=splits.val_indices.numpy(),
-            test=splits.test_indices.numpy(),
-        )
-
     plot_loss_curves(result.history, path=folder / "loss_curves.png")
     y_pred_after = predict(model, splits.test.X)
     if cfg.data is not None:
