@@ -94,7 +94,7 @@ def test_a_crash_while_writing_leaves_an_unfinished_run_that_resumes(
         ptflow.run_workflow(Config(epochs=2), out)
     assert not (out / "summary.json").exists()  # not marked finished
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written file
-    with pytest.raises(WorkflowError, match="unfinished run.*--resume"):
+    with pytest.raises(WorkflowError, match=r"unfinished run.*--resume"):
         ptflow.load_run(out)
     with pytest.raises(WorkflowError, match="unfinished run"):
         ptflow.run_workflow(Config(epochs=2), out)

@@ -176,6 +176,9 @@ def save_checkpoint(
     for old in list_checkpoints(folder)[:-keep]:
         old.unlink(missing_ok=True)  # the JSON first: without it the tensors file is inert
         old.with_suffix(".safetensors").unlink(missing_ok=True)
+    for orphan in folder.glob("epoch-*.safetensors"):  # left by a save that failed midway
+        if not orphan.with_suffix(".json").exists():
+            orphan.unlink(missing_ok=True)
     return path
 
 
