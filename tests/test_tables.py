@@ -77,9 +77,10 @@ def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
         (
             "x,y\n1,2\n2,\n3,4\n",
             "y",
-            "missing or infinite values in 1 rows, the first in column 'y' at row 2",
+            "values in 1 rows, the first in column 'y' at row 2",
         ),
         ("x,y\n1,2\n2,inf\n", "y", "column 'y' at row 2"),
+        ("x,y\n1,2\n2,1e39\n", "y", "too large (beyond ±3.4e38, float32's range)"),
         ("x,y\n1,5\n2,5\n3,5\n", "y", "target column 'y' has the same value in every row"),
         ("x,y\n1,2\n3,4,5\n", "y", "every row has one value per column"),
         ("name,y\na,1\nb,2\n", "y", "no numeric column besides the target (name holds text)"),

@@ -22,6 +22,7 @@ __all__ = [
     "ACTIVATIONS",
     "FORMATS",
     "LOSSES",
+    "MAX_LINE_POINTS",
     "MODELS",
     "OPTIMIZERS",
     "RESUMABLE_SETTINGS",
@@ -29,6 +30,7 @@ __all__ = [
     "SCHEDULES",
     "TABLE_DEFAULTS",
     "Config",
+    "check_line_points",
     "check_resumable",
     "check_setting_names",
 ]
@@ -48,6 +50,9 @@ OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 FORMATS: tuple[str, ...] = get_args(FormatName)
 SCALES: tuple[str, ...] = get_args(ScaleName)
+
+# The tutorial's line is made in memory: more points than this is a typo, not a dataset.
+MAX_LINE_POINTS = 10_000_000
 
 # Settings that may change when a run is resumed: they do not change its result.
 RESUMABLE_SETTINGS = frozenset({"epochs", "log_every", "checkpoint_every", "keep_checkpoints"})
@@ -126,6 +131,7 @@ class Config:
             raise WorkflowError(
                 f"end ({self.end}) must be greater than start ({self.start}); swap them."
             )
+        check_line_points(self.start, self.end, self.step)
         if not 0 < self.train_fraction < 1:
             raise WorkflowError(
                 f"train_fraction must be between 0 and 1, got {self.train_fraction}."
@@ -232,6 +238,16 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+def check_line_points(start: float, end: float, step: float) -> None:
+    """Refuse a line of more than MAX_LINE_POINTS points, before memory runs out."""
+    points = (end - start) / step  # may overflow to infinity: still too many
+    if not points <= MAX_LINE_POINTS:
+        raise WorkflowError(
+            f"arange({start}, {end}, {step}) would make {points:.3g} points, more than "
+            f"{MAX_LINE_POINTS:,}; use a larger step or a shorter range."
+        )
 
 
 def check_resumable(saved: Config, new: Config) -> None:

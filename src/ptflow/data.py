@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from ptflow.config import check_line_points
 from ptflow.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def make_linear_data(
         raise WorkflowError(
             f"arange({start}, {end}, {step}) is empty; use start < end and a positive step."
         )
+    check_line_points(start, end, step)
     X = torch.arange(start, end, step).unsqueeze(dim=1)  # (n, 1): one feature per row
     y = weight * X + bias
     return X, y
@@ -229,7 +231,8 @@ def load_table(
     if dropped and not drop_missing:
         column, row = _first_missing(values, [*features, *target])
         raise WorkflowError(
-            f"{path.name} has missing or infinite values in {dropped} rows, the first in column "
+            f"{path.name} has missing, infinite or too large (beyond ±3.4e38, float32's "
+            f"range) values in {dropped} rows, the first in column "
             f"{column!r} at row {row}; clean the data or pass --drop-missing to skip such rows."
         )
     if dropped:
@@ -341,6 +344,13 @@ def _numeric_columns(path: Path, file_format: str, columns: list[str]) -> list[s
 
 
 def _read_numeric(path: Path, file_format: str, names: list[str]) -> NDArray[np.float32]:
+    # Values beyond float32's range become infinity here, without a warning: the check of
+    # finite values that follows reports them with their row.
+    with np.errstate(over="ignore"):
+        return _read_numeric_float32(path, file_format, names)
+
+
+def _read_numeric_float32(path: Path, file_format: str, names: list[str]) -> NDArray[np.float32]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
