@@ -8,6 +8,7 @@ import hashlib
 import math
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 # `ptflow --help` never pay for them.
 
 __all__ = [
+    "READ_BLOCK_ROWS",
     "Scaling",
     "Split",
     "Splits",
@@ -38,6 +40,9 @@ __all__ = [
     "split",
     "table_format",
 ]
+
+# Tables are read this many rows at a time: memory beyond the result is one block.
+READ_BLOCK_ROWS = 262_144
 
 
 class Split(NamedTuple):
@@ -221,27 +226,28 @@ def load_table(
                 f"fix the values, or name the features with --features."
             )
     features = tuple(features)
-    values = _read_numeric(path, file_format, [*features, *target])  # (rows, features + targets)
-    if len(values) == 0:
+    with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
+        fingerprint = background.submit(file_fingerprint, path)
+        X_values, y_values = _read_numeric(path, file_format, columns, features, target)
+    if len(X_values) == 0:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     ids = _read_ids(path, file_format, id_column) if id_column else None
 
-    finite = np.isfinite(values).all(axis=1)
+    finite = np.isfinite(X_values).all(axis=1) & np.isfinite(y_values).all(axis=1)
     dropped = int((~finite).sum())
     if dropped and not drop_missing:
-        column, row = _first_missing(values, [*features, *target])
+        column, row = _first_missing(np.hstack([X_values, y_values]), [*features, *target])
         raise WorkflowError(
             f"{path.name} has missing, infinite or too large (beyond ±3.4e38, float32's "
             f"range) values in {dropped} rows, the first in column "
             f"{column!r} at row {row}; clean the data or pass --drop-missing to skip such rows."
         )
     if dropped:
-        values = values[finite]
+        X_values, y_values = X_values[finite], y_values[finite]
         ids = [ids[row] for row in np.flatnonzero(finite)] if ids else ids
-        if len(values) == 0:
+        if len(X_values) == 0:
             raise WorkflowError(f"every row of {path.name} has a missing value; clean the data.")
-    X = torch.from_numpy(np.ascontiguousarray(values[:, : len(features)]))
-    y = torch.from_numpy(np.ascontiguousarray(values[:, len(features) :]))
+    X, y = torch.from_numpy(X_values), torch.from_numpy(y_values)
     if len(y) > 1 and (
         constant := [n for n, c in zip(target, y.T, strict=True) if bool((c == c[0]).all())]
     ):
@@ -249,9 +255,15 @@ def load_table(
             f"target column {', '.join(map(repr, constant))} has the same value in every row; "
             f"a model cannot learn from it, so choose another target."
         )
-    fingerprint = file_fingerprint(path)
-    fingerprint.update(rows=len(values), columns=len(columns))
-    return Table(X, y, features, target, fingerprint, dropped, ids)
+    return Table(
+        X,
+        y,
+        features,
+        target,
+        {**fingerprint.result(), "rows": len(X), "columns": len(columns)},
+        dropped,
+        ids,
+    )
 
 
 def table_format(path: Path, format: str = "auto") -> str:
@@ -343,40 +355,109 @@ def _numeric_columns(path: Path, file_format: str, columns: list[str]) -> list[s
     ]
 
 
-def _read_numeric(path: Path, file_format: str, names: list[str]) -> NDArray[np.float32]:
+def _read_numeric(
+    path: Path,
+    file_format: str,
+    columns: list[str],
+    features: tuple[str, ...],
+    target: Sequence[str],
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Read the feature and target columns as float32 arrays (rows, features), (rows, targets).
+
+    Both formats are read in blocks of READ_BLOCK_ROWS rows, so memory beyond the arrays
+    themselves is one block, not a copy of the whole table.
+    """
     # Values beyond float32's range become infinity here, without a warning: the check of
     # finite values that follows reports them with their row.
     with np.errstate(over="ignore"):
-        return _read_numeric_float32(path, file_format, names)
+        if file_format == "parquet":
+            return _read_parquet_numeric(path, features, target)
+        return _read_csv_numeric(path, columns, features, target)
 
 
-def _read_numeric_float32(path: Path, file_format: str, names: list[str]) -> NDArray[np.float32]:
+def _read_parquet_numeric(
+    path: Path, features: tuple[str, ...], target: Sequence[str]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if file_format == "parquet":
-        table = pq.read_table(path, columns=names)
-        filled = np.empty((table.num_rows, len(names)), dtype=np.float32)
-        for i, name in enumerate(names):
-            column = table.column(name)
-            if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-                _raise_non_numeric(path, name, column.to_pandas(), rows_are_lines=False)
-                raise WorkflowError(
-                    f"column {name!r} of {path.name} has type {column.type}, not numbers; "
-                    f"leave it out of --features."
-                )
-            filled[:, i] = column.to_numpy(zero_copy_only=False)
-        return filled
+    file = pq.ParquetFile(path)
+    names = [*features, *target]
+    for name in names:
+        kind = file.schema_arrow.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            column = pq.read_table(path, columns=[name]).column(name)
+            _raise_non_numeric(path, name, column.to_pandas(), rows_are_lines=False)
+            raise WorkflowError(
+                f"column {name!r} of {path.name} has type {kind}, not numbers; "
+                f"leave it out of --features."
+            )
+    rows = file.metadata.num_rows  # known up front: fill preallocated arrays block by block
+    X = np.empty((rows, len(features)), dtype=np.float32)
+    y = np.empty((rows, len(target)), dtype=np.float32)
+    start = 0
+    for block in file.iter_batches(batch_size=READ_BLOCK_ROWS, columns=names):
+        stop = start + block.num_rows
+        for out, part in ((X, features), (y, target)):
+            for i, name in enumerate(part):
+                out[start:stop, i] = block.column(name).to_numpy(zero_copy_only=False)
+        start = stop
+    return X, y
+
+
+def _read_csv_numeric(
+    path: Path, columns: list[str], features: tuple[str, ...], target: Sequence[str]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    import pandas as pd
+
+    from ptflow.csv_blocks import read_csv_float32
+
+    if parallel := read_csv_float32(path, columns, features, target, torch.get_num_threads()):
+        return parallel
+    # Quotes or a bad value: one sequential pass, in blocks, whose errors name the line.
+    names = [*features, *target]
+    # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
+    selection = {} if sorted(names) == sorted(columns) else {"usecols": names}
+    X_blocks: list[NDArray[np.float32]] = []
+    y_blocks: list[NDArray[np.float32]] = []
     try:
-        frame = _read_csv(path, usecols=names, dtype=np.float32)
+        with pd.read_csv(
+            path,
+            engine="c",
+            encoding="utf-8-sig",
+            header=0,
+            names=columns,  # the header as _read_header read it, stripped of spaces
+            dtype=np.float32,
+            chunksize=READ_BLOCK_ROWS,
+            **selection,
+        ) as reader:
+            for block in reader:  # pandas stores columns apart: make rows contiguous, writable
+                for blocks, part in ((X_blocks, features), (y_blocks, target)):
+                    values = block[list(part)].to_numpy(dtype=np.float32)
+                    blocks.append(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise WorkflowError(
+            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
+            f"fix the file so that every row has one value per column."
+        ) from None
     except ValueError:
         # Read again as text to say which value in which column is not a number.
         text = _read_csv(path, usecols=names, dtype=str)
         for name in names:
             _raise_non_numeric(path, name, text[name], rows_are_lines=True)
-        raise
-    values: NDArray[np.float32] = frame[names].to_numpy(dtype=np.float32)
-    return values
+        raise WorkflowError(
+            f"cannot read the columns of {path.name} as numbers; check the file's values."
+        ) from None
+    X, y = _stack(X_blocks, len(features)), _stack(y_blocks, len(target))
+    return X, y
+
+
+def _stack(blocks: list[NDArray[np.float32]], width: int) -> NDArray[np.float32]:
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks:
+        return np.empty((0, width), dtype=np.float32)
+    return np.concatenate(blocks)
 
 
 def _read_ids(path: Path, file_format: str, name: str) -> list[str]:

@@ -20,6 +20,7 @@ __all__ = [
     "evaluate",
     "evaluate_loss",
     "fit_least_squares",
+    "mean_loss",
     "metrics_by_target",
     "predict",
 ]
@@ -92,10 +93,34 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Metrics:
 
 
 def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
-    """Return the mean loss of the model on (X, y), computed under inference mode."""
-    y_pred = predict(model, X)
-    with torch.inference_mode():
-        return loss_fn(y_pred, y.to(y_pred.device)).item()
+    """Return the mean loss of the model on (X, y) in eval mode under inference mode.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            device = device_of(model)
+            return mean_loss(model, X.to(device), y.to(device), loss_fn)
+    finally:
+        model.train(was_training)
+
+
+def mean_loss(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int = 65_536
+) -> float:
+    """Return the mean of `loss_fn` over (X, y), in batches; the caller sets the mode.
+
+    Mean losses (L1, MSE, Huber) average over every element, so batches weigh by rows.
+    """
+    if len(X) <= batch_size:
+        return float(loss_fn(model(X), y).item())
+    total = 0.0
+    for start in range(0, len(X), batch_size):
+        X_part, y_part = X[start : start + batch_size], y[start : start + batch_size]
+        total += loss_fn(model(X_part), y_part).item() * len(X_part)
+    return total / len(X)
 
 
 def metrics_by_target(

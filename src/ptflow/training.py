@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import evaluate_loss
+from ptflow.evaluation import mean_loss
 from ptflow.models import device_of
 
 __all__ = [
@@ -168,7 +168,7 @@ class TrainingState:
     history: History
     batch_order: torch.Generator  # draws each epoch's order of mini-batches
     batches_done: int = 0  # batches of the current epoch already trained
-    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # their summed loss
+    loss_sum: float = 0.0  # their losses, each times its number of rows
     best_loss: float = math.inf
     best_weights: dict[str, torch.Tensor] | None = None  # kept for early stopping
     epochs_without_improvement: int = 0
@@ -179,12 +179,6 @@ class TrainingState:
     def epochs_done(self) -> int:
         """The number of finished epochs."""
         return len(self.history)
-
-    def start_epoch(self) -> None:
-        """Remember where this epoch's batch order starts; a fresh epoch sums losses from 0."""
-        self.epoch_start_order = self.batch_order.get_state()
-        if self.batches_done == 0:
-            self.loss_sum = torch.zeros((), device=device_of(self.model))
 
     def state_dict(self) -> dict[str, Any]:
         """Return the state as nested dicts and lists of numbers, strings and tensors."""
@@ -205,7 +199,6 @@ class TrainingState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict()`: objects must be built as the saved ones were."""
-        device = device_of(self.model)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if (self.schedule is None) != (state["schedule"] is None):
@@ -214,10 +207,11 @@ class TrainingState:
             self.schedule.scheduler.load_state_dict(state["schedule"])
         self.history = History(**state["history"])
         self.batches_done = state["batches_done"]
-        self.loss_sum = state["loss_sum"].to(device)
+        self.loss_sum = state["loss_sum"]
         self.batch_order.set_state(state["batch_order"])
         self.best_loss = state["best_loss"]
         best = state["best_weights"]
+        device = device_of(self.model)
         self.best_weights = {k: v.to(device) for k, v in best.items()} if best else None
         self.epochs_without_improvement = state["epochs_without_improvement"]
         set_random_states(state["random"])
@@ -271,8 +265,9 @@ def train(
     X_train, y_train = splits.train.X.to(device), splits.train.y.to(device)
     eval_split, eval_part = ("val", splits.val) if splits.val is not None else ("test", splits.test)
     X_eval, y_eval = eval_part.X.to(device), eval_part.y.to(device)
-    batch_size = batch_size_for(cfg, len(X_train))
-    batches_per_epoch = math.ceil(len(X_train) / batch_size)
+    train_rows = len(X_train)
+    batch_size = batch_size_for(cfg, train_rows)
+    batches_per_epoch = math.ceil(train_rows / batch_size)
     state = TrainingState(
         model,
         optimizer,
@@ -296,12 +291,16 @@ def train(
     )
     for epoch in bar:
         model.train()  # training mode: dropout and friends on
-        state.start_epoch()
+        if batches_per_epoch > 1:  # where this epoch's order starts, to redraw it on resume
+            state.epoch_start_order = state.batch_order.get_state()
         for X, y in _batches(X_train, y_train, batch_size, state.batch_order, state.batches_done):
             y_pred = model(X)  # 1. forward pass
             loss = loss_fn(y_pred, y)  # 2. calculate the loss
-            if not torch.isfinite(loss):  # 2b. stop before a NaN or inf reaches the weights
-                raise _diverged(loss, epoch, state.batches_done + 1, optimizer)
+            # 2b. Stop before a NaN or inf reaches the weights. Reading the number waits for
+            # the device once per batch: free on CPU, and the price of never training on NaN.
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise _diverged(loss_value, epoch, state.batches_done + 1, optimizer)
             optimizer.zero_grad()  # 3. zero the gradients of the last step
             loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
             if cfg.clip_grad_norm is not None:  # 4b. cap the gradient's length
@@ -309,16 +308,17 @@ def train(
             optimizer.step()  # 5. update the parameters with those gradients
             if schedule is not None:
                 schedule.after_batch()
-            # Summed as a tensor, so the loop never waits for the device to report a number.
-            state.loss_sum += loss.detach() * len(X)
+            state.loss_sum += loss_value * len(X)
             state.batches_done += 1
             if should_stop is not None and should_stop() and state.batches_done < batches_per_epoch:
                 raise _interrupted(state, checkpoint, epoch)
-        train_loss = state.loss_sum.item() / len(X_train)  # mean per sample, not per batch
-        state.batches_done = 0
+        train_loss = state.loss_sum / train_rows  # mean per sample, not per batch
+        state.batches_done, state.loss_sum = 0, 0.0
 
-        # Testing: model.eval() and inference_mode() inside evaluate_loss.
-        eval_loss = evaluate_loss(model, X_eval, y_eval, loss_fn)
+        # Testing: evaluation mode (dropout off), no autograd bookkeeping.
+        model.eval()
+        with torch.inference_mode():
+            eval_loss = mean_loss(model, X_eval, y_eval, loss_fn)
         history.append(epoch, train_loss, eval_loss, optimizer.param_groups[0]["lr"])
         if schedule is not None:
             schedule.after_epoch(eval_loss)
@@ -413,11 +413,11 @@ def set_random_states(states: dict[str, Any]) -> None:
 
 
 def _diverged(
-    loss: torch.Tensor, epoch: int, batch: int, optimizer: torch.optim.Optimizer
+    loss: float, epoch: int, batch: int, optimizer: torch.optim.Optimizer
 ) -> TrainingDiverged:
     lr = optimizer.param_groups[0]["lr"]
     return TrainingDiverged(
-        f"the training loss became {loss.item()} at epoch {epoch}, batch {batch} "
+        f"the training loss became {loss} at epoch {epoch}, batch {batch} "
         f"(learning rate {lr:.6g}); training stopped before that update reached the weights; "
         f"lower --lr or add --clip-grad-norm, and check the data for extreme values."
     )

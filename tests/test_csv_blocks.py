@@ -1,0 +1,106 @@
+"""The block-parallel CSV reader gives exactly what pandas reads in one piece."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ptflow
+from ptflow import csv_blocks
+from ptflow.csv_blocks import read_csv_float32
+
+COLUMNS = ["a", "b", "y"]
+
+
+def _whole(path: Path) -> np.ndarray:
+    values: np.ndarray = pd.read_csv(path, dtype=np.float32).to_numpy()
+    return values
+
+
+@pytest.fixture(autouse=True)
+def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 64 bytes: every file here is cut into many of them."""
+    monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 64)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_blocks_reassemble_the_file_in_order(
+    tmp_path: Path, threads: int, newline: str, final_newline: bool
+) -> None:
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(500, 3)).astype(np.float32)
+    lines = ["a,b,y", *(",".join(f"{v:.7g}" for v in row) for row in values)]
+    path = tmp_path / "t.csv"
+    path.write_bytes((newline.join(lines) + (newline if final_newline else "")).encode())
+    result = read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], threads)
+    assert result is not None
+    X, y = result
+    expected = _whole(path)
+    assert np.array_equal(X, expected[:, :2]) and np.array_equal(y, expected[:, 2:])
+    assert X.flags.c_contiguous and X.flags.writeable and y.flags.c_contiguous
+
+
+def test_blank_lines_long_lines_and_unused_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    long_id = "x" * 300  # longer than a block
+    path.write_text(f"id,a,b,y\nr1,1,2,3\n\n{long_id},4,5,6\n\n\nr3,7,8,9\n")
+    result = read_csv_float32(path, ["id", "a", "b", "y"], ["b", "a"], ["y"], 2)
+    assert result is not None
+    X, y = result
+    assert X.tolist() == [[2, 1], [5, 4], [8, 7]] and y.tolist() == [[3], [6], [9]]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        'a,b,y\n1,2,3\n"4",5,6\n',
+        '"a",b,y\n1,2,3\n',
+        "a,b,y\n1,2,3\n4,x,6\n",
+        "a,b,y\n1,2\n3,4,5,6\n",
+    ],
+)
+def test_quotes_and_bad_rows_ask_for_a_sequential_read(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(content)
+    assert read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], 2) is None
+
+
+def test_load_table_reads_quoted_files_the_same(tmp_path: Path) -> None:
+    plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+    rows = [(i, 2 * i, 3 * i + 1) for i in range(200)]
+    plain.write_text("a,b,y\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows))
+    quoted.write_text('"a","b","y"\n' + "".join(f'"{a}",{b},"{y}"\n' for a, b, y in rows))
+    one, other = ptflow.load_table(plain, "y"), ptflow.load_table(quoted, "y")
+    assert one.X.equal(other.X) and one.y.equal(other.y)
+
+
+def test_a_bad_value_deep_in_the_file_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    lines = ["a,b,y", *(f"{i},{i},{i % 7}" for i in range(300))]
+    lines[250] = "1,oops,2"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ptflow.WorkflowError, match=r"'oops' at row 250 \(line 251\)"):
+        ptflow.load_table(path, "y", ["a", "b"])
+
+
+def test_parquet_is_read_in_blocks_across_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr("ptflow.data.READ_BLOCK_ROWS", 50)
+    rng = np.random.default_rng(1)
+    columns = {"a": rng.normal(size=500), "b": rng.integers(0, 9, 500), "y": rng.normal(size=500)}
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(columns), path, row_group_size=37)
+    table = ptflow.load_table(path, "y")
+    assert table.features == ("a", "b")
+    expected = np.column_stack([columns["a"], columns["b"]]).astype(np.float32)
+    assert np.array_equal(table.X.numpy(), expected)
+    assert np.array_equal(table.y.numpy()[:, 0], columns["y"].astype(np.float32))
