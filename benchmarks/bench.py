@@ -56,6 +56,19 @@ def _median_pair(
     return statistics.median(times[0]), statistics.median(times[1])
 
 
+def _timed_row(
+    name: str,
+    baseline_name: str,
+    baseline: Callable[[], object],
+    ours: Callable[[], object],
+    repeats: int,
+    target: str,
+) -> Row:
+    """Time both alternately and return the row with their medians and ratio."""
+    baseline_s, ptflow_s = _median_pair(baseline, ours, repeats)
+    return Row(name, baseline_name, baseline_s, ptflow_s, ptflow_s / baseline_s, target)
+
+
 def bench_tutorial_loop(repeats: int) -> Row:
     """50 points, 200 full-batch epochs with a test loss every epoch."""
     X, y = ptflow.make_linear_data()
@@ -82,25 +95,22 @@ def bench_tutorial_loop(repeats: int) -> Row:
         ptflow.train(ptflow.build_model(seed=42), splits, cfg)
 
     plain()  # warm up: the first optimizer step imports torch._dynamo
-    baseline_s, ptflow_s = _median_pair(plain, ours, repeats)
-    return Row(
-        "tutorial: 200 epochs",
-        "hand-written loop",
-        baseline_s,
-        ptflow_s,
-        ptflow_s / baseline_s,
-        "<= 1.10",
-    )
+    return _timed_row("tutorial: 200 epochs", "hand-written loop", plain, ours, repeats, "<= 1.10")
 
 
-def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: int) -> Row:
-    """One epoch over rows x 16 features, batch 4096, Adam."""
+def _linear_problem(rows: int) -> ptflow.Splits:
+    """rows x 16 features, a noisy linear target, 98% of the rows for training."""
     generator = torch.Generator().manual_seed(0)
     X = torch.randn(rows, 16, generator=generator)
     y = X @ torch.randn(16, 1, generator=generator) + 0.1 * torch.randn(
         rows, 1, generator=generator
     )
-    splits = ptflow.split(X, y, 0.98)
+    return ptflow.split(X, y, 0.98)
+
+
+def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: int) -> Row:
+    """One epoch over rows x 16 features, batch 4096, Adam."""
+    splits = _linear_problem(rows)
     cfg = ptflow.Config(
         model=model_name, loss="mse", optimizer="adam", epochs=1, batch_size=4096, lr=1e-3
     )
@@ -124,24 +134,19 @@ def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: in
     def ours() -> None:
         ptflow.train(ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64)), splits, cfg)
 
-    baseline_s, ptflow_s = _median_pair(plain, ours, repeats)
-    return Row(
+    return _timed_row(
         f"{rows:,} rows x 16, one epoch, {model_name}",
         "hand-written slicing loop",
-        baseline_s,
-        ptflow_s,
-        ptflow_s / baseline_s,
+        plain,
+        ours,
+        repeats,
         "rows/s >= 0.95x (time <= 1.05)",
     )
 
 
 def bench_read_csv(rows: int, repeats: int, folder: Path) -> Row:
     """Read rows x 17 float columns from CSV into float32 tensors."""
-    rng = np.random.default_rng(0)
-    columns = [f"f{i}" for i in range(16)] + ["y"]
-    frame = pd.DataFrame(rng.standard_normal((rows, 17)).astype(np.float32), columns=columns)
-    path = folder / "bench.csv"
-    frame.to_csv(path, index=False, float_format="%.6g")
+    path = _write_table(rows, folder, "csv")
 
     def plain() -> None:
         values = pd.read_csv(path, engine="c", dtype=np.float32).to_numpy()
@@ -150,14 +155,182 @@ def bench_read_csv(rows: int, repeats: int, folder: Path) -> Row:
     def ours() -> None:
         ptflow.load_table(path, ["y"])
 
-    baseline_s, ptflow_s = _median_pair(plain, ours, repeats)
-    return Row(
-        f"read {rows:,} x 17 CSV",
-        "pandas C reader, float32",
-        baseline_s,
-        ptflow_s,
-        ptflow_s / baseline_s,
+    return _timed_row(
+        f"read {rows:,} x 17 CSV", "pandas C reader, float32", plain, ours, repeats, ">= 0.9x speed"
+    )
+
+
+def bench_dataloader_epoch(rows: int, repeats: int) -> Row:
+    """For contrast: a default DataLoader over a TensorDataset, against ptflow's epoch."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    splits = _linear_problem(rows)
+    cfg = ptflow.Config(model="linear", loss="mse", optimizer="adam", epochs=1, batch_size=4096)
+
+    def loader() -> None:
+        model = ptflow.build_model("linear", 16, 1, seed=0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for X_batch, y_batch in DataLoader(TensorDataset(*splits.train), 4096, shuffle=True):
+            loss = nn.functional.mse_loss(model(X_batch), y_batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+    def ours() -> None:
+        ptflow.train(ptflow.build_model("linear", 16, 1, seed=0), splits, cfg)
+
+    return _timed_row(
+        f"{rows:,} rows x 16, one epoch, linear",
+        "default DataLoader (contrast)",
+        loader,
+        ours,
+        max(1, repeats // 2),
+        "for contrast",
+    )
+
+
+def bench_lstsq(rows: int, repeats: int) -> Row:
+    """The closed-form least-squares fit, next to one training epoch of a linear model."""
+    splits = _linear_problem(rows)
+    cfg = ptflow.Config(model="linear", loss="mse", optimizer="adam", epochs=1, batch_size=4096)
+
+    def closed_form() -> None:  # on the same training rows
+        X, y = splits.train
+        torch.linalg.lstsq(torch.cat([X, torch.ones(len(X), 1)], dim=1), y)
+
+    def one_epoch() -> None:
+        ptflow.train(ptflow.build_model("linear", 16, 1, seed=0), splits, cfg)
+
+    return _timed_row(
+        f"{rows:,} rows x 16: one epoch vs lstsq",
+        "torch.linalg.lstsq",
+        closed_form,
+        one_epoch,
+        repeats,
+        "report",
+    )
+
+
+def bench_read_parquet(rows: int, repeats: int, folder: Path) -> Row:
+    """Read rows x 17 float columns from Parquet into float32 tensors."""
+    import pyarrow.parquet as pq
+
+    path = _write_table(rows, folder, "parquet")
+
+    def plain() -> None:
+        table = pq.read_table(path)
+        columns = [table.column(i).to_numpy().astype(np.float32) for i in range(17)]
+        torch.from_numpy(np.column_stack(columns[:16])), torch.from_numpy(columns[16][:, None])
+
+    def ours() -> None:
+        ptflow.load_table(path, ["y"])
+
+    return _timed_row(
+        f"read {rows:,} x 17 Parquet",
+        "pyarrow.parquet, float32",
+        plain,
+        ours,
+        repeats,
         ">= 0.9x speed",
+    )
+
+
+def _write_table(rows: int, folder: Path, kind: str) -> Path:
+    path = folder / f"bench.{kind}"
+    if not path.exists():
+        rng = np.random.default_rng(0)
+        columns = [f"f{i}" for i in range(16)] + ["y"]
+        frame = pd.DataFrame(rng.standard_normal((rows, 17)).astype(np.float32), columns=columns)
+        if kind == "csv":
+            frame.to_csv(path, index=False, float_format="%.6g")
+        else:
+            frame.to_parquet(path)
+    return path
+
+
+_MEMORY_SCRIPT = """
+import sys
+import numpy as np, pandas as pd, pyarrow.parquet as pq, torch
+import ptflow, ptflow.data
+path, reader = sys.argv[1], sys.argv[2]
+def status_mib(field):
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith(field)) / 1024
+before = status_mib("VmRSS")
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # reset the peak (VmHWM) to the current size: only the read counts
+if reader == "ptflow":
+    table = ptflow.load_table(path, ["y"])
+    X, y = table.X, table.y
+elif reader == "pandas":
+    values = pd.read_csv(path, engine="c", dtype=np.float32).to_numpy()
+    X, y = torch.from_numpy(values[:, :16].copy()), torch.from_numpy(values[:, 16:].copy())
+    del values
+else:
+    table = pq.read_table(path)
+    columns = [table.column(i).to_numpy().astype(np.float32) for i in range(17)]
+    X, y = torch.from_numpy(np.column_stack(columns[:16])), torch.from_numpy(columns[16][:, None])
+peak = status_mib("VmHWM")
+tensor_mib = (X.numel() + y.numel()) * 4 / 2**20
+print((peak - before) / tensor_mib)
+"""
+
+
+def bench_read_memory(rows: int, folder: Path, kind: str) -> Row:
+    """Peak memory above the process's baseline while reading, in units of the tensors' size."""
+    path = _write_table(rows, folder, kind)
+
+    def multiple(reader: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SCRIPT, str(path), reader],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return float(done.stdout)
+
+    direct = "pandas" if kind == "csv" else "pyarrow"
+    baseline, ours = multiple(direct), multiple("ptflow")
+    return Row(
+        f"peak memory reading {kind}, x tensor size",
+        f"{direct} direct (multiple, not s)",
+        baseline,
+        ours,
+        ours / baseline,
+        "ptflow multiple <= 2.5",
+    )
+
+
+def bench_run_process(repeats: int, folder: Path) -> Row:
+    """`ptflow run` as a whole process against a plain script with the same loop, no plots."""
+    script = """
+import torch
+from torch import nn
+torch.manual_seed(42)
+weights, bias = nn.Parameter(torch.randn(1)), nn.Parameter(torch.randn(1))
+X = torch.arange(0, 1, 0.02).unsqueeze(1); y = 0.7 * X + 0.3
+X_train, y_train, X_test, y_test = X[:40], y[:40], X[40:], y[40:]
+optimizer = torch.optim.SGD([weights, bias], lr=0.01)
+for epoch in range(200):
+    loss = nn.functional.l1_loss(weights * X_train + bias, y_train)
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    with torch.inference_mode():
+        nn.functional.l1_loss(weights * X_test + bias, y_test).item()
+torch.save({"weights": weights, "bias": bias}, sys.argv[1])
+"""
+    out = folder / "run"
+
+    def plain() -> None:
+        subprocess.run(
+            [sys.executable, "-c", "import sys\n" + script, str(folder / "plain.pt")], check=True
+        )
+
+    def ours() -> None:
+        command = [sys.executable, "-m", "ptflow", "run", "--out", str(out), "--overwrite"]
+        subprocess.run([*command, "--quiet"], check=True, capture_output=True)
+
+    return _timed_row(
+        "ptflow run (whole process)", "plain script, same loop", plain, ours, repeats, "<= 1.5"
     )
 
 
@@ -174,13 +347,12 @@ def bench_predict(rows: int, repeats: int) -> Row:
     def ours() -> None:
         ptflow.predict(model, X)
 
-    baseline_s, ptflow_s = _median_pair(plain, ours, repeats)
-    return Row(
+    return _timed_row(
         f"predict {rows:,} rows, mlp",
         "raw model(X) in batches",
-        baseline_s,
-        ptflow_s,
-        ptflow_s / baseline_s,
+        plain,
+        ours,
+        repeats,
         "rows/s >= 0.95x",
     )
 
@@ -191,13 +363,12 @@ def bench_help(repeats: int) -> Row:
     def run(*args: str) -> Callable[[], object]:
         return lambda: subprocess.run([sys.executable, *args], check=True, capture_output=True)
 
-    baseline_s, ptflow_s = _median_pair(run("-c", "pass"), run("-m", "ptflow", "--help"), repeats)
-    return Row(
+    return _timed_row(
         "ptflow --help (process)",
         "python -c pass",
-        baseline_s,
-        ptflow_s,
-        ptflow_s / baseline_s,
+        run("-c", "pass"),
+        run("-m", "ptflow", "--help"),
+        repeats,
         "< 0.1 s absolute",
     )
 
@@ -213,9 +384,15 @@ def main() -> None:
             bench_tutorial_loop(repeats=5 if args.quick else 20),
             bench_big_epoch(rows, "linear", repeats),
             bench_big_epoch(rows, "mlp", repeats),
+            bench_dataloader_epoch(rows, repeats),
+            bench_lstsq(rows, repeats),
             bench_read_csv(rows, repeats, Path(folder)),
+            bench_read_memory(rows, Path(folder), "csv"),
+            bench_read_parquet(rows, repeats, Path(folder)),
+            bench_read_memory(rows, Path(folder), "parquet"),
             bench_predict(rows, repeats),
             bench_help(repeats),
+            bench_run_process(2 if args.quick else 5, Path(folder)),
         ]
     machine = platform.processor() or platform.machine()
     mode = " (quick)" if args.quick else ""

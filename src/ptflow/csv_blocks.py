@@ -94,14 +94,17 @@ def _parse(
     if b'"' in text:
         return None
     try:
-        frame = pd.read_csv(
-            io.BytesIO(text),
-            engine="c",
-            header=None,
-            names=list(columns),
-            usecols=usecols,
-            dtype=np.float32,
-        )
+        # Beyond float32's range is infinity, reported by the caller's check, not a warning
+        # (numpy's error state is per thread: the caller's does not reach this one).
+        with np.errstate(over="ignore"):
+            frame = pd.read_csv(
+                io.BytesIO(text),
+                engine="c",
+                header=None,
+                names=list(columns),
+                usecols=usecols,
+                dtype=np.float32,
+            )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None  # the sequential read says what and where
     # pandas stores columns apart: copy each output into contiguous rows.

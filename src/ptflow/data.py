@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # Tables are read this many rows at a time: memory beyond the result is one block.
-READ_BLOCK_ROWS = 262_144
+READ_BLOCK_ROWS = 65_536
 
 
 class Split(NamedTuple):
@@ -381,7 +381,8 @@ def _read_parquet_numeric(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    file = pq.ParquetFile(path)
+    # Streamed a megabyte at a time rather than whole column chunks: as fast, less memory.
+    file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     names = [*features, *target]
     for name in names:
         kind = file.schema_arrow.field(name).type
