@@ -304,3 +304,22 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path: Path) -> None:
         path.unlink()
     with pytest.raises(WorkflowError, match="no checkpoint to resume from"):
         ptflow.resume_workflow(out)
+
+
+def test_a_checkpoint_of_another_architecture_is_explained(tmp_path: Path) -> None:
+    mlp = _config("mlp", "adam", "none", batch_size=32)
+    _train(mlp, tmp_path, stop_after_batches=10)
+    checkpoint = latest_checkpoint(tmp_path)
+    assert checkpoint is not None
+    wider = mlp.replace(hidden=[32])
+    with pytest.raises(WorkflowError) as caught:
+        _train(wider, resume=checkpoint.state)
+    message = str(caught.value)
+    assert message.startswith("the checkpoint's model does not fit a MLP: shape mismatches")
+    assert "layers.0.weight (16, 3) vs (32, 3)" in message
+    linear = _config("linear", "adam", "none", batch_size=32)
+    with pytest.raises(WorkflowError, match=r"missing keys linear\.bias, linear\.weight"):
+        _train(linear, resume=checkpoint.state)
+    sgd = _config("mlp", "sgd", "none", batch_size=32)
+    with pytest.raises(WorkflowError, match=r"optimizer is Adam, this run.s is SGD"):
+        _train(sgd, resume=checkpoint.state)

@@ -29,6 +29,7 @@ from ptflow.files import atomic_path, write_text
 
 __all__ = [
     "Checkpoint",
+    "check_compatible",
     "checkpoint_name",
     "latest_checkpoint",
     "list_checkpoints",
@@ -81,7 +82,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
             f"model file {path} holds a {type(state).__name__}, not a state_dict of tensors; "
             f"save it with torch.save(model.state_dict(), path)."
         )
-    _check_compatible(model, state, path)
+    check_compatible(model, state, f"model file {path}")
     model.load_state_dict(state)  # copies onto the model's own device
     return model
 
@@ -94,7 +95,8 @@ def _read_state_dict(path: Path) -> Any:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _check_compatible(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+def check_compatible(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise `WorkflowError` listing missing keys, unexpected keys and shape mismatches."""
     expected = model.state_dict()
     problems = []
     if missing := sorted(set(expected) - set(state)):
@@ -110,7 +112,7 @@ def _check_compatible(model: nn.Module, state: dict[str, torch.Tensor], path: Pa
         problems.append(f"shape mismatches (file vs model) {', '.join(mismatched)}")
     if problems:
         raise WorkflowError(
-            f"model file {path} does not fit a {type(model).__name__}: {'; '.join(problems)}; "
+            f"{source} does not fit a {type(model).__name__}: {'; '.join(problems)}; "
             f"build the model with the architecture it was saved from."
         )
 

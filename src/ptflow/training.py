@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ptflow.checkpoint import check_compatible
 from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
@@ -186,6 +187,7 @@ class TrainingState:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "optimizer_class": type(self.optimizer).__name__,
             "schedule": self.schedule.scheduler.state_dict() if self.schedule else None,
             "history": dataclasses.asdict(self.history),
             "batches_done": self.batches_done,
@@ -199,12 +201,24 @@ class TrainingState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict()`: objects must be built as the saved ones were."""
+        check_compatible(self.model, state["model"], "the checkpoint's model")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state["optimizer_class"] != type(self.optimizer).__name__:
+            raise WorkflowError(
+                f"the checkpoint's optimizer is {state['optimizer_class']}, this run's is "
+                f"{type(self.optimizer).__name__}; resume with the settings it was saved with."
+            )
         if (self.schedule is None) != (state["schedule"] is None):
             raise WorkflowError("the checkpoint was saved with a different learning-rate schedule.")
-        if self.schedule is not None:
-            self.schedule.scheduler.load_state_dict(state["schedule"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.schedule is not None:
+                self.schedule.scheduler.load_state_dict(state["schedule"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise WorkflowError(
+                f"the checkpoint's optimizer or schedule does not fit this run ({error}); "
+                f"resume with the settings it was saved with."
+            ) from None
         self.history = History(**state["history"])
         self.batches_done = state["batches_done"]
         self.loss_sum = state["loss_sum"]
