@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 import ptflow
+import ptflow.data
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -243,8 +244,8 @@ def _write_table(rows: int, folder: Path, kind: str) -> Path:
         frame = pd.DataFrame(rng.standard_normal((rows, 17)).astype(np.float32), columns=columns)
         if kind == "csv":
             frame.to_csv(path, index=False, float_format="%.6g")
-        else:
-            frame.to_parquet(path)
+        else:  # row groups, Parquet's unit of reading, many times smaller than the file
+            frame.to_parquet(path, row_group_size=131_072)
     return path
 
 
@@ -334,6 +335,51 @@ torch.save({"weights": weights, "bias": bias}, sys.argv[1])
     )
 
 
+_PREDICT_PEAK = """
+import sys
+import pandas, pyarrow.parquet, torch, ptflow.workflow, ptflow.evaluation
+from ptflow.cli import main
+def status_mib(field):
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith(field)) / 1024
+before = status_mib("VmRSS")
+with open("/proc/self/clear_refs", "w") as clear:
+    clear.write("5")  # reset the peak (VmHWM): only the command counts
+main(["predict", *sys.argv[1:]])
+print(status_mib("VmHWM") - before, file=sys.stderr)
+"""
+
+
+def bench_predict_memory(rows: int, folder: Path) -> Row:
+    """`ptflow predict` on Parquet files of rows / 10 and rows: memory follows the block."""
+    big = _write_table(rows, folder, "parquet")
+    tenth, tiny = folder / "tenth.parquet", folder / "tiny.parquet"
+    frame = pd.read_parquet(big)
+    frame.head(rows // 10).to_parquet(tenth, row_group_size=131_072)
+    frame.head(1000).to_parquet(tiny)
+    run = folder / "predict-run"
+    if not run.exists():
+        ptflow.run_workflow(ptflow.Config.for_table(str(tiny), "y", epochs=1), run)
+
+    def peak_mib(data: Path) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", _PREDICT_PEAK, str(run), "--data", str(data), "--output",
+             str(folder / "predictions.csv")],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return float(done.stderr.strip().splitlines()[-1])
+
+    tenth_mib, big_mib = peak_mib(tenth), peak_mib(big)
+    return Row(
+        f"peak MiB, predict {rows // 10:,} vs {rows:,} rows",
+        f"{rows // 10:,} rows (MiB, not s)",
+        tenth_mib,
+        big_mib,
+        big_mib / tenth_mib,
+        f"~1: bounded by the block ({ptflow.data.READ_BLOCK_ROWS:,} rows)",
+    )
+
+
 def bench_predict(rows: int, repeats: int) -> Row:
     """Predict rows x 16 with an MLP."""
     model = ptflow.build_model("mlp", 16, 1, seed=0)
@@ -391,6 +437,7 @@ def main() -> None:
             bench_read_parquet(rows, repeats, Path(folder)),
             bench_read_memory(rows, Path(folder), "parquet"),
             bench_predict(rows, repeats),
+            bench_predict_memory(rows, Path(folder)),
             bench_help(repeats),
             bench_run_process(2 if args.quick else 5, Path(folder)),
         ]

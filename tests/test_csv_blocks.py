@@ -104,3 +104,45 @@ def test_parquet_is_read_in_blocks_across_row_groups(
     expected = np.column_stack([columns["a"], columns["b"]]).astype(np.float32)
     assert np.array_equal(table.X.numpy(), expected)
     assert np.array_equal(table.y.numpy()[:, 0], columns["y"].astype(np.float32))
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_iter_table_yields_the_table_block_by_block(tmp_path: Path, kind: str) -> None:
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame(
+        {"id": [f"r{i}" for i in range(230)], "a": rng.normal(size=230), "b": rng.normal(size=230)}
+    )
+    path = tmp_path / f"t.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+    blocks = list(ptflow.iter_table(path, ["b", "a"], id_column="id", block_rows=100))
+    assert [len(block.X) for block in blocks] == [100, 100, 30]
+    assert [block.first_row for block in blocks] == [1, 101, 201]
+    whole = ptflow.load_table(path, (), ["b", "a"], id_column="id")
+    assert np.array_equal(np.concatenate([block.X.numpy() for block in blocks]), whole.X.numpy())
+    assert [i for block in blocks for i in block.ids or []] == whole.ids
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("oops", r"non-numeric value 'oops' at row 250 \(line 251\)"),
+        ("", r"missing, infinite or too large value in column 'b' at row 250"),
+        ("1e39", r"too large value in column 'b' at row 250"),
+    ],
+)
+def test_iter_table_names_the_row_of_a_bad_value(tmp_path: Path, value: str, message: str) -> None:
+    path = tmp_path / "t.csv"
+    lines = ["a,b", *(f"{i},{i}" for i in range(300))]
+    lines[250] = f"1,{value}"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ptflow.WorkflowError, match=message):
+        list(ptflow.iter_table(path, ["a", "b"], block_rows=100))
+
+
+def test_iter_table_refuses_boolean_and_missing_columns(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"a": [1.0, 2.0], "flag": [True, False]}).to_parquet(path)
+    with pytest.raises(ptflow.WorkflowError, match=r"'flag' of t\.parquet holds bool values"):
+        list(ptflow.iter_table(path, ["a", "flag"]))
+    with pytest.raises(ptflow.WorkflowError, match="has no column 'c'"):
+        list(ptflow.iter_table(path, ["c"]))

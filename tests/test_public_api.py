@@ -17,6 +17,8 @@ PUBLIC = {
     "split",
     "Table",
     "load_table",
+    "iter_table",
+    "TableBlock",
     "LinearModel",
     "LinearRegressionModel",
     "build_model",

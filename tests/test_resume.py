@@ -273,6 +273,14 @@ def test_a_nan_loss_stops_before_the_update(tmp_path: Path) -> None:
 def test_resume_refuses_settings_that_change_the_result(tmp_path: Path) -> None:
     out = tmp_path / "run"
     ptflow.run_workflow(Config(epochs=20, checkpoint_every=5), out)
+    final = latest_checkpoint(out / "checkpoints")
+    assert final is not None and final.path.name == "epoch-000020.json"
+    assert final.info["config"] == Config(epochs=20, checkpoint_every=5).to_dict()
+    assert final.info["versions"]["torch"] == torch.__version__
+    assert [p.name for p in list_checkpoints(out / "checkpoints")] == [
+        "epoch-000015.json",
+        "epoch-000020.json",
+    ]
     with pytest.raises(WorkflowError, match=r"changed seed \(42 -> 1\), lr \(0.01 -> 0.1\)"):
         ptflow.resume_workflow(out, {"lr": 0.1, "seed": 1})
     longer = ptflow.resume_workflow(out, {"epochs": 30, "log_every": 5})

@@ -25,6 +25,8 @@ _EXPORTS = {
     "split": "ptflow.data",
     "Table": "ptflow.data",
     "load_table": "ptflow.data",
+    "iter_table": "ptflow.data",
+    "TableBlock": "ptflow.data",
     "LinearModel": "ptflow.models",
     "LinearRegressionModel": "ptflow.models",
     "build_model": "ptflow.models",
@@ -64,6 +66,7 @@ __all__ = [
     "Split",
     "Splits",
     "Table",
+    "TableBlock",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainingState",
@@ -72,6 +75,7 @@ __all__ = [
     "build_model",
     "compute_metrics",
     "evaluate",
+    "iter_table",
     "latest_checkpoint",
     "load_checkpoint",
     "load_run",
@@ -101,7 +105,16 @@ if TYPE_CHECKING:
         save_weights,
     )
     from ptflow.config import Config
-    from ptflow.data import Split, Splits, Table, load_table, make_linear_data, split
+    from ptflow.data import (
+        Split,
+        Splits,
+        Table,
+        TableBlock,
+        iter_table,
+        load_table,
+        make_linear_data,
+        split,
+    )
     from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
     from ptflow.evaluation import Metrics, compute_metrics, evaluate, predict
     from ptflow.models import LinearModel, LinearRegressionModel, build_model

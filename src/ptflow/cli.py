@@ -545,21 +545,31 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
 def _predict_table(
     args: argparse.Namespace, model: Any, features: tuple[str, ...], target: tuple[str, ...]
 ) -> None:
-    import pandas as pd
-
-    from ptflow.data import load_table
-    from ptflow.evaluation import predict
+    from ptflow.data import iter_table
     from ptflow.files import atomic_path
 
-    table = load_table(args.data, (), features, format=args.format, id_column=args.id)
-    y_pred = predict(model, table.X).cpu().numpy()
-    columns: dict[str, Any] = {f"{name}_pred": y_pred[:, i] for i, name in enumerate(target)}
-    frame = pd.DataFrame({args.id: table.ids, **columns} if args.id else columns)
+    # Block by block: memory is one block whatever the file's size. An error midway leaves
+    # --output untouched (it is written atomically); stdout has the rows before it.
+    blocks = iter_table(args.data, features, format=args.format, id_column=args.id)
     if args.output is None:
-        frame.to_csv(sys.stdout, index=False)
+        _write_predictions(sys.stdout, blocks, model, target, args.id)
         return
-    with atomic_path(args.output) as tmp:
-        frame.to_csv(tmp, index=False)
+    with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
+        _write_predictions(file, blocks, model, target, args.id)
+
+
+def _write_predictions(
+    file: Any, blocks: Iterator[Any], model: Any, target: tuple[str, ...], id_column: str | None
+) -> None:
+    import pandas as pd
+
+    from ptflow.evaluation import predict
+
+    for number, block in enumerate(blocks):
+        y_pred = predict(model, block.X).cpu().numpy()
+        columns: dict[str, Any] = {f"{name}_pred": y_pred[:, i] for i, name in enumerate(target)}
+        frame = pd.DataFrame({id_column: block.ids, **columns} if id_column else columns)
+        frame.to_csv(file, header=number == 0, index=False)
 
 
 def _read_values(path: Path) -> list[float]:

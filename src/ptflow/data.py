@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +32,10 @@ __all__ = [
     "Split",
     "Splits",
     "Table",
+    "TableBlock",
     "file_fingerprint",
     "fit_scaling",
+    "iter_table",
     "load_table",
     "make_linear_data",
     "scale_splits",
@@ -266,6 +268,97 @@ def load_table(
     )
 
 
+@dataclass(frozen=True)
+class TableBlock:
+    """Consecutive rows of a table's feature columns, checked, as `iter_table` yields them."""
+
+    X: torch.Tensor  # (rows, features), float32
+    ids: list[str] | None  # the id column's values, when one was asked for
+    first_row: int  # the row number (from 1) of its first row in the file
+
+
+def iter_table(
+    path: str | os.PathLike[str],
+    features: Sequence[str],
+    *,
+    format: str = "auto",
+    id_column: str | None = None,
+    block_rows: int = READ_BLOCK_ROWS,
+) -> Iterator[TableBlock]:
+    """Yield a table's feature columns `block_rows` rows at a time, each value checked.
+
+    Memory is one block, whatever the file's size: for predicting on tables larger than
+    memory. A non-numeric, missing or infinite value raises `WorkflowError` naming its row.
+    """
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    file_format = table_format(path, format)
+    columns = _read_header(path, file_format)
+    names = [*features, *([id_column] if id_column else [])]
+    if unknown := [name for name in names if name not in columns]:
+        raise WorkflowError(
+            f"{path.name} has no column {', '.join(map(repr, unknown))}; "
+            f"its columns are: {', '.join(columns)}."
+        )
+    frames: Iterator[pd.DataFrame]
+    if file_format == "parquet":
+        file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+        frames = (batch.to_pandas() for batch in file.iter_batches(block_rows, columns=names))
+    else:
+        text = {id_column: str} if id_column else {}
+        frames = _csv_blocks(path, columns, names, text, block_rows)
+    first_row, any_rows = 1, False
+    for frame in frames:
+        for name in features:
+            kind = frame[name].dtype
+            if pd.api.types.is_bool_dtype(kind) or not pd.api.types.is_numeric_dtype(kind):
+                _raise_non_numeric(path, name, frame[name], file_format == "csv", first_row)
+                raise WorkflowError(
+                    f"column {name!r} of {path.name} holds {kind} values, not numbers; "
+                    f"give the model the columns it was trained on."
+                )
+        with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught below
+            values = frame[list(features)].to_numpy(dtype=np.float32)
+        if not np.isfinite(values).all():
+            column, row = _first_missing(values, list(features))
+            raise WorkflowError(
+                f"{path.name} has a missing, infinite or too large value in column {column!r} "
+                f"at row {first_row + row - 1}; give every row a finite value."
+            )
+        ids = [str(value) for value in frame[id_column].tolist()] if id_column else None
+        yield TableBlock(torch.from_numpy(np.ascontiguousarray(values)), ids, first_row)
+        first_row, any_rows = first_row + len(frame), any_rows or len(frame) > 0
+    if not any_rows:
+        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+
+
+def _csv_blocks(
+    path: Path, columns: list[str], names: list[str], dtype: dict[str, Any], block_rows: int
+) -> Iterator[pd.DataFrame]:
+    import pandas as pd
+
+    try:
+        with pd.read_csv(
+            path,
+            engine="c",
+            encoding="utf-8-sig",
+            header=0,
+            names=columns,  # the header as _read_header read it, stripped of spaces
+            skipinitialspace=True,
+            usecols=names,
+            dtype=dtype,
+            chunksize=block_rows,
+        ) as reader:
+            yield from reader
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise WorkflowError(
+            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
+            f"fix the file so that every row has one value per column."
+        ) from None
+
+
 def table_format(path: Path, format: str = "auto") -> str:
     """Return "csv" or "parquet" for a data file, from `format` or the file's extension."""
     if format in ("csv", "parquet"):
@@ -482,17 +575,20 @@ def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
         ) from None
 
 
-def _raise_non_numeric(path: Path, name: str, column: pd.Series, rows_are_lines: bool) -> None:
+def _raise_non_numeric(
+    path: Path, name: str, column: pd.Series, rows_are_lines: bool, first_row: int = 1
+) -> None:
     import pandas as pd
 
     numbers = pd.to_numeric(column, errors="coerce")
     bad = numbers.isna() & column.notna()
     if not bad.any():
         return
-    row = int(np.argmax(bad.to_numpy())) + 1
+    position = int(np.argmax(bad.to_numpy()))
+    row = first_row + position
     where = f"row {row} (line {row + 1})" if rows_are_lines else f"row {row}"
     raise WorkflowError(
-        f"column {name!r} of {path.name} has a non-numeric value {column.iloc[row - 1]!r} at "
+        f"column {name!r} of {path.name} has a non-numeric value {column.iloc[position]!r} at "
         f"{where}; fix the value, or leave the column out of --features."
     )
 

@@ -298,7 +298,8 @@ def _train_and_finish(
     should_stop: Callable[[], bool] | None,
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
-    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, {"config": cfg.to_dict()})
+    info = {"config": cfg.to_dict(), "versions": _versions()}
+    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info)
     # 4. train, checkpointing on the way
     try:
         history = train(
