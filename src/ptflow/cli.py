@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ptflow import __version__
 from ptflow.config import (
     ACTIVATIONS,
+    DEVICES,
     FORMATS,
     LOSSES,
     MODELS,
     OPTIMIZERS,
+    PRECISIONS,
     SCALES,
     SCHEDULES,
     TABLE_DEFAULTS,
@@ -290,6 +292,24 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         training, defaults, "--min-delta", float, "early stopping: smallest improvement that counts"
     )
     _option(training, defaults, "--log-every", int, "log the losses every N epochs")
+
+    hardware = parser.add_argument_group("hardware")
+    _option(
+        hardware,
+        defaults,
+        "--device",
+        str,
+        "where to train: auto is cuda, then mps, then cpu",
+        choices=DEVICES,
+    )
+    _option(
+        hardware,
+        defaults,
+        "--precision",
+        str,
+        "32: float32 throughout; bf16: bfloat16 autocast for the training passes",
+        choices=PRECISIONS,
+    )
 
     checkpoints = parser.add_argument_group("checkpoints and resuming")
     checkpoints.add_argument(

@@ -20,11 +20,13 @@ from ptflow.errors import WorkflowError
 
 __all__ = [
     "ACTIVATIONS",
+    "DEVICES",
     "FORMATS",
     "LOSSES",
     "MAX_LINE_POINTS",
     "MODELS",
     "OPTIMIZERS",
+    "PRECISIONS",
     "RESUMABLE_SETTINGS",
     "SCALES",
     "SCHEDULES",
@@ -42,6 +44,8 @@ OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["none", "step", "cosine", "onecycle", "plateau"]
 FormatName = Literal["auto", "csv", "parquet"]
 ScaleName = Literal["standard", "none"]
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]
+PrecisionName = Literal["32", "bf16"]
 
 MODELS: tuple[str, ...] = get_args(ModelName)
 ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
@@ -50,6 +54,8 @@ OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
 SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 FORMATS: tuple[str, ...] = get_args(FormatName)
 SCALES: tuple[str, ...] = get_args(ScaleName)
+DEVICES: tuple[str, ...] = get_args(DeviceName)
+PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 
 # The tutorial's line is made in memory: more points than this is a typo, not a dataset.
 MAX_LINE_POINTS = 10_000_000
@@ -116,6 +122,9 @@ class Config:
     patience: int | None = None  # early stopping: epochs without validation improvement
     min_delta: float = 0.0  # early stopping: the smallest change that counts as improvement
     log_every: int = 10
+    # hardware: auto is CUDA, then MPS, then the CPU; bf16 autocasts the training passes
+    device: DeviceName = "auto"
+    precision: PrecisionName = "32"
     # checkpoints: every N epochs, or None for every CHECKPOINT_SECONDS; always at the end
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2  # the newest ones; the older is the fallback if one is damaged

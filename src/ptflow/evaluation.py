@@ -76,8 +76,9 @@ def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
         )
     if y_true.numel() == 0:
         raise WorkflowError("there are no rows to evaluate; give at least one row.")
-    y_pred = y_pred.detach().to(torch.float64).reshape(len(y_true), -1)  # (n, targets)
-    y_true = y_true.detach().to(device=y_pred.device, dtype=torch.float64).reshape_as(y_pred)
+    # On the CPU in float64: exact sums, and MPS has no float64.
+    y_pred = y_pred.detach().to("cpu", torch.float64).reshape(len(y_true), -1)  # (n, targets)
+    y_true = y_true.detach().to("cpu", torch.float64).reshape_as(y_pred)
     error = y_pred - y_true
     mse = error.square().mean().item()
     ss_res = error.square().sum(dim=0)

@@ -7,7 +7,9 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,7 +22,7 @@ from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import mean_loss
-from ptflow.models import device_of
+from ptflow.models import check_bf16, device_of
 
 __all__ = [
     "AUTO_BATCH_ROWS",
@@ -275,6 +277,14 @@ def train(
             weight_decay=cfg.weight_decay,
         )
     device = device_of(model)
+    if cfg.precision == "bf16":
+        check_bf16(device)
+    # bf16: the forward pass and loss run in bfloat16 where it is safe; weights stay float32.
+    precision = (
+        partial(torch.autocast, device.type, torch.bfloat16)
+        if cfg.precision == "bf16"
+        else nullcontext
+    )
     # Move the data to the model's device once, not once per batch.
     X_train, y_train = splits.train.X.to(device), splits.train.y.to(device)
     eval_split, eval_part = ("val", splits.val) if splits.val is not None else ("test", splits.test)
@@ -308,8 +318,9 @@ def train(
         if batches_per_epoch > 1:  # where this epoch's order starts, to redraw it on resume
             state.epoch_start_order = state.batch_order.get_state()
         for X, y in _batches(X_train, y_train, batch_size, state.batch_order, state.batches_done):
-            y_pred = model(X)  # 1. forward pass
-            loss = loss_fn(y_pred, y)  # 2. calculate the loss
+            with precision():
+                y_pred = model(X)  # 1. forward pass
+                loss = loss_fn(y_pred, y)  # 2. calculate the loss
             # 2b. Stop before a NaN or inf reaches the weights. Reading the number waits for
             # the device once per batch: free on CPU, and the price of never training on NaN.
             loss_value = loss.item()

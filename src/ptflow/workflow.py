@@ -49,7 +49,14 @@ from ptflow.data import (
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import Metrics, compute_metrics, evaluate, fit_least_squares, predict
 from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
-from ptflow.models import Standardized, build_model, linear_parameters
+from ptflow.models import (
+    Standardized,
+    build_model,
+    check_bf16,
+    device_of,
+    linear_parameters,
+    resolve_device,
+)
 from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
 from ptflow.training import History, TrainingState, train
 
@@ -275,7 +282,11 @@ def _prepare(cfg: Config) -> _Prepared:
         len(splits.val.X) if splits.val is not None else 0,
         len(splits.test.X),
     )
-    # 3. model, seeded right before it is built; trained on standardised columns if asked
+    # 3. model, seeded right before it is built (on the CPU: the same start on any device);
+    # trained on standardised columns if asked; then moved to its device, once
+    device = resolve_device(cfg.device)
+    if cfg.precision == "bf16":
+        check_bf16(device)
     network = _build_network(cfg, len(data.features), len(data.target), seed=cfg.seed)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
@@ -283,6 +294,7 @@ def _prepare(cfg: Config) -> _Prepared:
         train_splits = scale_splits(splits, scaling)
     else:
         model, train_splits = network, splits
+    model.to(device)
     # The tutorial's "predictions before training" plot; tables have no such plot.
     y_pred_before = predict(model, splits.test.X) if cfg.data is None else None
     return _Prepared(data, splits, model, network, train_splits, y_pred_before)
@@ -432,6 +444,7 @@ def _write_run_record(
             "target": list(data.target),
         },
         "command": command,
+        "device": str(device_of(prepared.model)),
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "versions": _versions(),
     }
@@ -536,6 +549,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
         },
         "features": list(result.data.features),
         "target": list(result.data.target),
+        "device": str(device_of(result.model)),
+        "precision": cfg.precision,
         "split_rows": {
             "train": len(result.splits.train_indices),
             "val": len(result.splits.val_indices),
