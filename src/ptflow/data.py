@@ -335,10 +335,13 @@ def iter_table(
 
 
 def _csv_blocks(
-    path: Path, columns: list[str], names: list[str], dtype: dict[str, Any], block_rows: int
+    path: Path, columns: list[str], names: list[str], dtype: Any, block_rows: int
 ) -> Iterator[pd.DataFrame]:
+    """Yield the `names` columns of a CSV file, `block_rows` rows at a time."""
     import pandas as pd
 
+    # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
+    selection = {} if sorted(names) == sorted(columns) else {"usecols": names}
     try:
         with pd.read_csv(
             path,
@@ -347,12 +350,12 @@ def _csv_blocks(
             header=0,
             names=columns,  # the header as _read_header read it, stripped of spaces
             skipinitialspace=True,
-            usecols=names,
             dtype=dtype,
             chunksize=block_rows,
+            **selection,
         ) as reader:
             yield from reader
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise WorkflowError(
             f"cannot parse {path.name} as CSV ({_first_line(error)}); "
             f"fix the file so that every row has one value per column."
@@ -502,7 +505,6 @@ def _read_parquet_numeric(
 def _read_csv_numeric(
     path: Path, columns: list[str], features: tuple[str, ...], target: Sequence[str]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    import pandas as pd
 
     from ptflow.csv_blocks import read_csv_float32
 
@@ -510,30 +512,14 @@ def _read_csv_numeric(
         return parallel
     # Quotes or a bad value: one sequential pass, in blocks, whose errors name the line.
     names = [*features, *target]
-    # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
-    selection = {} if sorted(names) == sorted(columns) else {"usecols": names}
     X_blocks: list[NDArray[np.float32]] = []
     y_blocks: list[NDArray[np.float32]] = []
     try:
-        with pd.read_csv(
-            path,
-            engine="c",
-            encoding="utf-8-sig",
-            header=0,
-            names=columns,  # the header as _read_header read it, stripped of spaces
-            dtype=np.float32,
-            chunksize=READ_BLOCK_ROWS,
-            **selection,
-        ) as reader:
-            for block in reader:  # pandas stores columns apart: make rows contiguous, writable
-                for blocks, part in ((X_blocks, features), (y_blocks, target)):
-                    values = block[list(part)].to_numpy(dtype=np.float32)
-                    blocks.append(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise WorkflowError(
-            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
-            f"fix the file so that every row has one value per column."
-        ) from None
+        for block in _csv_blocks(path, columns, names, np.float32, READ_BLOCK_ROWS):
+            # pandas stores columns apart: make rows contiguous and writable
+            for blocks, part in ((X_blocks, features), (y_blocks, target)):
+                values = block[list(part)].to_numpy(dtype=np.float32)
+                blocks.append(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
     except ValueError:
         # Read again as text to say which value in which column is not a number.
         text = _read_csv(path, usecols=names, dtype=str)
