@@ -18,7 +18,6 @@ __all__ = [
     "Metrics",
     "compute_metrics",
     "evaluate",
-    "evaluate_loss",
     "fit_least_squares",
     "mean_loss",
     "metrics_by_target",
@@ -91,21 +90,6 @@ def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Metrics:
     """Predict X with the model and compare with y."""
     return compute_metrics(predict(model, X), y)
-
-
-def evaluate_loss(model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn) -> float:
-    """Return the mean loss of the model on (X, y) in eval mode under inference mode.
-
-    The model's train/eval mode is restored afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            device = device_of(model)
-            return mean_loss(model, X.to(device), y.to(device), loss_fn)
-    finally:
-        model.train(was_training)
 
 
 def mean_loss(
