@@ -380,6 +380,81 @@ def bench_predict_memory(rows: int, folder: Path) -> Row:
     )
 
 
+def bench_streamed_epoch(rows: int, repeats: int, folder: Path) -> Row:
+    """One epoch (train and validate) read from Parquet row groups, against tensors in memory."""
+    path = _write_table(rows, folder, "parquet")
+    settings = {"model": "linear", "epochs": 1, "batch_size": 4096, "train_fraction": 0.98}
+    settings.update(val_fraction=0.0, shuffle=False, scale="none")
+    cfg = ptflow.Config.for_table(str(path), "y", **settings)
+    table = ptflow.load_table(path, ["y"])
+    splits = ptflow.split(table.X, table.y, 0.98)
+    streamed = ptflow.scan_table(path, ["y"], train_fraction=0.98, val_fraction=0.0, scale=False)
+
+    def train_on(data: ptflow.Splits | ptflow.StreamedTable) -> Callable[[], object]:
+        return lambda: ptflow.train(ptflow.build_model("linear", 16, 1, seed=0), data, cfg)
+
+    return _timed_row(
+        f"{rows:,} rows, one epoch --stream, linear",
+        "ptflow on tensors in memory",
+        train_on(splits),
+        train_on(streamed),
+        repeats,
+        "context: reads the file each pass",
+    )
+
+
+_TRAIN_PEAK = _PREDICT_PEAK.replace('main(["predict", *sys.argv[1:]])', "main(sys.argv[1:])")
+
+
+def bench_streamed_memory(rows: int, folder: Path) -> Row:
+    """`ptflow train --stream` on Parquet files of rows / 10 and rows: memory follows a group."""
+    big = _write_table(rows, folder, "parquet")
+    tenth = folder / "tenth.parquet"
+    if not tenth.exists():
+        pd.read_parquet(big).head(rows // 10).to_parquet(tenth, row_group_size=131_072)
+
+    def peak_mib(data: Path) -> float:
+        done = subprocess.run(
+            [sys.executable, "-c", _TRAIN_PEAK, "train", "--data", str(data), "--target", "y",
+             "--stream", "--epochs", "1", "--out", str(folder / "stream-run"), "--overwrite",
+             "--quiet"],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return float(done.stderr.strip().splitlines()[-1])
+
+    tenth_mib, big_mib = peak_mib(tenth), peak_mib(big)
+    return Row(
+        f"peak MiB, train --stream {rows // 10:,} vs {rows:,}",
+        f"{rows // 10:,} rows (MiB, not s)",
+        tenth_mib,
+        big_mib,
+        big_mib / tenth_mib,
+        "~1: bounded by the row group (131,072 rows)",
+    )
+
+
+def bench_compile(rows: int, repeats: int) -> Row:
+    """Three MLP epochs with --compile (compilation included) against without."""
+    splits = _linear_problem(rows)
+    cfg = ptflow.Config(
+        model="mlp", loss="mse", optimizer="adam", epochs=3, batch_size=4096, lr=1e-3
+    )
+
+    def run(compiled: bool) -> Callable[[], object]:
+        model = ptflow.build_model("mlp", 16, 1, seed=0, hidden=(64, 64))
+        return lambda: ptflow.train(model, splits, cfg.replace(compile=compiled))
+
+    run(True)()  # the first compilation in a process also loads the compiler: not counted
+    return _timed_row(
+        f"{rows:,} rows x 16, 3 epochs, mlp --compile",
+        "ptflow without --compile",
+        run(False),
+        run(True),
+        repeats,
+        "context: off by default",
+    )
+
+
 def bench_predict(rows: int, repeats: int) -> Row:
     """Predict rows x 16 with an MLP."""
     model = ptflow.build_model("mlp", 16, 1, seed=0)
@@ -438,9 +513,13 @@ def main() -> None:
             bench_read_memory(rows, Path(folder), "parquet"),
             bench_predict(rows, repeats),
             bench_predict_memory(rows, Path(folder)),
+            bench_streamed_epoch(rows, repeats, Path(folder)),
+            bench_streamed_memory(rows, Path(folder)),
             bench_help(repeats),
             bench_run_process(2 if args.quick else 5, Path(folder)),
         ]
+        if not args.quick:  # compiling takes tens of seconds and a C++ compiler
+            results.append(bench_compile(rows, 3))
     machine = platform.processor() or platform.machine()
     mode = " (quick)" if args.quick else ""
     print(f"ptflow {ptflow.__version__}, torch {torch.__version__}, {machine}, ", end="")

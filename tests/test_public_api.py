@@ -46,6 +46,10 @@ PUBLIC = {
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
+    "convert_table",
+    "scan_table",
+    "StreamedTable",
+    "MetricSums",
 }
 
 
@@ -62,7 +66,16 @@ def test_every_public_name_resolves_and_is_documented() -> None:
 
 
 def test_functions_are_not_shadowed_by_modules() -> None:
-    for module in ["data", "models", "training", "evaluation", "plots", "checkpoint", "workflow"]:
+    for module in [
+        "data",
+        "models",
+        "training",
+        "evaluation",
+        "plots",
+        "checkpoint",
+        "workflow",
+        "streaming",
+    ]:
         importlib.import_module(f"ptflow.{module}")
     for name in ["train", "evaluate", "predict", "split"]:
         assert inspect.isfunction(getattr(ptflow, name)), name

@@ -260,3 +260,17 @@ def test_automatic_batch_size() -> None:
     assert batch_size_for(Config(), 40) == 40
     assert batch_size_for(Config(), 10 * AUTO_BATCH_ROWS) == AUTO_BATCH_ROWS
     assert batch_size_for(Config(batch_size=64), 40) == 40
+
+
+@pytest.mark.slow  # compiling takes seconds, and a C++ compiler
+def test_compile_trains_the_same_model_as_eager(tutorial_splits: ptflow.Splits) -> None:
+    histories, weights = [], []
+    for compiled in (False, True):
+        model = ptflow.build_model("mlp", 1, 1, seed=0, hidden=(16,))
+        cfg = ptflow.Config(model="mlp", epochs=20, batch_size=8, compile=compiled)
+        histories.append(ptflow.train(model, tutorial_splits, cfg).train_loss)
+        weights.append(model.state_dict())
+    assert set(weights[0]) == set(weights[1])  # the plain module's keys: saved files load anywhere
+    assert histories[0] == pytest.approx(histories[1], rel=1e-4)
+    for name, value in weights[0].items():
+        assert torch.allclose(value, weights[1][name], atol=1e-5), name

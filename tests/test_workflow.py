@@ -152,6 +152,7 @@ def test_an_mlp_fits_a_curve_a_line_cannot(tmp_path: Path, sine_table: Path) -> 
 def test_table_run_records_split_scaling_and_fingerprint(tmp_path: Path, sine_table: Path) -> None:
     cfg = _table_config(sine_table, epochs=3)
     result = ptflow.run_workflow(cfg, tmp_path / "run")
+    assert result.splits is not None
     saved = np.load(tmp_path / "run" / "split_indices.npz", allow_pickle=False)
     every = np.concatenate([saved["train"], saved["val"], saved["test"]])
     assert sorted(every.tolist()) == list(range(1500))  # a partition: no test row in training
@@ -182,6 +183,7 @@ def test_loaded_table_model_predicts_in_original_units(tmp_path: Path, sine_tabl
     result = ptflow.run_workflow(_table_config(sine_table, epochs=20), tmp_path / "run")
     loaded = ptflow.load_run(tmp_path / "run")
     assert loaded.features == ("a", "b", "noise") and loaded.target == ("y",)
+    assert result.splits is not None
     X = result.splits.test.X
     assert torch.equal(ptflow.predict(loaded.model, X), ptflow.predict(result.model, X))
 
@@ -191,6 +193,7 @@ def test_several_targets_are_learned_and_reported_per_target(
 ) -> None:
     cfg = Config.for_table(str(sine_table), ["y", "noise"], features=("a", "b"), epochs=5)
     result = ptflow.run_workflow(cfg, tmp_path / "run")
+    assert result.splits is not None
     assert result.splits.train.y.shape[1] == 2
     assert ptflow.predict(result.model, result.splits.test.X).shape == (225, 2)
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

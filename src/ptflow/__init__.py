@@ -27,6 +27,9 @@ _EXPORTS = {
     "load_table": "ptflow.data",
     "iter_table": "ptflow.data",
     "TableBlock": "ptflow.data",
+    "convert_table": "ptflow.data",
+    "StreamedTable": "ptflow.streaming",
+    "scan_table": "ptflow.streaming",
     "LinearModel": "ptflow.models",
     "LinearRegressionModel": "ptflow.models",
     "build_model": "ptflow.models",
@@ -36,6 +39,7 @@ _EXPORTS = {
     "train": "ptflow.training",
     "TrainingState": "ptflow.training",
     "Metrics": "ptflow.evaluation",
+    "MetricSums": "ptflow.evaluation",
     "compute_metrics": "ptflow.evaluation",
     "evaluate": "ptflow.evaluation",
     "predict": "ptflow.evaluation",
@@ -61,10 +65,12 @@ __all__ = [
     "LinearModel",
     "LinearRegressionModel",
     "LoadedRun",
+    "MetricSums",
     "Metrics",
     "RunResult",
     "Split",
     "Splits",
+    "StreamedTable",
     "Table",
     "TableBlock",
     "TrainingDiverged",
@@ -74,6 +80,7 @@ __all__ = [
     "__version__",
     "build_model",
     "compute_metrics",
+    "convert_table",
     "evaluate",
     "iter_table",
     "latest_checkpoint",
@@ -91,6 +98,7 @@ __all__ = [
     "run_workflow",
     "save_checkpoint",
     "save_weights",
+    "scan_table",
     "split",
     "train",
 ]
@@ -110,15 +118,17 @@ if TYPE_CHECKING:
         Splits,
         Table,
         TableBlock,
+        convert_table,
         iter_table,
         load_table,
         make_linear_data,
         split,
     )
     from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-    from ptflow.evaluation import Metrics, compute_metrics, evaluate, predict
+    from ptflow.evaluation import Metrics, MetricSums, compute_metrics, evaluate, predict
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions
+    from ptflow.streaming import StreamedTable, scan_table
     from ptflow.training import History, TrainingState, make_loss_fn, make_optimizer, train
     from ptflow.workflow import LoadedRun, RunResult, load_run, resume_workflow, run_workflow
 

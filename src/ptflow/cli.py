@@ -30,6 +30,7 @@ from ptflow.config import (
     MODELS,
     OPTIMIZERS,
     PRECISIONS,
+    ROW_GROUP_ROWS,
     SCALES,
     SCHEDULES,
     TABLE_DEFAULTS,
@@ -122,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="columns to learn from (default: every other numeric column)",
     )
     _add_table_read_options(table, _TRAIN_DEFAULTS)
+    table.add_argument(
+        "--stream",
+        action="store_true",
+        default=None,
+        help="for Parquet tables larger than memory: read one row group at a time on every "
+        "pass, never the whole table (default: off, read it once into memory)",
+    )
     _add_common_options(train, _TRAIN_DEFAULTS)
     train.set_defaults(handler=_run, defaults=_TRAIN_DEFAULTS)
 
@@ -168,6 +176,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--id", metavar="COLUMN", help="column of --data to copy beside each prediction"
     )
     predict.set_defaults(handler=_predict)
+
+    convert = commands.add_parser(
+        "convert",
+        help="convert a CSV file to Parquet, for --stream",
+        description="Convert a CSV file to Parquet block by block, whatever its size, in row "
+        "groups that `ptflow train --stream` reads one at a time.",
+    )
+    convert.add_argument("source", type=Path, metavar="CSV", help="the CSV file to convert")
+    convert.add_argument("destination", type=Path, metavar="PARQUET", help="the file to write")
+    convert.add_argument(
+        "--row-group-rows",
+        type=int,
+        default=ROW_GROUP_ROWS,
+        metavar="N",
+        help=f"rows per row group: --stream's memory follows it (default: {ROW_GROUP_ROWS})",
+    )
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace PARQUET if it exists (default: refuse)"
+    )
+    convert.set_defaults(handler=_convert)
     return parser
 
 
@@ -309,6 +337,13 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         str,
         "32: float32 throughout; bf16: bfloat16 autocast for the training passes",
         choices=PRECISIONS,
+    )
+    hardware.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the model: seconds to compile, then faster MLP epochs on large "
+        "tables; slower for a linear model (default: off)",
     )
 
     checkpoints = parser.add_argument_group("checkpoints and resuming")
@@ -532,6 +567,19 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     print(f"{args.data.name}: {len(table.X)} rows")
     _print_metrics_table(list(per_target.items()))
+    return 0
+
+
+def _convert(args: argparse.Namespace, argv: list[str]) -> int:
+    from ptflow.data import convert_table
+
+    rows = convert_table(
+        args.source,
+        args.destination,
+        row_group_rows=args.row_group_rows,
+        overwrite=args.overwrite,
+    )
+    print(f"Wrote {rows:,} rows to {args.destination}")
     return 0
 
 

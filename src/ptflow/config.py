@@ -28,6 +28,7 @@ __all__ = [
     "OPTIMIZERS",
     "PRECISIONS",
     "RESUMABLE_SETTINGS",
+    "ROW_GROUP_ROWS",
     "SCALES",
     "SCHEDULES",
     "TABLE_DEFAULTS",
@@ -60,6 +61,9 @@ PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 # The tutorial's line is made in memory: more points than this is a typo, not a dataset.
 MAX_LINE_POINTS = 10_000_000
 
+# `ptflow convert` writes Parquet row groups of this many rows; `--stream` reads one at a time.
+ROW_GROUP_ROWS = 131_072
+
 # Settings that may change when a run is resumed: they do not change its result.
 RESUMABLE_SETTINGS = frozenset({"epochs", "log_every", "checkpoint_every", "keep_checkpoints"})
 
@@ -88,6 +92,7 @@ class Config:
     features: tuple[str, ...] | None = None  # None: every other numeric column
     format: FormatName = "auto"  # auto: by the file's extension
     drop_missing: bool = False
+    stream: bool = False  # read a Parquet table a row group at a time, never all at once
     weight: float = 0.7
     bias: float = 0.3
     start: float = 0.0
@@ -125,6 +130,7 @@ class Config:
     # hardware: auto is CUDA, then MPS, then the CPU; bf16 autocasts the training passes
     device: DeviceName = "auto"
     precision: PrecisionName = "32"
+    compile: bool = False  # torch.compile the model: pays for MLPs on large tables
     # checkpoints: every N epochs, or None for every CHECKPOINT_SECONDS; always at the end
     checkpoint_every: int | None = None
     keep_checkpoints: int = 2  # the newest ones; the older is the fallback if one is damaged
@@ -181,6 +187,8 @@ class Config:
             raise WorkflowError("a table needs a target column; name it with --target COLUMN.")
         if self.data is None and (self.target or self.features is not None):
             raise WorkflowError("target and features name columns of a table; give --data FILE.")
+        if self.data is None and self.stream:
+            raise WorkflowError("stream reads a table a row group at a time; give --data FILE.")
         if len(set(self.target)) != len(self.target):
             raise WorkflowError(f"target names a column twice: {list(self.target)}.")
         if self.features is not None:

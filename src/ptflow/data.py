@@ -17,34 +17,42 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ptflow.config import check_line_points
+from ptflow.config import ROW_GROUP_ROWS, check_line_points
 from ptflow.errors import WorkflowError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow.parquet as pq
 
 # pandas and pyarrow are imported inside the functions that read tables: the tutorial and
 # `ptflow --help` never pay for them.
 
 __all__ = [
     "READ_BLOCK_ROWS",
+    "Moments",
     "Scaling",
     "Split",
     "Splits",
     "Table",
     "TableBlock",
+    "check_parquet_numeric",
+    "convert_table",
     "file_fingerprint",
     "fit_scaling",
     "iter_table",
     "load_table",
     "make_linear_data",
+    "resolve_columns",
     "scale_splits",
+    "scaling_from",
     "split",
     "table_format",
 ]
 
 # Tables are read this many rows at a time: memory beyond the result is one block.
 READ_BLOCK_ROWS = 65_536
+# `convert_table` parses CSV text this many bytes at a time.
+CSV_BLOCK_BYTES = 8 << 20
 
 
 class Split(NamedTuple):
@@ -145,23 +153,56 @@ class Scaling:
     y_std: torch.Tensor
 
 
+@dataclass
+class Moments:
+    """Running count, mean and sum of squared deviations of columns, in float64.
+
+    Blocks of rows are merged with Chan et al.'s pairwise formula, which stays exact where
+    summing squares would cancel: the statistics of a table too large to hold at once.
+    """
+
+    count: int = 0
+    mean: torch.Tensor | None = None  # (columns,)
+    m2: torch.Tensor | None = None  # sum of squared deviations from the mean, (columns,)
+
+    def add(self, values: torch.Tensor) -> None:
+        """Merge in a block of rows, shape (rows, columns)."""
+        if len(values) == 0:
+            return
+        block = values.detach().to("cpu", torch.float64)
+        block_mean = block.mean(dim=0)
+        block_m2 = (block - block_mean).square().sum(dim=0)
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = len(block), block_mean, block_m2
+            return
+        total = self.count + len(block)
+        delta = block_mean - self.mean
+        self.mean = self.mean + delta * (len(block) / total)
+        self.m2 = self.m2 + block_m2 + delta.square() * (self.count * len(block) / total)
+        self.count = total
+
+    def std(self) -> torch.Tensor:
+        """The population standard deviation; 1 for a constant column (never divide by 0)."""
+        assert self.m2 is not None, "no rows were added"
+        std = (self.m2 / self.count).sqrt() if self.count > 1 else torch.ones_like(self.m2)
+        return torch.where(std > 0, std, torch.ones_like(std))
+
+
 def fit_scaling(X: torch.Tensor, y: torch.Tensor) -> Scaling:
     """Return the means and standard deviations of X's and y's columns.
 
     A constant column keeps a standard deviation of 1, so scaling never divides by zero.
     """
+    x_moments, y_moments = Moments(), Moments()
+    x_moments.add(X)
+    y_moments.add(y)
+    return scaling_from(x_moments, y_moments, X.dtype)
 
-    def spread(values: torch.Tensor) -> torch.Tensor:
-        std = (
-            values.double().std(dim=0, correction=0)
-            if len(values) > 1
-            else torch.ones(values.shape[1])
-        )
-        return torch.where(std > 0, std, torch.ones_like(std)).to(values.dtype)
 
-    return Scaling(
-        X.double().mean(dim=0).to(X.dtype), spread(X), y.double().mean(dim=0).to(y.dtype), spread(y)
-    )
+def scaling_from(x: Moments, y: Moments, dtype: torch.dtype = torch.float32) -> Scaling:
+    """Return the Scaling of columns whose moments are `x` (features) and `y` (targets)."""
+    assert x.mean is not None and y.mean is not None, "no rows were added"
+    return Scaling(x.mean.to(dtype), x.std().to(dtype), y.mean.to(dtype), y.std().to(dtype))
 
 
 def scale_splits(splits: Splits, scaling: Scaling) -> Splits:
@@ -209,25 +250,8 @@ def load_table(
     """
     path = Path(path)
     file_format = table_format(path, format)
-    columns = _read_header(path, file_format)
+    columns, features = resolve_columns(path, file_format, target, features, id_column)
     target = tuple(target)
-    asked = [*target, *(features or ()), *([id_column] if id_column else [])]
-    if unknown := [name for name in asked if name not in columns]:
-        raise WorkflowError(
-            f"{path.name} has no column {', '.join(map(repr, unknown))}; "
-            f"its columns are: {', '.join(columns)}."
-        )
-    if features is None:
-        numeric = _numeric_columns(path, file_format, columns)
-        features = [name for name in numeric if name not in target and name != id_column]
-        if not features:
-            text = [name for name in columns if name not in (*target, id_column)]
-            raise WorkflowError(
-                f"{path.name} has no numeric column besides the target "
-                f"({', '.join(text) or 'no other column'} holds text); "
-                f"fix the values, or name the features with --features."
-            )
-    features = tuple(features)
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         fingerprint = background.submit(file_fingerprint, path)
         X_values, y_values = _read_numeric(path, file_format, columns, features, target)
@@ -266,6 +290,38 @@ def load_table(
         dropped,
         ids,
     )
+
+
+def resolve_columns(
+    path: Path,
+    file_format: str,
+    target: Sequence[str],
+    features: Sequence[str] | None,
+    id_column: str | None = None,
+) -> tuple[list[str], tuple[str, ...]]:
+    """Return the file's columns and the feature columns, checking every asked-for name.
+
+    Features default to every numeric column that is not the target or the id column.
+    """
+    columns = _read_header(path, file_format)
+    target = tuple(target)
+    asked = [*target, *(features or ()), *([id_column] if id_column else [])]
+    if unknown := [name for name in asked if name not in columns]:
+        raise WorkflowError(
+            f"{path.name} has no column {', '.join(map(repr, unknown))}; "
+            f"its columns are: {', '.join(columns)}."
+        )
+    if features is None:
+        numeric = _numeric_columns(path, file_format, columns)
+        features = [name for name in numeric if name not in target and name != id_column]
+        if not features:
+            text = [name for name in columns if name not in (*target, id_column)]
+            raise WorkflowError(
+                f"{path.name} has no numeric column besides the target "
+                f"({', '.join(text) or 'no other column'} holds text); "
+                f"fix the values, or name the features with --features."
+            )
+    return columns, tuple(features)
 
 
 @dataclass(frozen=True)
@@ -360,6 +416,80 @@ def _csv_blocks(
             f"cannot parse {path.name} as CSV ({_first_line(error)}); "
             f"fix the file so that every row has one value per column."
         ) from None
+
+
+def convert_table(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    overwrite: bool = False,
+) -> int:
+    """Convert a CSV file to Parquet block by block, in row groups of `row_group_rows` rows.
+
+    Memory stays at a few blocks whatever the file's size, so a CSV larger than memory
+    becomes a Parquet file that `--stream` trains on. Columns whose first block holds whole
+    numbers are written as float64, so a later decimal value is no error. The file appears
+    complete or not at all. Returns the number of rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
+
+    from ptflow.files import atomic_path
+
+    source, destination = Path(source), Path(destination)
+    columns = _read_header(source, table_format(source))
+    if table_format(destination) != "parquet":
+        raise WorkflowError(f"{destination.name} must end in .parquet; choose another name.")
+    if destination.exists() and not overwrite:
+        raise WorkflowError(
+            f"{destination} already exists; choose another name or pass --overwrite."
+        )
+    if row_group_rows < 1:
+        raise WorkflowError(f"row groups need at least 1 row, got {row_group_rows}.")
+    read = pa_csv.ReadOptions(column_names=columns, skip_rows=1, block_size=CSV_BLOCK_BYTES)
+    parse = pa_csv.ParseOptions()
+    try:
+        first = pa_csv.open_csv(source, read_options=read, parse_options=parse)
+        schema = first.schema
+        first.close()
+        types = {
+            field.name: pa.float64() if pa.types.is_integer(field.type) else field.type
+            for field in schema
+        }
+        reader = pa_csv.open_csv(
+            source,
+            read_options=read,
+            parse_options=parse,
+            convert_options=pa_csv.ConvertOptions(column_types=types),
+        )
+        rows = 0
+        with (
+            atomic_path(destination) as tmp,
+            reader,
+            pq.ParquetWriter(tmp, reader.schema) as writer,
+        ):
+            pending: list[pa.RecordBatch] = []
+            pending_rows = 0
+            for batch in reader:
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                while pending_rows >= row_group_rows:  # write whole row groups as they fill
+                    table = pa.Table.from_batches(pending)
+                    writer.write_table(table.slice(0, row_group_rows))
+                    rest = table.slice(row_group_rows)
+                    pending, pending_rows = rest.to_batches(), rest.num_rows
+                    rows += row_group_rows
+            if pending_rows:
+                writer.write_table(pa.Table.from_batches(pending, reader.schema))
+                rows += pending_rows
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise WorkflowError(
+            f"cannot convert {source.name} ({_first_line(error)}); fix the file so that every "
+            f"row has one value per column and every column one type."
+        ) from None
+    return rows
 
 
 def table_format(path: Path, format: str = "auto") -> str:
@@ -474,21 +604,12 @@ def _read_numeric(
 def _read_parquet_numeric(
     path: Path, features: tuple[str, ...], target: Sequence[str]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     # Streamed a megabyte at a time rather than whole column chunks: as fast, less memory.
     file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     names = [*features, *target]
-    for name in names:
-        kind = file.schema_arrow.field(name).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
-            column = pq.read_table(path, columns=[name]).column(name)
-            _raise_non_numeric(path, name, column.to_pandas(), rows_are_lines=False)
-            raise WorkflowError(
-                f"column {name!r} of {path.name} has type {kind}, not numbers; "
-                f"leave it out of --features."
-            )
+    check_parquet_numeric(path, file, names)
     rows = file.metadata.num_rows  # known up front: fill preallocated arrays block by block
     X = np.empty((rows, len(features)), dtype=np.float32)
     y = np.empty((rows, len(target)), dtype=np.float32)
@@ -500,6 +621,22 @@ def _read_parquet_numeric(
                 out[start:stop, i] = block.column(name).to_numpy(zero_copy_only=False)
         start = stop
     return X, y
+
+
+def check_parquet_numeric(path: Path, file: pq.ParquetFile, names: Sequence[str]) -> None:
+    """Refuse a column of the Parquet file whose type is not a number, naming a bad value."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in names:
+        kind = file.schema_arrow.field(name).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            column = pq.read_table(path, columns=[name]).column(name)
+            _raise_non_numeric(path, name, column.to_pandas(), rows_are_lines=False)
+            raise WorkflowError(
+                f"column {name!r} of {path.name} has type {kind}, not numbers; "
+                f"leave it out of --features."
+            )
 
 
 def _read_csv_numeric(

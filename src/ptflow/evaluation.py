@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
+from ptflow.data import Moments
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.models import device_of
 
 __all__ = [
     "LeastSquares",
+    "MetricSums",
     "Metrics",
     "compute_metrics",
     "evaluate",
@@ -68,23 +70,54 @@ class Metrics:
 
 def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
     """Compute MAE, MSE, RMSE and R² of predictions against targets, in float64."""
-    if y_pred.shape != y_true.shape:
-        raise WorkflowError(
-            f"predictions have shape {tuple(y_pred.shape)} but targets {tuple(y_true.shape)}; "
-            f"give one prediction per target value."
+    sums = MetricSums()
+    sums.add(y_pred, y_true)
+    return sums.metrics()
+
+
+@dataclass
+class MetricSums:
+    """Running sums behind Metrics, added to block by block: metrics of any number of rows.
+
+    Kept on the CPU in float64: exact sums, and MPS has no float64.
+    """
+
+    values: int = 0  # target values seen: rows times targets
+    abs_error: float = 0.0
+    squared_error: torch.Tensor | None = None  # per target, for R²
+    truth: Moments = field(default_factory=Moments)  # per target: R²'s total sum of squares
+
+    def add(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
+        """Add a block of predictions and the targets they should have matched."""
+        if y_pred.shape != y_true.shape:
+            raise WorkflowError(
+                f"predictions have shape {tuple(y_pred.shape)} but targets "
+                f"{tuple(y_true.shape)}; give one prediction per target value."
+            )
+        if y_true.numel() == 0:
+            return
+        y_pred = y_pred.detach().to("cpu", torch.float64).reshape(len(y_true), -1)
+        y_true = y_true.detach().to("cpu", torch.float64).reshape_as(y_pred)  # (rows, targets)
+        error = y_pred - y_true
+        squared = error.square().sum(dim=0)
+        self.squared_error = squared if self.squared_error is None else self.squared_error + squared
+        self.abs_error += error.abs().sum().item()
+        self.values += error.numel()
+        self.truth.add(y_true)
+
+    def metrics(self) -> Metrics:
+        """Return the metrics of every block added so far."""
+        if self.values == 0 or self.squared_error is None or self.truth.m2 is None:
+            raise WorkflowError("there are no rows to evaluate; give at least one row.")
+        mse = self.squared_error.sum().item() / self.values
+        ss_tot = self.truth.m2
+        # R² is undefined for a constant target (ss_tot == 0); NaN says so honestly.
+        r2 = (
+            (1 - self.squared_error / ss_tot).mean().item()
+            if bool((ss_tot > 0).all())
+            else math.nan
         )
-    if y_true.numel() == 0:
-        raise WorkflowError("there are no rows to evaluate; give at least one row.")
-    # On the CPU in float64: exact sums, and MPS has no float64.
-    y_pred = y_pred.detach().to("cpu", torch.float64).reshape(len(y_true), -1)  # (n, targets)
-    y_true = y_true.detach().to("cpu", torch.float64).reshape_as(y_pred)
-    error = y_pred - y_true
-    mse = error.square().mean().item()
-    ss_res = error.square().sum(dim=0)
-    ss_tot = (y_true - y_true.mean(dim=0)).square().sum(dim=0)
-    # R² is undefined for a constant target (ss_tot == 0); NaN says so honestly.
-    r2 = (1 - ss_res / ss_tot).mean().item() if bool((ss_tot > 0).all()) else math.nan
-    return Metrics(mae=error.abs().mean().item(), mse=mse, rmse=math.sqrt(mse), r2=r2)
+        return Metrics(mae=self.abs_error / self.values, mse=mse, rmse=math.sqrt(mse), r2=r2)
 
 
 def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Metrics:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -23,12 +23,15 @@ from ptflow.data import Splits
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import mean_loss
 from ptflow.models import check_bf16, device_of
+from ptflow.streaming import StreamedTable
 
 __all__ = [
     "AUTO_BATCH_ROWS",
     "CheckpointFn",
     "History",
+    "InMemory",
     "Schedule",
+    "TrainingData",
     "TrainingState",
     "batch_size_for",
     "make_loss_fn",
@@ -240,7 +243,7 @@ CheckpointFn = Callable[[TrainingState, bool], None]
 
 def train(
     model: nn.Module,
-    splits: Splits,
+    splits: Splits | StreamedTable,
     cfg: Config | None = None,
     *,
     loss_fn: LossFn | None = None,
@@ -285,23 +288,23 @@ def train(
         if cfg.precision == "bf16"
         else nullcontext
     )
-    # Move the data to the model's device once, not once per batch.
-    X_train, y_train = splits.train.X.to(device), splits.train.y.to(device)
-    eval_split, eval_part = ("val", splits.val) if splits.val is not None else ("test", splits.test)
-    X_eval, y_eval = eval_part.X.to(device), eval_part.y.to(device)
-    train_rows = len(X_train)
-    batch_size = batch_size_for(cfg, train_rows)
-    batches_per_epoch = math.ceil(train_rows / batch_size)
+    data: TrainingData = (
+        splits.on(device) if isinstance(splits, StreamedTable) else InMemory(splits, device)
+    )
+    # --compile: the same module and weights, its forward pass compiled on first use.
+    forward = cast(nn.Module, torch.compile(model)) if cfg.compile else model
+    batch_size = batch_size_for(cfg, data.train_rows)
+    batches_per_epoch = math.ceil(data.train_rows / batch_size)
     state = TrainingState(
         model,
         optimizer,
         make_schedule(optimizer, cfg, batches_per_epoch),
-        History(eval_split=eval_split),
+        History(eval_split=data.eval_split),
         batch_order=torch.Generator().manual_seed(cfg.seed),  # same seed, same mini-batches
     )
     if resume is not None:
         state.load_state_dict(resume)
-    history, schedule = state.history, state.schedule
+    history, schedule, eval_split = state.history, state.schedule, data.eval_split
     last_epoch = len(history) if history.stopped_early else cfg.epochs
 
     # disable=None: a bar on a terminal only, never in logs or pipes.
@@ -317,9 +320,9 @@ def train(
         model.train()  # training mode: dropout and friends on
         if batches_per_epoch > 1:  # where this epoch's order starts, to redraw it on resume
             state.epoch_start_order = state.batch_order.get_state()
-        for X, y in _batches(X_train, y_train, batch_size, state.batch_order, state.batches_done):
+        for X, y in data.batches(batch_size, state.batch_order, state.batches_done):
             with precision():
-                y_pred = model(X)  # 1. forward pass
+                y_pred = forward(X)  # 1. forward pass
                 loss = loss_fn(y_pred, y)  # 2. calculate the loss
             # 2b. Stop before a NaN or inf reaches the weights. Reading the number waits for
             # the device once per batch: free on CPU, and the price of never training on NaN.
@@ -337,13 +340,13 @@ def train(
             state.batches_done += 1
             if should_stop is not None and should_stop() and state.batches_done < batches_per_epoch:
                 raise _interrupted(state, checkpoint, epoch)
-        train_loss = state.loss_sum / train_rows  # mean per sample, not per batch
+        train_loss = state.loss_sum / data.train_rows  # mean per sample, not per batch
         state.batches_done, state.loss_sum = 0, 0.0
 
         # Testing: evaluation mode (dropout off), no autograd bookkeeping.
         model.eval()
         with torch.inference_mode():
-            eval_loss = mean_loss(model, X_eval, y_eval, loss_fn)
+            eval_loss = data.eval_loss(forward, loss_fn)
         history.append(epoch, train_loss, eval_loss, optimizer.param_groups[0]["lr"])
         if schedule is not None:
             schedule.after_epoch(eval_loss)
@@ -457,18 +460,50 @@ def _interrupted(
     return TrainingInterrupted(f"training stopped after {where}")
 
 
-def _batches(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator, skip: int = 0
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (X, y) batches: the whole split at once, or shuffled slices of batch_size rows.
+class TrainingData(Protocol):
+    """Where `train` gets its batches and its per-epoch evaluation loss from."""
 
-    `skip` leaves out the epoch's first batches, already trained before a resume.
-    """
-    if batch_size >= len(X):
-        yield X, y  # full batch, in order, as in the tutorial
-        return
-    # Index-gathering with one permutation per epoch: no per-sample Dataset/collate overhead.
-    order = torch.randperm(len(X), generator=generator).to(X.device)
-    for start in range(skip * batch_size, len(X), batch_size):
-        rows = order[start : start + batch_size]
-        yield X[rows], y[rows]
+    @property
+    def train_rows(self) -> int: ...
+
+    @property
+    def eval_split(self) -> str: ...  # "val" or "test": the part evaluated every epoch
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator, skip: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float: ...
+
+
+class InMemory:
+    """Splits held in memory, moved to the model's device once, not once per batch."""
+
+    def __init__(self, splits: Splits, device: torch.device) -> None:
+        self.X_train, self.y_train = splits.train.X.to(device), splits.train.y.to(device)
+        self.eval_split, part = (
+            ("val", splits.val) if splits.val is not None else ("test", splits.test)
+        )
+        self.X_eval, self.y_eval = part.X.to(device), part.y.to(device)
+        self.train_rows = len(self.X_train)
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator, skip: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (X, y) batches: the whole split at once, or shuffled slices of batch_size rows.
+
+        `skip` leaves out the epoch's first batches, already trained before a resume.
+        """
+        X, y = self.X_train, self.y_train
+        if batch_size >= len(X):
+            yield X, y  # full batch, in order, as in the tutorial
+            return
+        # Index-gathering with one permutation per epoch: no per-sample Dataset/collate cost.
+        order = torch.randperm(len(X), generator=generator).to(X.device)
+        for start in range(skip * batch_size, len(X), batch_size):
+            rows = order[start : start + batch_size]
+            yield X[rows], y[rows]
+
+    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
+        """Return the mean loss on the validation split (or, without one, the test split)."""
+        return mean_loss(model, self.X_eval, self.y_eval, loss_fn)

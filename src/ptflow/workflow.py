@@ -38,6 +38,7 @@ from ptflow.checkpoint import (
 )
 from ptflow.config import Config, check_resumable
 from ptflow.data import (
+    Split,
     Splits,
     Table,
     fit_scaling,
@@ -58,6 +59,7 @@ from ptflow.models import (
     resolve_device,
 )
 from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
+from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
 from ptflow.training import History, TrainingState, train
 
 __all__ = [
@@ -102,8 +104,8 @@ class RunResult:
     run_dir: Path
     config: Config
     model: nn.Module  # takes raw columns: standardisation, if any, is inside
-    data: Table
-    splits: Splits  # raw columns, as read
+    data: Table | StreamedTable  # StreamedTable: trained with --stream, never held
+    splits: Splits | None  # raw columns, as read; None when streamed
     history: History
     metrics: dict[str, Metrics]  # "train", "val" (when there is one), "test"
     baseline_metrics: dict[str, Metrics]  # the least-squares line on the same rows
@@ -154,11 +156,11 @@ def load_data(cfg: Config) -> Table:
 class _Prepared:
     """Steps 1 and 3: the data, its split, and the model before training."""
 
-    data: Table
-    splits: Splits  # raw columns, as read
+    data: Table | StreamedTable
+    splits: Splits | None  # raw columns, as read; None when streamed
     model: nn.Module  # takes raw columns: standardisation, if any, is inside
     network: nn.Module  # what trains: the model itself, or the network inside Standardized
-    train_splits: Splits  # what the network sees: standardised columns if asked
+    train_splits: Splits | StreamedTable  # what the network sees: standardised if asked
     y_pred_before: torch.Tensor | None  # the tutorial's "predictions before training"
 
 
@@ -188,14 +190,14 @@ def run_workflow(
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_run_record(run_dir, cfg, prepared, command)
-    splits = prepared.splits
-    with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
-        np.savez_compressed(
-            file,
-            train=splits.train_indices.numpy(),
-            val=splits.val_indices.numpy(),
-            test=splits.test_indices.numpy(),
-        )
+    if (splits := prepared.splits) is not None:  # a streamed split is a rule, in config.json
+        with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
+            np.savez_compressed(
+                file,
+                train=splits.train_indices.numpy(),
+                val=splits.val_indices.numpy(),
+                test=splits.test_indices.numpy(),
+            )
     return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
 
 
@@ -268,6 +270,8 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
 
 
 def _prepare(cfg: Config) -> _Prepared:
+    if cfg.stream:
+        return _prepare_streamed(cfg)
     # 1. data: the line or a table, split into train, validation and test rows
     data = load_data(cfg)
     splits = split(
@@ -284,9 +288,7 @@ def _prepare(cfg: Config) -> _Prepared:
     )
     # 3. model, seeded right before it is built (on the CPU: the same start on any device);
     # trained on standardised columns if asked; then moved to its device, once
-    device = resolve_device(cfg.device)
-    if cfg.precision == "bf16":
-        check_bf16(device)
+    device = _device(cfg)
     network = _build_network(cfg, len(data.features), len(data.target), seed=cfg.seed)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
@@ -298,6 +300,47 @@ def _prepare(cfg: Config) -> _Prepared:
     # The tutorial's "predictions before training" plot; tables have no such plot.
     y_pred_before = predict(model, splits.test.X) if cfg.data is None else None
     return _Prepared(data, splits, model, network, train_splits, y_pred_before)
+
+
+def _prepare_streamed(cfg: Config) -> _Prepared:
+    # 1. data: a Parquet table checked in one pass; its rows are read again when needed
+    assert cfg.data is not None  # Config refuses --stream without --data
+    table = scan_table(
+        cfg.data,
+        cfg.target,
+        cfg.features,
+        format=cfg.format,
+        drop_missing=cfg.drop_missing,
+        train_fraction=cfg.train_fraction,
+        val_fraction=cfg.val_fraction,
+        shuffle=cfg.shuffle,
+        seed=cfg.seed,
+        scale=cfg.scale == "standard",
+    )
+    logger.info(
+        "data (streamed, %d row groups): %d rows | features: %d | targets: %d | "
+        "split: %d train, %d validation, %d test",
+        len(table.group_rows),
+        table.rows,
+        len(table.features),
+        len(table.target),
+        *(table.part_size(part) for part in range(3)),
+    )
+    if table.dropped_rows:
+        logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
+    # 3. model, as for a table in memory
+    device = _device(cfg)
+    network = _build_network(cfg, len(table.features), len(table.target), seed=cfg.seed)
+    model = Standardized(network, table.scaling) if table.scaling is not None else network
+    model.to(device)
+    return _Prepared(table, None, model, network, table, None)
+
+
+def _device(cfg: Config) -> torch.device:
+    device = resolve_device(cfg.device)
+    if cfg.precision == "bf16":
+        check_bf16(device)
+    return device
 
 
 def _train_and_finish(
@@ -330,14 +373,19 @@ def _train_and_finish(
     except TrainingDiverged as diverged:
         raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
-    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-    metrics = {name: evaluate(model, *part) for name, part in parts.items() if part is not None}
-    baseline = fit_least_squares(*splits.train)
-    baseline_metrics = {
-        name: compute_metrics(baseline.predict(part.X), part.y)
-        for name, part in parts.items()
-        if part is not None
-    }
+    if splits is None:
+        assert isinstance(prepared.data, StreamedTable)
+        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data)
+    else:
+        parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+        metrics = {name: evaluate(model, *part) for name, part in parts.items() if part}
+        baseline = fit_least_squares(*splits.train)
+        baseline_metrics = {
+            name: compute_metrics(baseline.predict(part.X), part.y)
+            for name, part in parts.items()
+            if part is not None
+        }
+        shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
         config=cfg,
@@ -351,7 +399,7 @@ def _train_and_finish(
         wall_s=time.perf_counter() - started,
     )
     # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
-    _write_run_files(run_dir, result, prepared.y_pred_before)
+    _write_run_files(run_dir, result, prepared.y_pred_before, shown)
     summary = _summary(result)
     if checkpoint is not None:
         summary["resumed_from"] = checkpoint.path.name
@@ -432,10 +480,11 @@ def _write_run_record(
 ) -> None:
     """Write config.json (settings, data, model shape, versions) and config.toml."""
     data = prepared.data
+    rows = data.rows if isinstance(data, StreamedTable) else len(data.X)
     record: dict[str, Any] = {
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "data": {**data.fingerprint, "rows": len(data.X), "dropped_rows": data.dropped_rows},
+        "data": {**data.fingerprint, "rows": rows, "dropped_rows": data.dropped_rows},
         "model": {
             "name": cfg.model,
             "in_features": len(data.features),
@@ -491,19 +540,23 @@ def _check_run_dir_free(run_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _write_run_files(folder: Path, result: RunResult, y_pred_before: torch.Tensor | None) -> None:
+def _write_run_files(
+    folder: Path, result: RunResult, y_pred_before: torch.Tensor | None, shown: Split
+) -> None:
+    """Save the model, history and plots; `shown` holds test targets and their predictions."""
     cfg, splits, model, data = result.config, result.splits, result.model, result.data
     save_weights(model, folder / "model.pt")
     save_weights(model, folder / "model.safetensors")
     write_text(folder / "history.csv", _history_csv(result.history))
     plot_loss_curves(result.history, path=folder / "loss_curves.png")
-    y_pred_after = predict(model, splits.test.X)
-    if cfg.data is not None:
+    y_test, y_pred_after = shown
+    if cfg.data is not None or splits is None:
+        rows = f" (the first {len(y_test):,})" if cfg.stream else ""
         plot_predicted_vs_actual(
-            splits.test.y,
+            y_test,
             y_pred_after,
             data.target,
-            title="Test rows: predicted vs actual",
+            title=f"Test rows{rows}: predicted vs actual",
             path=folder / "predicted_vs_actual.png",
         )
         return
@@ -551,11 +604,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "target": list(result.data.target),
         "device": str(device_of(result.model)),
         "precision": cfg.precision,
-        "split_rows": {
-            "train": len(result.splits.train_indices),
-            "val": len(result.splits.val_indices),
-            "test": len(result.splits.test_indices),
-        },
+        "split_rows": _split_rows(result),
     }
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
@@ -568,6 +617,17 @@ def _summary(result: RunResult) -> dict[str, Any]:
     if result.learned is not None:
         summary["learned_parameters"] = dict(zip(("weight", "bias"), result.learned, strict=True))
     return summary
+
+
+def _split_rows(result: RunResult) -> dict[str, int]:
+    if isinstance(result.data, StreamedTable):
+        return {name: result.data.part_size(part) for part, name in enumerate(PARTS)}
+    assert result.splits is not None
+    return {
+        "train": len(result.splits.train_indices),
+        "val": len(result.splits.val_indices),
+        "test": len(result.splits.test_indices),
+    }
 
 
 def _versions() -> dict[str, str]:

@@ -1,0 +1,461 @@
+"""Training on tables larger than memory: a Parquet file read one row group at a time.
+
+`ptflow train --stream` keeps no copy of the table. Every pass over the data (the scan that
+checks it and fits the scaling and the baseline, each epoch's training and evaluation, and
+the final metrics) reads the file again, one row group at a time, with the next group read
+in a background thread meanwhile: memory follows the largest row group, not the file.
+
+Which part (train, validation, test) a row belongs to depends only on its row number and
+the seed (`RowSplit`), so no list of indices is held, and the split is the same however
+the file is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from ptflow.data import (
+    Moments,
+    Scaling,
+    Split,
+    _count,
+    _first_missing,
+    check_parquet_numeric,
+    file_fingerprint,
+    resolve_columns,
+    scaling_from,
+    table_format,
+)
+from ptflow.errors import WorkflowError
+from ptflow.evaluation import LeastSquares, Metrics, MetricSums, mean_loss, predict
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
+
+__all__ = ["PARTS", "RowSplit", "StreamedTable", "evaluate_streamed", "scan_table"]
+
+PARTS = ("train", "val", "test")
+TRAIN, VAL, TEST = 0, 1, 2
+# The predicted-vs-actual plot shows at most this many test rows (the first ones).
+PLOT_ROWS = 10_000
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class RowSplit:
+    """Which part each row of a file belongs to, from its row number alone.
+
+    Unshuffled, as in the tutorial: the first `train_fraction` of the rows train, the next
+    `val_fraction` validate, the rest test, the same rows an in-memory split takes. Shuffled:
+    row i trains if the i-th output of SplitMix64 seeded with `seed`, as a number in [0, 1),
+    is below `train_fraction` (validates if below `train_fraction + val_fraction`), so the
+    parts' sizes match the fractions up to sampling noise of about sqrt(rows) rows.
+    """
+
+    total_rows: int
+    train_fraction: float
+    val_fraction: float
+    shuffle: bool
+    seed: int
+
+    def parts(self, first_row: int, rows: int) -> NDArray[np.int8]:
+        """Return TRAIN (0), VAL (1) or TEST (2) for rows first_row .. first_row + rows - 1."""
+        index = np.arange(first_row, first_row + rows, dtype=np.uint64)
+        if self.shuffle:
+            position = _splitmix64(index, self.seed)
+            train_end = self.train_fraction
+            val_end = self.train_fraction + self.val_fraction
+        else:
+            position = index.astype(np.float64)
+            train_end = _count(self.train_fraction, self.total_rows)
+            val_end = train_end + _count(self.val_fraction, self.total_rows)
+        parts = np.full(rows, TEST, dtype=np.int8)
+        parts[position < val_end] = VAL
+        parts[position < train_end] = TRAIN
+        return parts
+
+
+def _splitmix64(index: NDArray[np.uint64], seed: int) -> NDArray[np.float64]:
+    """Return the index-th outputs of SplitMix64 seeded with `seed`, as floats in [0, 1)."""
+    # uint64 arithmetic wraps around, as the generator intends.
+    z = np.uint64(seed) + (index + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53  # the top 53 bits
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The usable rows of one row group, raw, and the part each row belongs to."""
+
+    X: NDArray[np.float32]  # (rows, features)
+    y: NDArray[np.float32]  # (rows, targets)
+    parts: NDArray[np.int8]
+    dropped: int  # rows with a missing or infinite value, left out
+
+
+@dataclass(frozen=True)
+class StreamedTable:
+    """A Parquet table, checked and counted by `scan_table`, read again on every pass.
+
+    Holds what one pass learned, never the rows: each row group's part sizes, the scaling
+    and the least-squares baseline fitted on the training rows, and the file's fingerprint.
+    """
+
+    path: Path
+    features: tuple[str, ...]
+    target: tuple[str, ...]
+    split: RowSplit
+    group_rows: tuple[int, ...]  # rows of each row group in the file
+    part_rows: NDArray[np.int64]  # (row groups, 3): usable train, val and test rows
+    fingerprint: dict[str, Any]
+    dropped_rows: int  # rows with missing values left out (drop_missing)
+    scaling: Scaling | None  # standardise columns with this, fitted on training rows
+    baseline: LeastSquares  # the least-squares line of the training rows
+
+    @property
+    def rows(self) -> int:
+        """The usable rows of the whole table."""
+        return int(self.part_rows.sum())
+
+    def part_size(self, part: int) -> int:
+        """The number of rows of one part: TRAIN, VAL or TEST."""
+        return int(self.part_rows[:, part].sum())
+
+    @property
+    def has_val(self) -> bool:
+        return self.split.val_fraction > 0
+
+    def groups(
+        self, order: Sequence[int] | None = None, check: bool = True
+    ) -> Iterator[tuple[int, _Group]]:
+        """Yield (group number, its rows) for row groups in `order` (default: file order).
+
+        Each group is read while the one before is used. With `check`, a group whose part
+        sizes differ from the scan's means the file changed under the run: an error.
+        """
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        order = list(range(len(self.group_rows))) if order is None else list(order)
+        starts = np.concatenate([[0], np.cumsum(self.group_rows)])
+        changed = WorkflowError(
+            f"{self.path.name} changed while the run read it; leave the data file alone "
+            f"during training, and start again."
+        )
+        try:
+            file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+        except (pa.ArrowException, OSError):
+            raise changed from None
+        metadata = file.metadata
+        if tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)) != (
+            self.group_rows
+        ):
+            raise changed
+        names = [*self.features, *self.target]
+
+        def read(group: int) -> _Group:
+            return _read_group(file, group, int(starts[group]), names, self)
+
+        for group, rows in zip(order, _read_ahead(order, read), strict=True):
+            if check and not np.array_equal(
+                np.bincount(rows.parts, minlength=3), self.part_rows[group]
+            ):
+                raise changed
+            yield group, rows
+
+    def select(self, rows: _Group, part: int, *, scaled: bool) -> Split:
+        """Return one part's rows of a group as tensors, standardised if `scaled`."""
+        chosen = rows.parts == part
+        X, y = torch.from_numpy(rows.X[chosen]), torch.from_numpy(rows.y[chosen])
+        if scaled and self.scaling is not None:
+            s = self.scaling
+            X, y = (X - s.x_mean) / s.x_std, (y - s.y_mean) / s.y_std
+        return Split(X, y)
+
+    def on(self, device: torch.device) -> StreamedTraining:
+        """Return the training data interface over this table, batches on `device`."""
+        return StreamedTraining(self, device)
+
+
+@dataclass(frozen=True)
+class StreamedTraining:
+    """What `ptflow.training.train` needs of a streamed table: batches and evaluation."""
+
+    table: StreamedTable
+    device: torch.device
+
+    @property
+    def train_rows(self) -> int:
+        return self.table.part_size(TRAIN)
+
+    @property
+    def eval_split(self) -> str:
+        return "val" if self.table.has_val else "test"
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator, skip: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield one epoch's mini-batches: row groups in a shuffled order, rows shuffled.
+
+        The epoch is one stream of training rows (each group's, permuted, one group after
+        another) cut into batches of `batch_size`: every batch is full but the last. `skip`
+        leaves out the stream's first batches, trained before a resume, without reading them.
+        """
+        table = self.table
+        counts = table.part_rows[:, TRAIN].tolist()
+        order = [g for g in torch.randperm(len(counts), generator=generator).tolist() if counts[g]]
+        start, position = skip * batch_size, 0
+        # Groups wholly before `start` are not read, but their permutations are drawn, so the
+        # generator is where an uninterrupted epoch would have left it.
+        while order and position + counts[order[0]] <= start:
+            torch.randperm(counts[order[0]], generator=generator)
+            position += counts[order.pop(0)]
+        carry_X = carry_y = None
+        for _, rows in table.groups(order):
+            X, y = table.select(rows, TRAIN, scaled=True)
+            shuffled = torch.randperm(len(X), generator=generator)[max(0, start - position) :]
+            position += len(X)
+            X, y = X[shuffled].to(self.device), y[shuffled].to(self.device)
+            if carry_X is not None and carry_y is not None:
+                X, y = torch.cat([carry_X, X]), torch.cat([carry_y, y])
+            whole = len(X) - len(X) % batch_size
+            for first in range(0, whole, batch_size):
+                yield X[first : first + batch_size], y[first : first + batch_size]
+            carry_X, carry_y = X[whole:], y[whole:]
+        if carry_X is not None and carry_y is not None and len(carry_X):
+            yield carry_X, carry_y
+
+    def eval_loss(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> float:
+        """Return the mean loss on the validation rows (or, without any, the test rows)."""
+        part = VAL if self.table.has_val else TEST
+        total = 0.0
+        for _, rows in self.table.groups():
+            X, y = self.table.select(rows, part, scaled=True)
+            if len(X):
+                total += mean_loss(model, X.to(self.device), y.to(self.device), loss_fn) * len(X)
+        return total / self.table.part_size(part)
+
+
+def scan_table(
+    path: str | Path,
+    target: Sequence[str],
+    features: Sequence[str] | None = None,
+    *,
+    format: str = "auto",
+    drop_missing: bool = False,
+    train_fraction: float = 0.7,
+    val_fraction: float = 0.15,
+    shuffle: bool = True,
+    seed: int = 0,
+    scale: bool = True,
+) -> StreamedTable:
+    """Read a Parquet table once, a row group at a time, checking every value.
+
+    Counts each part's rows, fits the standardisation (`scale`) and the least-squares
+    baseline on the training rows, and hashes the file, all in the same pass. The same
+    errors as `load_table`: missing columns, text, missing or infinite values (unless
+    `drop_missing`), a constant target, too few rows for a part.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if table_format(path, format) != "parquet":
+        raise WorkflowError(
+            f"streaming reads Parquet row groups, and {path.name} is CSV; convert it with "
+            f"`ptflow convert {path.name} {path.with_suffix('.parquet').name}`, or train "
+            f"without --stream."
+        )
+    columns, features = resolve_columns(path, "parquet", target, features)
+    target = tuple(target)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise WorkflowError(f"cannot read {path.name} as Parquet ({error}).") from None
+    check_parquet_numeric(path, file, [*features, *target])
+    metadata = file.metadata
+    if metadata.num_rows == 0:
+        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+    group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
+    split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
+    table = StreamedTable(
+        path,
+        features,
+        target,
+        split,
+        group_rows,
+        part_rows=np.zeros((len(group_rows), 3), dtype=np.int64),
+        fingerprint={},
+        dropped_rows=0,
+        scaling=None,
+        baseline=LeastSquares(torch.zeros(0), torch.zeros(0)),
+    )
+    x_moments, y_moments = Moments(), Moments()
+    normal = _NormalEquations(len(features), len(target))
+    y_low = np.full(len(target), np.inf)
+    y_high = np.full(len(target), -np.inf)
+    dropped = 0
+    with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
+        fingerprint = background.submit(file_fingerprint, path)
+        starts = np.concatenate([[0], np.cumsum(group_rows)])
+        for group, rows in table.groups(check=False):
+            if rows.dropped and not drop_missing:
+                _raise_missing(file, path, group, int(starts[group]), [*features, *target])
+            dropped += rows.dropped
+            table.part_rows[group] = np.bincount(rows.parts, minlength=3)
+            X, y = table.select(rows, TRAIN, scaled=False)
+            x_moments.add(X)
+            y_moments.add(y)
+            normal.add(X, y)
+            if len(rows.y):
+                y_low = np.minimum(y_low, rows.y.min(axis=0))
+                y_high = np.maximum(y_high, rows.y.max(axis=0))
+        fingerprint_values = fingerprint.result()
+    _check_parts(path, table.part_rows.sum(axis=0), split)
+    if constant := [n for n, lo, hi in zip(target, y_low, y_high, strict=True) if lo == hi]:
+        raise WorkflowError(
+            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
+            f"a model cannot learn from it, so choose another target."
+        )
+    return StreamedTable(
+        path,
+        features,
+        target,
+        split,
+        group_rows,
+        table.part_rows,
+        fingerprint={
+            **fingerprint_values,
+            "rows": table.rows,
+            "columns": len(columns),
+            "row_groups": len(group_rows),
+        },
+        dropped_rows=dropped,
+        scaling=scaling_from(x_moments, y_moments) if scale else None,
+        baseline=normal.solve(),
+    )
+
+
+def evaluate_streamed(
+    model: nn.Module, table: StreamedTable
+) -> tuple[dict[str, Metrics], dict[str, Metrics], Split]:
+    """Measure a trained model (raw columns in) and the baseline on every part, in one pass.
+
+    Returns the model's metrics and the baseline's by part, and the first PLOT_ROWS test
+    rows' targets and predictions, for the predicted-vs-actual plot.
+    """
+    names = [
+        name for name, part in zip(PARTS, (TRAIN, VAL, TEST), strict=True) if table.part_size(part)
+    ]
+    model_sums = {name: MetricSums() for name in names}
+    baseline_sums = {name: MetricSums() for name in names}
+    shown_y: list[torch.Tensor] = []
+    shown_pred: list[torch.Tensor] = []
+    shown = 0
+    for _, rows in table.groups():
+        for name in names:
+            X, y = table.select(rows, PARTS.index(name), scaled=False)
+            if not len(X):
+                continue
+            y_pred = predict(model, X).cpu()
+            model_sums[name].add(y_pred, y)
+            baseline_sums[name].add(table.baseline.predict(X), y)
+            if name == "test" and shown < PLOT_ROWS:
+                shown_y.append(y[: PLOT_ROWS - shown])
+                shown_pred.append(y_pred[: PLOT_ROWS - shown])
+                shown += len(shown_y[-1])
+    return (
+        {name: sums.metrics() for name, sums in model_sums.items()},
+        {name: sums.metrics() for name, sums in baseline_sums.items()},
+        Split(torch.cat(shown_y), torch.cat(shown_pred)),
+    )
+
+
+class _NormalEquations:
+    """Running [X 1]ᵀ[X 1] and [X 1]ᵀy in float64: the least-squares fit, block by block."""
+
+    def __init__(self, features: int, targets: int) -> None:
+        self.gram = torch.zeros(features + 1, features + 1, dtype=torch.float64)
+        self.moment = torch.zeros(features + 1, targets, dtype=torch.float64)
+
+    def add(self, X: torch.Tensor, y: torch.Tensor) -> None:
+        design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+        self.gram += design.T @ design
+        self.moment += design.T @ y.double()
+
+    def solve(self) -> LeastSquares:
+        # lstsq rather than solve: a constant or repeated column leaves the system singular.
+        solution = torch.linalg.lstsq(self.gram, self.moment, driver="gelsd").solution
+        return LeastSquares(coef=solution[:-1], intercept=solution[-1])
+
+
+def _read_group(
+    file: pq.ParquetFile, group: int, first_row: int, names: list[str], table: StreamedTable
+) -> _Group:
+    columns = file.read_row_group(group, columns=names)
+    # Column-major, the file's layout: each column is copied in one contiguous stretch.
+    by_column = np.empty((len(names), columns.num_rows), dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: infinity, dropped or refused
+        for i, name in enumerate(names):
+            start = 0
+            for chunk in columns.column(name).chunks:
+                column_values = chunk.to_numpy(zero_copy_only=False)
+                by_column[i, start : start + len(column_values)] = column_values
+                start += len(column_values)
+    values = by_column.T
+    finite = np.isfinite(values).all(axis=1)
+    parts = table.split.parts(first_row, len(values))
+    if not finite.all():
+        values, parts = values[finite], parts[finite]
+    width = len(table.features)
+    return _Group(values[:, :width], values[:, width:], parts, int((~finite).sum()))
+
+
+def _read_ahead(items: Sequence[int], read: Callable[[int], _T]) -> Iterator[_T]:
+    """Yield read(item) for each item, reading the next one in a background thread."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1) as reader:  # Parquet decoding releases the GIL
+        pending: Future[_T] = reader.submit(read, items[0])
+        for following in [*items[1:], None]:
+            current = pending.result()
+            if following is not None:
+                pending = reader.submit(read, following)
+            yield current
+
+
+def _raise_missing(
+    file: pq.ParquetFile, path: Path, group: int, first_row: int, names: list[str]
+) -> None:
+    columns = file.read_row_group(group, columns=names)
+    with np.errstate(over="ignore"):
+        values = np.column_stack([columns.column(name).to_numpy() for name in names])
+    column, row = _first_missing(values.astype(np.float32), names)
+    raise WorkflowError(
+        f"{path.name} has missing, infinite or too large (beyond ±3.4e38, float32's range) "
+        f"values, the first in column {column!r} at row {first_row + row}; clean the data "
+        f"or pass --drop-missing to skip such rows."
+    )
+
+
+def _check_parts(path: Path, sizes: NDArray[np.int64], split: RowSplit) -> None:
+    train, val, test = (int(size) for size in sizes)
+    if train < 1 or test < 1 or (split.val_fraction > 0 and val < 1):
+        raise WorkflowError(
+            f"{path.name} has too few usable rows for fractions train={split.train_fraction}, "
+            f"val={split.val_fraction}: that gives {train} train, {val} validation and {test} "
+            f"test rows; use more data or change the fractions so that each part gets a row."
+        )

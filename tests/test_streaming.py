@@ -1,0 +1,246 @@
+"""Training on tables larger than memory: `--stream` reads a Parquet file one row group at
+a time, and must give the split, statistics, metrics and resumes an in-memory run gives."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import ptflow
+import ptflow.data
+from ptflow import Config, TrainingInterrupted, WorkflowError
+from ptflow.data import fit_scaling
+from ptflow.evaluation import fit_least_squares
+from ptflow.streaming import TEST, TRAIN, VAL, RowSplit, evaluate_streamed, scan_table
+from tests.conftest import RunCli
+
+
+def _write_parquet(path: Path, rows: int = 3000, group_rows: int = 256, seed: int = 0) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(3.0, 2.0, size=(rows, 3))
+    y = X @ np.array([1.5, -2.0, 0.5]) + 0.7 + 0.1 * rng.normal(size=rows)
+    columns = {f"x{i}": X[:, i] for i in range(3)}
+    pq.write_table(pa.table({**columns, "y": y}), path, row_group_size=group_rows)
+    return path
+
+
+def _scan(path: Path, **changes: Any) -> ptflow.StreamedTable:
+    options: dict[str, Any] = {"train_fraction": 0.6, "val_fraction": 0.2, "seed": 3}
+    return scan_table(path, ["y"], **{**options, **changes})
+
+
+def test_row_split_depends_on_row_numbers_only() -> None:
+    rule = RowSplit(100_000, 0.7, 0.15, shuffle=True, seed=5)
+    whole = rule.parts(0, 100_000)
+    edges = [0, 1, 7, 4096, 50_001, 100_000]
+    pieces = np.concatenate([rule.parts(a, b - a) for a, b in itertools.pairwise(edges)])
+    assert np.array_equal(whole, pieces)  # however the file is cut into blocks
+    counts = np.bincount(whole, minlength=3)
+    expected = np.array([0.7, 0.15, 0.15]) * 100_000
+    assert (abs(counts - expected) < 4 * np.sqrt(expected)).all()  # within sampling noise
+    other_seed = RowSplit(100_000, 0.7, 0.15, shuffle=True, seed=6).parts(0, 100_000)
+    assert (whole != other_seed).mean() > 0.3
+
+
+def test_unshuffled_row_split_is_the_in_memory_split() -> None:
+    X = torch.arange(1001.0).unsqueeze(1)
+    splits = ptflow.split(X, X, 0.7, 0.1)
+    parts = RowSplit(1001, 0.7, 0.1, shuffle=False, seed=0).parts(0, 1001)
+    for part, indices in ((TRAIN, splits.train_indices), (VAL, splits.val_indices)):
+        assert np.flatnonzero(parts == part).tolist() == indices.tolist()
+    assert np.flatnonzero(parts == TEST).tolist() == splits.test_indices.tolist()
+
+
+def test_scan_fits_what_the_in_memory_path_fits(tmp_path: Path) -> None:
+    path = _write_parquet(tmp_path / "t.parquet")
+    table = _scan(path, shuffle=False)
+    data = ptflow.load_table(path, ["y"])
+    splits = ptflow.split(data.X, data.y, 0.6, 0.2)
+    assert [table.part_size(p) for p in (TRAIN, VAL, TEST)] == [1800, 600, 600]
+    assert table.scaling is not None
+    expected = fit_scaling(*splits.train)
+    for name in ("x_mean", "x_std", "y_mean", "y_std"):
+        assert torch.allclose(getattr(table.scaling, name), getattr(expected, name), rtol=1e-6)
+    baseline = fit_least_squares(*splits.train)
+    assert torch.allclose(table.baseline.coef, baseline.coef, atol=1e-9)
+    assert table.fingerprint["row_groups"] == 12 and table.fingerprint["rows"] == 3000
+
+
+def test_each_epoch_trains_on_every_training_row_once(tmp_path: Path) -> None:
+    table = _scan(_write_parquet(tmp_path / "t.parquet"), scale=False)
+    data = table.on(torch.device("cpu"))
+    generator = torch.Generator().manual_seed(0)
+    first = list(data.batches(100, generator))
+    second = list(data.batches(100, generator))
+    assert [len(X) for X, _ in first[:-1]] == [100] * (len(first) - 1)  # full but the last
+    rows = torch.cat([X for X, _ in first])
+    assert len(rows) == data.train_rows == table.part_size(TRAIN)
+    training = ptflow.load_table(table.path, ["y"]).X[
+        torch.from_numpy(table.split.parts(0, 3000) == TRAIN)
+    ]
+    assert torch.equal(_sorted_rows(rows), _sorted_rows(training))
+    assert not torch.equal(rows, torch.cat([X for X, _ in second]))  # reshuffled every epoch
+
+
+def test_skipping_batches_continues_the_same_epoch(tmp_path: Path) -> None:
+    data = _scan(_write_parquet(tmp_path / "t.parquet")).on(torch.device("cpu"))
+    start = torch.Generator().manual_seed(9).get_state()
+    whole = [X for X, _ in data.batches(64, torch.Generator().set_state(start))]
+    for skip in (1, 5, len(whole) - 1):
+        generator = torch.Generator().set_state(start)
+        rest = [X for X, _ in data.batches(64, generator, skip)]
+        assert len(rest) == len(whole) - skip
+        assert all(torch.equal(a, b) for a, b in zip(rest, whole[skip:], strict=True))
+
+
+def _sorted_rows(X: torch.Tensor) -> torch.Tensor:
+    return X[torch.from_numpy(np.lexsort(X.numpy().T[::-1]))]
+
+
+def _stream_config(path: Path, **changes: Any) -> Config:
+    settings: dict[str, Any] = {"epochs": 4, "batch_size": 128, "model": "mlp", "hidden": (8,)}
+    return Config.for_table(str(path), "y", stream=True, **{**settings, **changes})
+
+
+def test_streamed_metrics_are_the_in_memory_metrics(tmp_path: Path) -> None:
+    path = _write_parquet(tmp_path / "t.parquet")
+    result = ptflow.run_workflow(_stream_config(path, shuffle=False), tmp_path / "run")
+    assert result.splits is None and not (tmp_path / "run" / "split_indices.npz").exists()
+    data = ptflow.load_table(path, ["y"])
+    splits = ptflow.split(data.X, data.y, 0.7, 0.15)
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    for name, part in parts.items():
+        assert part is not None
+        expected = ptflow.evaluate(result.model, *part)
+        assert result.metrics[name].mse == pytest.approx(expected.mse, rel=1e-9)
+        assert result.metrics[name].r2 == pytest.approx(expected.r2, rel=1e-9)
+    baseline = fit_least_squares(*splits.train)
+    test = ptflow.compute_metrics(baseline.predict(splits.test.X), splits.test.y)
+    assert result.baseline_metrics["test"].mse == pytest.approx(test.mse, rel=1e-6)
+    _, _, shown = evaluate_streamed(result.model, result.data)  # type: ignore[arg-type]
+    assert torch.equal(shown.X, splits.test.y)  # the plot's rows: targets, then predictions
+
+
+def test_streamed_run_learns_and_is_reproducible(tmp_path: Path) -> None:
+    path = _write_parquet(tmp_path / "t.parquet")
+    cfg = _stream_config(path, epochs=15, model="linear", lr=0.05)
+    first = ptflow.run_workflow(cfg, tmp_path / "a")
+    ptflow.run_workflow(cfg, tmp_path / "b")
+    assert first.metrics["test"].r2 > 0.99
+    files = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("a", "b")]
+    assert files[0] == files[1]
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert sum(summary["split_rows"].values()) == 3000
+    assert summary["data"]["row_groups"] == 12
+
+
+@pytest.mark.parametrize("stop_after", [7, 21])  # mid-epoch, and a batch into another epoch
+def test_streamed_run_resumes_bit_for_bit(tmp_path: Path, stop_after: int) -> None:
+    path = _write_parquet(tmp_path / "t.parquet")
+    cfg = _stream_config(path, dropout=0.1)
+    ptflow.run_workflow(cfg, tmp_path / "whole")
+    calls = 0
+
+    def should_stop() -> bool:
+        nonlocal calls
+        calls += 1
+        return calls >= stop_after
+
+    with pytest.raises(TrainingInterrupted):
+        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=should_stop)
+    ptflow.resume_workflow(tmp_path / "cut")
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def test_a_file_changed_during_training_is_an_error(tmp_path: Path) -> None:
+    path = _write_parquet(tmp_path / "t.parquet")
+    table = _scan(path)
+    _write_parquet(path, group_rows=500)  # the same rows, cut into other row groups
+    with pytest.raises(WorkflowError, match="changed while the run read it"):
+        list(table.on(torch.device("cpu")).batches(64, torch.Generator()))
+
+
+def test_bad_streamed_input_is_one_error_line(tmp_path: Path, run_cli: RunCli) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = np.arange(40.0)
+    holes = values.copy()
+    holes[33] = np.nan
+    pq.write_table(pa.table({"x": values, "y": holes}), tmp_path / "nan.parquet", row_group_size=8)
+    (tmp_path / "t.csv").write_text("x,y\n1,2\n3,4\n")
+    cases = {
+        ("--data", "t.csv"): "convert it with `ptflow convert t.csv t.parquet`",
+        ("--data", "nan.parquet"): "column 'y' at row 34",
+        ("--data", "nan.parquet", "--features", "z"): "no column 'z'",
+    }
+    for args, message in cases.items():
+        done = run_cli("train", *args, "--target", "y", "--stream", "--out", "run")
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1 and not (tmp_path / "run").exists()
+    done = run_cli(
+        "train", "--data", "nan.parquet", "--target", "y", "--stream", "--drop-missing",
+        "--epochs", "2", "--out", "run",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["data"]["dropped_rows"] == 1 and sum(summary["split_rows"].values()) == 39
+
+
+def test_cli_converts_then_streams_then_predicts(tmp_path: Path, run_cli: RunCli) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"n": np.arange(2000), "x": rng.normal(size=2000)})
+    frame["y"] = 2 * frame["x"] + 0.001 * frame["n"]
+    frame.to_csv(tmp_path / "big.csv", index=False)
+    done = run_cli("convert", "big.csv", "big.parquet", "--row-group-rows", "300")
+    assert done.returncode == 0 and "2,000 rows" in done.stdout, done.stderr
+    file = pq.ParquetFile(tmp_path / "big.parquet")
+    assert [file.metadata.row_group(g).num_rows for g in range(7)] == [300] * 6 + [200]
+    assert np.array_equal(pd.read_parquet(tmp_path / "big.parquet")["n"], frame["n"])
+    again = run_cli("convert", "big.csv", "big.parquet")
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+    done = run_cli(
+        "train", "--data", "big.parquet", "--target", "y", "--stream", "--epochs", "20",
+        "--batch-size", "64", "--lr", "0.01", "--out", "run",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "streamed, 7 row groups" in done.stdout
+    assert (tmp_path / "run" / "predicted_vs_actual.png").is_file()
+    predicted = run_cli("predict", "run", "--data", "big.csv")
+    assert predicted.returncode == 0, predicted.stderr
+    values = np.array([float(line) for line in predicted.stdout.split()[1:]])
+    assert np.abs(values - frame["y"].to_numpy()).mean() < 0.05
+
+
+def test_whole_numbers_in_the_first_block_do_not_fix_a_column_type(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pandas as pd
+
+    monkeypatch.setattr(ptflow.data, "CSV_BLOCK_BYTES", 64)  # many blocks of a few lines
+    lines = [f"{i},{i * 2}" for i in range(100)] + ["100.5,201"]
+    (tmp_path / "t.csv").write_text("n,y\n" + "\n".join(lines) + "\n")
+    assert ptflow.convert_table(tmp_path / "t.csv", tmp_path / "t.parquet") == 101
+    frame = pd.read_parquet(tmp_path / "t.parquet")
+    assert frame["n"].dtype == np.float64 and frame["n"].iloc[-1] == 100.5
+
+
+def test_a_broken_csv_is_not_converted(tmp_path: Path, run_cli: RunCli) -> None:
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3\n")
+    done = run_cli("convert", "bad.csv", "bad.parquet")
+    assert done.returncode == 2 and "Expected 2 columns" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # no partial file
