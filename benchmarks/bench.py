@@ -498,7 +498,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds in all")
     args = parser.parse_args()
-    rows, repeats = (200_000, 3) if args.quick else (2_000_000, 5)
+    rows, repeats = (200_000, 3) if args.quick else (2_000_000, 7)
 
     with tempfile.TemporaryDirectory() as folder:
         results = [

@@ -20,10 +20,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 __all__ = ["BLOCK_BYTES", "read_csv_float32"]
 
@@ -38,11 +41,13 @@ def read_csv_float32(
     features: Sequence[str],
     target: Sequence[str],
     threads: int,
+    digest: Hash | None = None,
 ) -> Arrays | None:
     """Return the (rows, features) and (rows, targets) float32 arrays of a CSV file.
 
     `columns` are the header's names. Returns None when the file must be read
-    sequentially instead: it holds quotes, or a block fails to parse.
+    sequentially instead: it holds quotes, or a block fails to parse. `digest` (a hashlib
+    object) is fed every byte read: the file's hash without reading it twice.
     """
     names = [*features, *target]
     # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
@@ -52,11 +57,14 @@ def read_csv_float32(
         return _parse(text, columns, usecols, features, target)
 
     with open(path, "rb") as file, ThreadPoolExecutor(max_workers=threads) as pool:
-        if b'"' in file.readline():  # the header
+        header = file.readline()
+        if b'"' in header:
             return None
+        if digest is not None:
+            digest.update(header)
         output = _Output(len(features), len(target), os.fstat(file.fileno()).st_size)
         pending: deque[tuple[int, Future[Arrays | None]]] = deque()
-        for text in _whole_lines(file):  # a few blocks in flight, taken in order
+        for text in _whole_lines(file, digest):  # a few blocks in flight, taken in order
             pending.append((len(text), pool.submit(parse, text)))
             if len(pending) >= 2 * threads and not output.take(*pending.popleft()):
                 break
@@ -68,10 +76,12 @@ def read_csv_float32(
     return None if output.failed else output.arrays()
 
 
-def _whole_lines(file: BinaryIO) -> Iterator[bytes]:
+def _whole_lines(file: BinaryIO, digest: Hash | None = None) -> Iterator[bytes]:
     """Yield the rest of the file in blocks of about BLOCK_BYTES that end at a line end."""
     tail = b""
     while piece := file.read(BLOCK_BYTES):
+        if digest is not None:
+            digest.update(piece)  # releases the GIL: the parsing threads run on
         last = piece.rfind(b"\n")
         if last < 0:  # one long line so far: the block grows
             tail += piece

@@ -252,9 +252,7 @@ def load_table(
     file_format = table_format(path, format)
     columns, features = resolve_columns(path, file_format, target, features, id_column)
     target = tuple(target)
-    with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
-        fingerprint = background.submit(file_fingerprint, path)
-        X_values, y_values = _read_numeric(path, file_format, columns, features, target)
+    X_values, y_values, fingerprint = _read_numeric(path, file_format, columns, features, target)
     if len(X_values) == 0:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     ids = _read_ids(path, file_format, id_column) if id_column else None
@@ -286,7 +284,7 @@ def load_table(
         y,
         features,
         target,
-        {**fingerprint.result(), "rows": len(X), "columns": len(columns)},
+        {**fingerprint, "rows": len(X), "columns": len(columns)},
         dropped,
         ids,
     )
@@ -509,11 +507,15 @@ def table_format(path: Path, format: str = "auto") -> str:
     )
 
 
-def file_fingerprint(path: Path) -> dict[str, Any]:
-    """Return the file's name, size and SHA-256, to tell later whether data changed."""
-    with open(path, "rb") as file:
-        digest = hashlib.file_digest(file, "sha256").hexdigest()
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": digest}
+def file_fingerprint(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """Return the file's name, size and SHA-256, to tell later whether data changed.
+
+    `sha256` is the digest when the caller hashed the bytes as it read them.
+    """
+    if sha256 is None:
+        with open(path, "rb") as file:
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256}
 
 
 def _read_header(path: Path, file_format: str) -> list[str]:
@@ -587,18 +589,32 @@ def _read_numeric(
     columns: list[str],
     features: tuple[str, ...],
     target: Sequence[str],
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, Any]]:
     """Read the feature and target columns as float32 arrays (rows, features), (rows, targets).
 
     Both formats are read in blocks of READ_BLOCK_ROWS rows, so memory beyond the arrays
-    themselves is one block, not a copy of the whole table.
+    themselves is one block, not a copy of the whole table. Also returns the file's
+    fingerprint, hashed while the file is read.
     """
     # Values beyond float32's range become infinity here, without a warning: the check of
     # finite values that follows reports them with their row.
     with np.errstate(over="ignore"):
-        if file_format == "parquet":
-            return _read_parquet_numeric(path, features, target)
-        return _read_csv_numeric(path, columns, features, target)
+        if file_format == "csv":
+            from ptflow.csv_blocks import read_csv_float32
+
+            digest = hashlib.sha256()  # fed every byte the parallel reader reads
+            threads = torch.get_num_threads()
+            if parallel := read_csv_float32(path, columns, features, target, threads, digest):
+                return *parallel, file_fingerprint(path, digest.hexdigest())
+        # Parquet, or a CSV file that needs a sequential read: hash in a background thread
+        # (hashing releases the GIL).
+        with ThreadPoolExecutor(max_workers=1) as background:
+            fingerprint = background.submit(file_fingerprint, path)
+            if file_format == "parquet":
+                X, y = _read_parquet_numeric(path, features, target)
+            else:
+                X, y = _read_csv_numeric(path, columns, features, target)
+            return X, y, fingerprint.result()
 
 
 def _read_parquet_numeric(
@@ -642,12 +658,7 @@ def check_parquet_numeric(path: Path, file: pq.ParquetFile, names: Sequence[str]
 def _read_csv_numeric(
     path: Path, columns: list[str], features: tuple[str, ...], target: Sequence[str]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-
-    from ptflow.csv_blocks import read_csv_float32
-
-    if parallel := read_csv_float32(path, columns, features, target, torch.get_num_threads()):
-        return parallel
-    # Quotes or a bad value: one sequential pass, in blocks, whose errors name the line.
+    """Read a CSV file in one sequential pass, in blocks, whose errors name the line."""
     names = [*features, *target]
     X_blocks: list[NDArray[np.float32]] = []
     y_blocks: list[NDArray[np.float32]] = []
