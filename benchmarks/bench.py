@@ -433,6 +433,37 @@ def bench_streamed_memory(rows: int, folder: Path) -> Row:
     )
 
 
+def bench_processes(rows: int, folder: Path, model_name: str) -> Row:
+    """Data-parallel training: one epoch with `--nproc 2` against one process, whole runs.
+
+    Each setting runs 1 and 3 epochs; the difference over 2 is one epoch without start-up.
+    """
+    path = _write_table(rows, folder, "parquet")
+
+    def epoch_s(nproc: int) -> float:
+        def run(epochs: int) -> float:
+            command = [
+                sys.executable, "-m", "ptflow", "train", "--data", str(path), "--target", "y",
+                "--model", model_name, "--batch-size", "4096", "--epochs", str(epochs),
+                "--nproc", str(nproc), "--out", str(folder / "ddp-run"), "--overwrite", "--quiet",
+            ]  # fmt: skip
+            started = time.perf_counter()
+            subprocess.run(command, check=True, capture_output=True)
+            return time.perf_counter() - started
+
+        return (run(3) - run(1)) / 2
+
+    one, two = epoch_s(1), epoch_s(2)
+    return Row(
+        f"{rows:,} rows, one epoch, {model_name}, 2 processes",
+        "1 process (2 threads)",
+        one,
+        two,
+        two / one,
+        "report: rows/s 2 vs 1 = 1/ratio",
+    )
+
+
 def bench_compile(rows: int, repeats: int) -> Row:
     """Three MLP epochs with --compile (compilation included) against without."""
     splits = _linear_problem(rows)
@@ -515,6 +546,8 @@ def main() -> None:
             bench_predict_memory(rows, Path(folder)),
             bench_streamed_epoch(rows, repeats, Path(folder)),
             bench_streamed_memory(rows, Path(folder)),
+            bench_processes(rows, Path(folder), "linear"),
+            bench_processes(rows, Path(folder), "mlp"),
             bench_help(repeats),
             bench_run_process(2 if args.quick else 5, Path(folder)),
         ]

@@ -15,6 +15,7 @@ import math
 import os
 import signal
 import sys
+import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 _FIELDS = {field.name: field.default for field in dataclasses.fields(Config)}
+# This process's rank when torchrun started it with others, else None.
+_RANK = int(os.environ["RANK"]) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+_GRACE_S = 3.0  # how long another rank leaves rank 0 to report an error they share
 _RUN_DEFAULTS: dict[str, Any] = dict(_FIELDS)
 _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 
@@ -59,11 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
         return handler(args, argv)
     except TrainingInterrupted as stop:
-        print(f"stopped: {stop}", file=sys.stderr)
+        if _RANK in (None, 0):
+            print(f"stopped: {stop}", file=sys.stderr)
         return stop.exit_code
     except WorkflowError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _report_error(str(error))
         return error.exit_code
+    except Exception as error:
+        if _RANK is None:
+            raise
+        # Under torchrun, a process that lost the others (one was killed, say) ends in one
+        # line from rank 0, not a traceback from each; torchrun stops the rest.
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        _report_error(f"{type(error).__name__}: {detail}")
+        return 1
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         print("error: interrupted; files already written are complete.", file=sys.stderr)
         return 130
@@ -72,6 +85,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _report_error(message: str) -> None:
+    """Print one error line; under torchrun, rank 0 speaks for every process.
+
+    Bad input and a NaN reach every process alike. Another rank waits a moment first: if
+    rank 0 met the same error it has said so and torchrun stops this process before it
+    repeats it; if not, the error is this process's own, and it says so.
+    """
+    if _RANK not in (None, 0):
+        time.sleep(_GRACE_S)
+        message = f"process {_RANK}: {message}"
+    print(f"error: {message}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -339,6 +365,13 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         choices=PRECISIONS,
     )
     hardware.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine, data-parallel through torchrun and "
+        "DDP: gloo on the CPU, NCCL on GPUs (default: 1)",
+    )
+    hardware.add_argument(
         "--compile",
         action="store_true",
         default=None,
@@ -423,47 +456,92 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.nproc is not None and args.nproc < 1:
+        raise WorkflowError(f"--nproc must be at least 1, got {args.nproc}.")
     if args.resume is not None:
-        return _resume(args, argv)
-    cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
-    if args.defaults is _TRAIN_DEFAULTS and cfg.data is None:
-        raise WorkflowError(
-            "ptflow train needs a table: give --data FILE (or data in --config); "
-            "`ptflow run` trains on the tutorial's line."
-        )
+        if args.out is not None or args.overwrite:
+            raise WorkflowError(
+                "--resume continues in the run's own folder; drop --out and --overwrite."
+            )
+        device = args.device or _saved_device(args.resume)
+    else:
+        cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
+        if args.defaults is _TRAIN_DEFAULTS and cfg.data is None:
+            raise WorkflowError(
+                "ptflow train needs a table: give --data FILE (or data in --config); "
+                "`ptflow run` trains on the tutorial's line."
+            )
+        device = cfg.device
+    if (args.nproc or 1) > 1 and _RANK is None:
+        return _launch(args, argv)
 
-    from ptflow.workflow import run_workflow
+    from ptflow.distributed import World, process_group
 
-    with _logging_to_stdout(quiet=args.quiet), _stop_on_signals() as stop:
-        result = run_workflow(
-            cfg,
-            args.out,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            command=["ptflow", *argv],
-            should_stop=stop,
-        )
-    return _report_run(result, quiet=args.quiet)
+    world = World.launched()
+    quiet = args.quiet or (world is not None and not world.is_main)  # rank 0 speaks for all
+    with (
+        process_group(world, device),
+        _logging_to_stdout(quiet=quiet),
+        _stop_on_signals() as stop,
+    ):
+        if args.resume is not None:
+            from ptflow.workflow import resume_workflow
+
+            result = resume_workflow(
+                args.resume,
+                _given_settings(args),
+                progress=not quiet,
+                command=["ptflow", *argv],
+                should_stop=stop,
+            )
+        else:
+            from ptflow.workflow import run_workflow
+
+            result = run_workflow(
+                cfg,
+                args.out,
+                overwrite=args.overwrite,
+                progress=not quiet,
+                command=["ptflow", *argv],
+                should_stop=stop,
+            )
+    if world is not None and not world.is_main:
+        return 0
+    return _report_run(result, quiet=quiet)
 
 
-def _resume(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.out is not None or args.overwrite:
-        raise WorkflowError(
-            "--resume continues in the run's own folder; drop --out and --overwrite."
-        )
-    changes = _given_settings(args)
+def _launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """`--nproc N`: start N ptflow processes through torchrun's launcher, all in one folder."""
+    from ptflow.distributed import launch
 
-    from ptflow.workflow import resume_workflow
+    workers = _without_option(argv, "--nproc")
+    if args.resume is None and args.out is None:  # every process must write one folder
+        from ptflow.workflow import default_run_dir
 
-    with _logging_to_stdout(quiet=args.quiet), _stop_on_signals() as stop:
-        result = resume_workflow(
-            args.resume,
-            changes,
-            progress=not args.quiet,
-            command=["ptflow", *argv],
-            should_stop=stop,
-        )
-    return _report_run(result, quiet=args.quiet)
+        workers += ["--out", str(default_run_dir())]
+    return launch(args.nproc, workers)
+
+
+def _without_option(argv: list[str], flag: str) -> list[str]:
+    """argv without `flag VALUE` or `flag=VALUE`."""
+    kept, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == flag:
+            skip = True
+        elif not token.startswith(f"{flag}="):
+            kept.append(token)
+    return kept
+
+
+def _saved_device(run_dir: Path) -> str:
+    """The device setting a run folder was trained with ("auto" if it cannot tell)."""
+    try:
+        device = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
+        return str(device["device"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "auto"  # resume_workflow reports what is wrong with the folder
 
 
 class _StopRequest:

@@ -171,14 +171,19 @@ class Moments:
             return
         block = values.detach().to("cpu", torch.float64)
         block_mean = block.mean(dim=0)
-        block_m2 = (block - block_mean).square().sum(dim=0)
-        if self.mean is None or self.m2 is None:
-            self.count, self.mean, self.m2 = len(block), block_mean, block_m2
+        self.merge(Moments(len(block), block_mean, (block - block_mean).square().sum(dim=0)))
+
+    def merge(self, other: Moments) -> None:
+        """Merge in the moments of other rows (another block's, or another process's)."""
+        if other.mean is None or other.m2 is None:
             return
-        total = self.count + len(block)
-        delta = block_mean - self.mean
-        self.mean = self.mean + delta * (len(block) / total)
-        self.m2 = self.m2 + block_m2 + delta.square() * (self.count * len(block) / total)
+        if self.mean is None or self.m2 is None:
+            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
+            return
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        self.mean = self.mean + delta * (other.count / total)
+        self.m2 = self.m2 + other.m2 + delta.square() * (self.count * other.count / total)
         self.count = total
 
     def std(self) -> torch.Tensor:

@@ -105,6 +105,37 @@ class MetricSums:
         self.values += error.numel()
         self.truth.add(y_true)
 
+    def merge(self, other: MetricSums) -> None:
+        """Add the sums of other rows (another block's, or another process's)."""
+        if other.squared_error is None or other.truth.mean is None or other.truth.m2 is None:
+            return
+        self.values += other.values
+        self.abs_error += other.abs_error
+        self.squared_error = (
+            other.squared_error
+            if self.squared_error is None
+            else self.squared_error + other.squared_error
+        )
+        self.truth.merge(other.truth)
+
+    def pack(self) -> torch.Tensor:
+        """The sums as one float64 tensor, to send between processes (see `unpack`)."""
+        if self.squared_error is None or self.truth.mean is None or self.truth.m2 is None:
+            return torch.zeros(3, dtype=torch.float64)
+        head = torch.tensor([self.values, self.abs_error, self.truth.count], dtype=torch.float64)
+        return torch.cat([head, self.squared_error, self.truth.mean, self.truth.m2])
+
+    @staticmethod
+    def unpack(packed: torch.Tensor) -> MetricSums:
+        """The sums `pack` packed."""
+        values, abs_error, count = (packed[i].item() for i in range(3))
+        sums = MetricSums(int(values), abs_error)
+        if len(packed) > 3:
+            squared_error, mean, m2 = packed[3:].reshape(3, -1)
+            sums.squared_error = squared_error.clone()
+            sums.truth = Moments(int(count), mean.clone(), m2.clone())
+        return sums
+
     def metrics(self) -> Metrics:
         """Return the metrics of every block added so far."""
         if self.values == 0 or self.squared_error is None or self.truth.m2 is None:

@@ -12,6 +12,7 @@ the file is read.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from ptflow.data import (
     scaling_from,
     table_format,
 )
+from ptflow.distributed import World
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import LeastSquares, Metrics, MetricSums, mean_loss, predict
 
@@ -240,13 +242,37 @@ class StreamedTraining:
 
     def eval_loss(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> float:
         """Return the mean loss on the validation rows (or, without any, the test rows)."""
+        total, rows = self.eval_sums(model, loss_fn)
+        return total / rows
+
+    def eval_sums(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[..., torch.Tensor],
+        share: Callable[[int], slice] | None = None,
+    ) -> tuple[float, int]:
+        """Return the evaluation loss summed over rows, and their number.
+
+        With `share`, only that share of the row groups holding evaluation rows is read.
+        """
         part = VAL if self.table.has_val else TEST
-        total = 0.0
-        for _, rows in self.table.groups():
+        groups = [g for g in range(len(self.table.group_rows)) if self.table.part_rows[g, part]]
+        if share is not None:
+            groups = groups[share(len(groups))]
+        total, count = 0.0, 0
+        for _, rows in self.table.groups(groups):
             X, y = self.table.select(rows, part, scaled=True)
-            if len(X):
-                total += mean_loss(model, X.to(self.device), y.to(self.device), loss_fn) * len(X)
-        return total / self.table.part_size(part)
+            total += mean_loss(model, X.to(self.device), y.to(self.device), loss_fn) * len(X)
+            count += len(X)
+        return total, count
+
+    def sum(self, value: float) -> float:
+        """One process: the value itself."""
+        return value
+
+    def finite(self, loss: float) -> bool:
+        """One process: whether the loss is a finite number."""
+        return math.isfinite(loss)
 
 
 def scan_table(
@@ -350,12 +376,13 @@ def scan_table(
 
 
 def evaluate_streamed(
-    model: nn.Module, table: StreamedTable
+    model: nn.Module, table: StreamedTable, world: World | None = None
 ) -> tuple[dict[str, Metrics], dict[str, Metrics], Split]:
     """Measure a trained model (raw columns in) and the baseline on every part, in one pass.
 
     Returns the model's metrics and the baseline's by part, and the first PLOT_ROWS test
-    rows' targets and predictions, for the predicted-vs-actual plot.
+    rows' targets and predictions, for the predicted-vs-actual plot. Under torchrun each
+    process reads its share of the row groups and the running sums are merged.
     """
     names = [
         name for name, part in zip(PARTS, (TRAIN, VAL, TEST), strict=True) if table.part_size(part)
@@ -365,7 +392,8 @@ def evaluate_streamed(
     shown_y: list[torch.Tensor] = []
     shown_pred: list[torch.Tensor] = []
     shown = 0
-    for _, rows in table.groups():
+    groups = list(range(len(table.group_rows)))
+    for _, rows in table.groups(groups[world.share(len(groups))] if world else groups):
         for name in names:
             X, y = table.select(rows, PARTS.index(name), scaled=False)
             if not len(X):
@@ -377,10 +405,14 @@ def evaluate_streamed(
                 shown_y.append(y[: PLOT_ROWS - shown])
                 shown_pred.append(y_pred[: PLOT_ROWS - shown])
                 shown += len(shown_y[-1])
+    if world is not None:
+        model_sums = {name: world.merge_metric_sums(s) for name, s in model_sums.items()}
+        baseline_sums = {name: world.merge_metric_sums(s) for name, s in baseline_sums.items()}
+    empty = torch.empty(0, len(table.target))
     return (
         {name: sums.metrics() for name, sums in model_sums.items()},
         {name: sums.metrics() for name, sums in baseline_sums.items()},
-        Split(torch.cat(shown_y), torch.cat(shown_pred)),
+        Split(torch.cat([empty, *shown_y]), torch.cat([empty, *shown_pred])),
     )
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ptflow.checkpoint import check_compatible
 from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
+from ptflow.distributed import Sharded, World, wrap_model
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import mean_loss
 from ptflow.models import check_bf16, device_of
@@ -201,7 +202,7 @@ class TrainingState:
             "best_loss": self.best_loss,
             "best_weights": self.best_weights,
             "epochs_without_improvement": self.epochs_without_improvement,
-            "random": random_states(),
+            "random": _all_random_states(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -233,7 +234,7 @@ class TrainingState:
         device = device_of(self.model)
         self.best_weights = {k: v.to(device) for k, v in best.items()} if best else None
         self.epochs_without_improvement = state["epochs_without_improvement"]
-        set_random_states(state["random"])
+        set_random_states(_own_random_states(state["random"]))
 
 
 # Called after every epoch with the state and whether this is the last call of the run;
@@ -291,8 +292,14 @@ def train(
     data: TrainingData = (
         splits.on(device) if isinstance(splits, StreamedTable) else InMemory(splits, device)
     )
+    forward = model
+    # Under torchrun: this process trains on its share of every batch, DDP sums the gradients.
+    if (world := World.current()) is not None:
+        data = Sharded(data, world)
+        forward = wrap_model(model, data.share)
+        torch.manual_seed(cfg.seed + world.rank)  # each process its own dropout masks
     # --compile: the same module and weights, its forward pass compiled on first use.
-    forward = cast(nn.Module, torch.compile(model)) if cfg.compile else model
+    forward = cast(nn.Module, torch.compile(forward)) if cfg.compile else forward
     batch_size = batch_size_for(cfg, data.train_rows)
     batches_per_epoch = math.ceil(data.train_rows / batch_size)
     state = TrainingState(
@@ -305,6 +312,8 @@ def train(
     if resume is not None:
         state.load_state_dict(resume)
     history, schedule, eval_split = state.history, state.schedule, data.eval_split
+    # Processes stop together, so under torchrun a stop request waits for the epoch's end.
+    stop_mid_epoch = should_stop if world is None else None
     last_epoch = len(history) if history.stopped_early else cfg.epochs
 
     # disable=None: a bar on a terminal only, never in logs or pipes.
@@ -324,23 +333,30 @@ def train(
             with precision():
                 y_pred = forward(X)  # 1. forward pass
                 loss = loss_fn(y_pred, y)  # 2. calculate the loss
-            # 2b. Stop before a NaN or inf reaches the weights. Reading the number waits for
-            # the device once per batch: free on CPU, and the price of never training on NaN.
-            loss_value = loss.item()
-            if not math.isfinite(loss_value):
-                raise _diverged(loss_value, epoch, state.batches_done + 1, optimizer)
             optimizer.zero_grad()  # 3. zero the gradients of the last step
             loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
-            if cfg.clip_grad_norm is not None:  # 4b. cap the gradient's length
+            # 4b. Stop before a NaN or inf reaches the weights. Reading the number waits for
+            # the device once per batch: free on CPU, and the price of never training on NaN.
+            # (Under torchrun every process stops at the same batch: the exchange of
+            # gradients also carries whether any process's went non-finite.)
+            loss_value = loss.item()
+            if not data.finite(loss_value):
+                raise _diverged(loss_value, epoch, state.batches_done + 1, optimizer)
+            if cfg.clip_grad_norm is not None:  # 4c. cap the gradient's length
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
             optimizer.step()  # 5. update the parameters with those gradients
             if schedule is not None:
                 schedule.after_batch()
             state.loss_sum += loss_value * len(X)
             state.batches_done += 1
-            if should_stop is not None and should_stop() and state.batches_done < batches_per_epoch:
+            if (
+                stop_mid_epoch is not None
+                and stop_mid_epoch()
+                and state.batches_done < batches_per_epoch
+            ):
                 raise _interrupted(state, checkpoint, epoch)
-        train_loss = state.loss_sum / data.train_rows  # mean per sample, not per batch
+        # mean per sample, not per batch (under torchrun: summed over every process)
+        train_loss = data.sum(state.loss_sum) / data.train_rows
         state.batches_done, state.loss_sum = 0, 0.0
 
         # Testing: evaluation mode (dropout off), no autograd bookkeeping.
@@ -380,6 +396,8 @@ def train(
         )
         history.stopped_early = out_of_patience and epoch < cfg.epochs
         stop_now = should_stop is not None and should_stop()
+        if world is not None:  # every process stops, or none
+            stop_now = world.any(stop_now)
         if checkpoint is not None:
             checkpoint(state, out_of_patience or stop_now or epoch == cfg.epochs)
         if out_of_patience:
@@ -398,6 +416,25 @@ def train(
             f" (stopped early at epoch {len(history)})" if history.stopped_early else "",
         )
     return history
+
+
+def _all_random_states() -> dict[str, Any] | list[dict[str, Any]]:
+    # Under torchrun every process draws its own dropout masks: keep each one's generators.
+    world = World.current()
+    return random_states() if world is None else world.gather_random_states(random_states())
+
+
+def _own_random_states(saved: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    world = World.current()
+    processes = len(saved) if isinstance(saved, list) else 1
+    if processes != (world.size if world is not None else 1):
+        raise WorkflowError(
+            f"the checkpoint was written by a run of {processes} process(es); resume it "
+            f"with the same number (--nproc {processes})."
+        )
+    if isinstance(saved, list):
+        return saved[world.rank if world is not None else 0]
+    return saved
 
 
 def random_states() -> dict[str, Any]:
@@ -475,6 +512,14 @@ class TrainingData(Protocol):
 
     def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float: ...
 
+    def eval_sums(
+        self, model: nn.Module, loss_fn: LossFn, share: Callable[[int], slice] | None = None
+    ) -> tuple[float, int]: ...  # the loss summed over (a share of) the rows, and their number
+
+    def sum(self, value: float) -> float: ...  # summed over every process
+
+    def finite(self, loss: float) -> bool: ...  # the batch's loss is finite (on every process)
+
 
 class InMemory:
     """Splits held in memory, moved to the model's device once, not once per batch."""
@@ -507,3 +552,19 @@ class InMemory:
     def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
         """Return the mean loss on the validation split (or, without one, the test split)."""
         return mean_loss(model, self.X_eval, self.y_eval, loss_fn)
+
+    def eval_sums(
+        self, model: nn.Module, loss_fn: LossFn, share: Callable[[int], slice] | None = None
+    ) -> tuple[float, int]:
+        """Return the loss summed over `share(rows)` of the evaluation rows, and their number."""
+        rows = share(len(self.X_eval)) if share is not None else slice(None)
+        X, y = self.X_eval[rows], self.y_eval[rows]
+        return (mean_loss(model, X, y, loss_fn) * len(X) if len(X) else 0.0), len(X)
+
+    def sum(self, value: float) -> float:
+        """One process: the value itself."""
+        return value
+
+    def finite(self, loss: float) -> bool:
+        """One process: whether the loss is a finite number."""
+        return math.isfinite(loss)

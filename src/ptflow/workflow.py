@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,9 @@ from ptflow.data import (
     scale_splits,
     split,
 )
+from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import Metrics, compute_metrics, evaluate, fit_least_squares, predict
+from ptflow.evaluation import Metrics, MetricSums, fit_least_squares, predict
 from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
 from ptflow.models import (
     Standardized,
@@ -60,7 +62,7 @@ from ptflow.models import (
 )
 from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
 from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
-from ptflow.training import History, TrainingState, train
+from ptflow.training import History, TrainingState, batch_size_for, train
 
 __all__ = [
     "CHECKPOINT_SECONDS",
@@ -182,9 +184,20 @@ def run_workflow(
     """
     cfg = cfg if cfg is not None else Config()
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir()
+    world = World.current()
+    if world is not None:  # under torchrun: one folder, which rank 0 alone writes
+        run_dir = Path(world.broadcast_text(str(run_dir)))
     _check_run_dir_free(run_dir, overwrite)
+    if world is not None:
+        world.barrier()  # every process has checked the folder before rank 0 makes it
     started = time.perf_counter()
     prepared = _prepare(cfg)
+    if world is not None:  # before the folder is made: bad settings leave nothing behind
+        data = prepared.train_splits
+        rows = len(data.train.X) if isinstance(data, Splits) else data.part_size(0)
+        check_batches(world, batch_size_for(cfg, rows), rows)
+    if world is not None and not world.is_main:
+        return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
     _check_run_dir_free(run_dir, overwrite)  # it may have appeared meanwhile
     if overwrite and run_dir.is_dir():
         shutil.rmtree(run_dir)
@@ -221,8 +234,17 @@ def resume_workflow(
     changes = dict(changes or {})
     cfg = saved.replace(**changes) if changes else saved
     check_resumable(saved, cfg)
-    remove_stale_temporaries(run_dir)
-    remove_stale_temporaries(run_dir / "checkpoints")
+    world = World.current()
+    main = world is None or world.is_main
+    processes = world.size if world is not None else 1
+    if record.get("processes", 1) != processes:
+        raise WorkflowError(
+            f"{run_dir} was trained by {record.get('processes', 1)} process(es), and this is "
+            f"{processes}; resume with the same number (--nproc {record.get('processes', 1)})."
+        )
+    if main:
+        remove_stale_temporaries(run_dir)
+        remove_stale_temporaries(run_dir / "checkpoints")
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
     if checkpoint is None:
         raise WorkflowError(
@@ -237,7 +259,7 @@ def resume_workflow(
             f"{cfg.data} is not the data {run_dir} was trained on (its SHA-256 differs); "
             f"resume with the same file, or start a new run."
         )
-    if cfg != saved:
+    if cfg != saved and main:
         _write_run_record(run_dir, cfg, prepared, record.get("command"), resumed_by=command)
     logger.info(
         "resuming from %s: %d of %d epochs done", checkpoint.path.name, checkpoint.epoch, cfg.epochs
@@ -245,9 +267,12 @@ def resume_workflow(
     return _train_and_finish(run_dir, cfg, prepared, checkpoint, started, progress, should_stop)
 
 
-def resume_command(cfg: Config, run_dir: Path) -> str:
-    """Return the command that resumes the run in `run_dir`."""
-    return f"ptflow {'run' if cfg.data is None else 'train'} --resume {shlex.quote(str(run_dir))}"
+def resume_command(cfg: Config, run_dir: Path, processes: int = 1) -> str:
+    """Return the command that resumes the run in `run_dir` (trained by `processes`)."""
+    command = (
+        f"ptflow {'run' if cfg.data is None else 'train'} --resume {shlex.quote(str(run_dir))}"
+    )
+    return command + (f" --nproc {processes}" if processes > 1 else "")
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
@@ -259,7 +284,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         progress = f" after {_checkpoint_label(done[-1])}" if done else ""
         raise WorkflowError(
             f"{run_dir} is an unfinished run (it stopped{progress} of {cfg.epochs} epochs); "
-            f"finish it with: {resume_command(cfg, run_dir)}"
+            f"finish it with: {resume_command(cfg, run_dir, record.get('processes', 1))}"
         )
     features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
     model = _build_network(cfg, len(features), len(target), seed=None)
@@ -354,7 +379,8 @@ def _train_and_finish(
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
     info = {"config": cfg.to_dict(), "versions": _versions()}
-    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info)
+    world = World.current()
+    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info, world)
     # 4. train, checkpointing on the way
     try:
         history = train(
@@ -368,23 +394,26 @@ def _train_and_finish(
         )
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
-            f"{stop} and saved a checkpoint; resume with: {resume_command(cfg, run_dir)}"
+            f"{stop} and saved a checkpoint; resume with: "
+            f"{resume_command(cfg, run_dir, world.size if world is not None else 1)}"
         ) from None
     except TrainingDiverged as diverged:
+        if world is not None and not world.is_main:
+            raise TrainingDiverged(f"process {world.rank}: {diverged}") from None
         raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
+    # (under torchrun each process measures its share of the rows, and the sums are merged)
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
-        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data)
+        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
     else:
         parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-        metrics = {name: evaluate(model, *part) for name, part in parts.items() if part}
         baseline = fit_least_squares(*splits.train)
-        baseline_metrics = {
-            name: compute_metrics(baseline.predict(part.X), part.y)
-            for name, part in parts.items()
-            if part is not None
-        }
+        metrics, baseline_metrics = {}, {}
+        for name, part in parts.items():
+            if part is not None:
+                metrics[name] = _measure(partial(predict, model), part, world)
+                baseline_metrics[name] = _measure(baseline.predict, part, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -398,6 +427,8 @@ def _train_and_finish(
         learned=linear_parameters(model),
         wall_s=time.perf_counter() - started,
     )
+    if world is not None and not world.is_main:
+        return result
     # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
     _write_run_files(run_dir, result, prepared.y_pred_before, shown)
     summary = _summary(result)
@@ -407,13 +438,28 @@ def _train_and_finish(
     return result
 
 
+def _measure(
+    predictor: Callable[[torch.Tensor], torch.Tensor], part: Split, world: World | None
+) -> Metrics:
+    """The metrics of `predictor` on a part; under torchrun, sums merged over processes."""
+    rows = world.share(len(part.X)) if world is not None else slice(None)
+    sums = MetricSums()
+    sums.add(predictor(part.X[rows]), part.y[rows])
+    return (world.merge_metric_sums(sums) if world is not None else sums).metrics()
+
+
 @dataclass
 class _Checkpointer:
-    """Saves a checkpoint every `checkpoint_every` epochs, or every CHECKPOINT_SECONDS."""
+    """Saves a checkpoint every `checkpoint_every` epochs, or every CHECKPOINT_SECONDS.
+
+    Under torchrun every process calls it: rank 0's clock decides, every process hands in
+    its random generators' states, and rank 0 writes.
+    """
 
     folder: Path
     cfg: Config
     info: dict[str, Any]
+    world: World | None = None
     last_saved: float = field(default_factory=time.monotonic)
 
     def __call__(self, state: TrainingState, final: bool) -> None:
@@ -422,11 +468,17 @@ class _Checkpointer:
             due = state.epochs_done % every == 0
         else:
             due = time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS
+        if self.world is not None:
+            due = self.world.decide(final or due)
         if not (final or due):
+            return
+        saved_state = state.state_dict()  # under torchrun, gathers every process's generators
+        if self.world is not None and not self.world.is_main:
+            self.last_saved = time.monotonic()
             return
         save_checkpoint(
             self.folder,
-            state.state_dict(),
+            saved_state,
             epoch=state.epochs_done,
             batch=state.batches_done,
             info={**self.info, "saved": datetime.now().astimezone().isoformat(timespec="seconds")},
@@ -493,6 +545,7 @@ def _write_run_record(
             "target": list(data.target),
         },
         "command": command,
+        "processes": world.size if (world := World.current()) is not None else 1,
         "device": str(device_of(prepared.model)),
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "versions": _versions(),

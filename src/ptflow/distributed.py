@@ -1,0 +1,306 @@
+"""Beyond one process: data-parallel training through torchrun and DistributedDataParallel.
+
+`torchrun --nproc_per_node N -m ptflow train ...` (or `ptflow train --nproc N ...`, which
+launches torchrun's agent itself) starts N copies of ptflow. Each reads its rank from the
+environment torchrun sets, joins the process group (gloo on the CPU, NCCL on CUDA), and
+trains a replica of the model on its share of every global batch. The gradients are summed
+across processes weighted by each share's rows, so every step is the step one process would
+take on the whole batch. Only rank 0 writes files, logs and progress.
+
+Nothing here runs in a single process: `World.current()` is None there, and `train` and
+`run_workflow` take their one-process paths.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ptflow.errors import WorkflowError
+
+if TYPE_CHECKING:
+    from ptflow.evaluation import MetricSums
+    from ptflow.training import LossFn, TrainingData
+
+__all__ = ["Sharded", "World", "launch", "process_group"]
+
+logger = logging.getLogger(__name__)
+
+# A collective that waits longer than this means a process is gone: fail, do not hang.
+TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the processes of a data-parallel run."""
+
+    rank: int  # 0 .. size - 1; rank 0 writes the run folder
+    size: int
+    local_rank: int  # the rank on this machine: which GPU to use
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def launched() -> World | None:
+        """The world torchrun describes in the environment, or None for a single process."""
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size <= 1:
+            return None
+        return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+
+    @staticmethod
+    def current() -> World | None:
+        """The world of the initialised process group, or None outside one (or alone in it)."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+    def share(self, rows: int) -> slice:
+        """This rank's contiguous share of `rows` rows; shares differ by at most one row."""
+        base, extra = divmod(rows, self.size)
+        start = self.rank * base + min(self.rank, extra)
+        return slice(start, start + base + (self.rank < extra))
+
+    def sum(self, *values: float) -> list[float]:
+        """Each value summed over every process (one collective for all of them)."""
+        total = torch.tensor(values, dtype=torch.float64, device=_collective_device())
+        dist.all_reduce(total)
+        return [float(value) for value in total.cpu()]
+
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every process if `flag` is true on any."""
+        return self.sum(float(flag))[0] > 0
+
+    def decide(self, flag: bool) -> bool:
+        """Rank 0's `flag`, on every process: decisions that must not differ (when to save)."""
+        value = torch.tensor([float(flag)], device=_collective_device())
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+    def broadcast_text(self, text: str) -> str:
+        """Rank 0's `text`, on every process (a run folder name, say)."""
+        device = _collective_device()
+        data = torch.tensor(list(text.encode()), dtype=torch.uint8, device=device)
+        length = torch.tensor([len(data)], device=device)
+        dist.broadcast(length, src=0)
+        if not self.is_main:
+            data = torch.empty(int(length.item()), dtype=torch.uint8, device=device)
+        dist.broadcast(data, src=0)
+        return bytes(data.cpu().tolist()).decode()
+
+    def gather_random_states(self, states: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every process's random generator states, in rank order (for a checkpoint)."""
+        gathered: list[Any] = [None] * self.size
+        # Objects travel pickled between the processes of this one run, never from a file.
+        dist.all_gather_object(gathered, states)
+        return gathered
+
+    def merge_metric_sums(self, sums: MetricSums) -> MetricSums:
+        """Every process's running sums merged, as if one process had seen all the rows."""
+        from ptflow.evaluation import MetricSums
+
+        packed = sums.pack()
+        sizes = torch.zeros(self.size, dtype=torch.long, device=_collective_device())
+        sizes[self.rank] = len(packed)
+        dist.all_reduce(sizes)
+        width = int(sizes.max().item())
+        padded = torch.zeros(width, dtype=torch.float64, device=_collective_device())
+        padded[: len(packed)] = packed.to(padded.device)
+        pieces = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(pieces, padded)
+        merged = MetricSums()
+        for piece, size in zip(pieces, sizes.tolist(), strict=True):
+            merged.merge(MetricSums.unpack(piece[:size].cpu()))
+        return merged
+
+
+def _collective_device() -> torch.device:
+    # NCCL moves CUDA tensors only; gloo moves CPU tensors.
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+@contextmanager
+def process_group(world: World | None, device_name: str = "auto") -> Iterator[None]:
+    """Join the process group torchrun set up (gloo, or NCCL on CUDA) and leave it cleanly.
+
+    Leaving is explicit: objects that hold the group (a DistributedDataParallel model, its
+    optimizer) are collected, then the group is destroyed. A gloo group still alive at
+    interpreter exit can crash the process ("terminate called without an active exception").
+    """
+    if world is None or dist.is_initialized():
+        yield
+        return
+    from ptflow.models import resolve_device
+
+    backend = "gloo"
+    if resolve_device(device_name).type == "cuda":  # one GPU per process on each machine
+        backend = "nccl"
+        torch.cuda.set_device(world.local_rank)
+    dist.init_process_group(backend, timeout=TIMEOUT)
+    try:
+        yield
+    finally:
+        gc.collect()
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, share: _Share) -> nn.Module:
+    """Wrap `model` in DistributedDataParallel whose gradients are summed weighted by rows."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = next(model.parameters()).device
+    replica = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    # DDP checks a hook's annotations as objects; this module's are strings (PEP 563).
+    replica.register_comm_hook(share, lambda state, bucket: _weighted_sum_hook(state, bucket))
+    return replica
+
+
+@dataclass
+class _Share:
+    """What the gradient exchange needs and tells about the current batch."""
+
+    fraction: float = 1.0  # this process's share of the batch's rows: its gradient's weight
+    non_finite: torch.Tensor | None = None  # after backward: > 0 if any process had NaN/inf
+
+
+def _weighted_sum_hook(share: _Share, bucket: Any) -> torch.futures.Future[torch.Tensor]:
+    # Each process's gradient is of the mean loss over its own rows; weighting it by its
+    # share of the batch and summing gives the gradient of the mean over the whole batch,
+    # even when the shares differ by a row (DDP's default would average them equally).
+    # One more number rides along: whether this process's gradients hold a NaN or inf
+    # (a NaN loss makes NaN gradients), so that every process learns of it at once.
+    gradients = bucket.buffer()
+    flag = (~torch.isfinite(gradients)).any().to(gradients.dtype).reshape(1)
+    packed = torch.cat([gradients * share.fraction, flag])
+    future = dist.all_reduce(packed, async_op=True).get_future()
+
+    def unpack(done: torch.futures.Future[list[torch.Tensor]]) -> torch.Tensor:
+        summed = done.value()[0]
+        flags = summed[-1:]
+        share.non_finite = flags if share.non_finite is None else share.non_finite + flags
+        return summed[:-1]
+
+    summed: torch.futures.Future[torch.Tensor] = future.then(unpack)
+    return summed
+
+
+def check_batches(world: World, batch_size: int, train_rows: int) -> None:
+    """Refuse batches that would leave a process without rows: each needs at least one."""
+    last = train_rows % batch_size
+    if batch_size < world.size or 0 < last < world.size:
+        raise WorkflowError(
+            f"with {world.size} processes every batch needs at least {world.size} rows, but "
+            f"batches of {batch_size} from {train_rows} training rows leave "
+            f"{last or batch_size} in the last; choose another --batch-size."
+        )
+
+
+class Sharded:
+    """This process's share of another `TrainingData`: a slice of every global batch."""
+
+    def __init__(self, data: TrainingData, world: World) -> None:
+        self.data, self.world = data, world
+        self.share = _Share()
+        self.train_rows = data.train_rows
+        self.eval_split = data.eval_split
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator, skip: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield this process's rows of each global batch, the same batches one process draws."""
+        check_batches(self.world, batch_size, self.train_rows)
+        for X, y in self.data.batches(batch_size, generator, skip):
+            mine = self.world.share(len(X))
+            self.share.fraction = (mine.stop - mine.start) / len(X)
+            self.share.non_finite = None
+            yield X[mine], y[mine]
+
+    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
+        """The mean loss over every process's share of the evaluation rows."""
+        total, rows = self.data.eval_sums(model, loss_fn, self.world.share)
+        loss_sum, row_count = self.world.sum(total, rows)
+        return loss_sum / row_count
+
+    def eval_sums(
+        self, model: nn.Module, loss_fn: LossFn, share: Callable[[int], slice] | None = None
+    ) -> tuple[float, int]:
+        return self.data.eval_sums(model, loss_fn, share)
+
+    def sum(self, value: float) -> float:
+        """The value summed over every process."""
+        return self.world.sum(value)[0]
+
+    def finite(self, loss: float) -> bool:
+        """Whether every process's loss and gradients of this batch are finite."""
+        flags = self.share.non_finite
+        return math.isfinite(loss) and (flags is None or not bool(flags.item()))
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Run `ptflow ARGV` in `nproc` processes on this machine with torchrun's launcher.
+
+    Returns the exit code of the process that failed first (0 if none did), after printing
+    one line for a process that died without saying why. The processes' own output (rank
+    0's progress, any process's error line) reaches the terminal directly.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    # torch defaults to one thread per core in each process: split the cores instead.
+    threads = max(1, (os.cpu_count() or 1) // nproc)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    # Silence the agent's own log lines (its loggers set their own levels): the processes
+    # say what happened, and a failure they could not report is reported below.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port: several runs may share the machine
+        max_restarts=0,
+        monitor_interval=0.1,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "ptflow", *argv)
+    except SignalException as stop:  # Ctrl-C or SIGTERM: the processes got it too
+        return 128 + int(stop.sigval)
+    except ChildFailedError as failed:
+        said = [f.exitcode for _, f in sorted(failed.failures.items()) if f.exitcode > 0]
+        if said:  # a process that exits with a code has printed why
+            return said[0]
+        rank, failure = failed.get_first_failure()
+        if failure.exitcode < 0:
+            cause = f"was killed by signal {-failure.exitcode}"
+        else:
+            cause = f"failed with exit code {failure.exitcode}"
+        print(
+            f"error: process {rank} of {nproc} {cause}; the others were stopped.", file=sys.stderr
+        )
+        return 128 - failure.exitcode if failure.exitcode < 0 else failure.exitcode
+    return 0

@@ -1,0 +1,225 @@
+"""Data-parallel training through torchrun (gloo, on the CPU): the same model as one process,
+one run folder, failures that stop every process, and exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ptflow
+from ptflow.distributed import World
+from ptflow.evaluation import MetricSums
+from tests.conftest import RunCli
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="this torch has no torch.distributed"
+)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(run / "model.safetensors")
+
+
+def _train(run_cli: RunCli, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("train", "--data", "linear.csv", "--target", "y", "--quiet", *args)
+
+
+def test_shares_split_rows_evenly_and_completely() -> None:
+    for rows in (0, 1, 7, 64, 65):
+        for size in (1, 2, 3):
+            shares = [World(rank, size, rank).share(rows) for rank in range(size)]
+            covered = [i for share in shares for i in range(rows)[share]]
+            assert covered == list(range(rows))
+            lengths = [share.stop - share.start for share in shares]
+            assert max(lengths) - min(lengths) <= 1
+
+
+def test_metric_sums_merge_as_if_one_process_saw_every_row() -> None:
+    generator = torch.Generator().manual_seed(0)
+    y_true, y_pred = (
+        torch.randn(101, 2, generator=generator),
+        torch.randn(101, 2, generator=generator),
+    )
+    whole = ptflow.compute_metrics(y_pred, y_true)
+    merged = MetricSums()
+    for rows in (slice(0, 40), slice(40, 41), slice(41, 101)):
+        part = MetricSums()
+        part.add(y_pred[rows], y_true[rows])
+        merged.merge(MetricSums.unpack(part.pack()))  # as it travels between processes
+    for name in ("mae", "mse", "rmse", "r2"):
+        assert getattr(merged.metrics(), name) == pytest.approx(getattr(whole, name), rel=1e-12)
+
+
+def test_two_processes_train_the_one_process_model(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    # 140 training rows in batches of 33: shares of 17 and 16 rows, and a last batch of 8
+    common = ("--model", "mlp", "--hidden", "8", "--batch-size", "33", "--epochs", "6")
+    one = _train(run_cli, *common, "--out", "one")
+    two = _train(run_cli, *common, "--out", "two", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert two.stdout.strip() == "two" and two.stderr == ""  # rank 0 alone speaks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["linear.csv", "one", "two"]
+    # The same steps; only the order of floating-point sums differs (each process adds its
+    # share of the gradient, then the shares are added): agreement to about 1e-6.
+    expected, got = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, rtol=1e-5, atol=1e-6), name
+    summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two")]
+    for part in ("train", "val", "test"):
+        assert summaries[1]["metrics"][part]["mse"] == pytest.approx(
+            summaries[0]["metrics"][part]["mse"], rel=1e-5
+        )
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
+
+
+def test_torchrun_itself_runs_ptflow(tmp_path: Path, linear_table: Path) -> None:
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "ptflow", "train", "--data", "linear.csv", "--target", "y", "--epochs", "3",
+        "--quiet",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file()  # one folder, not two
+
+
+def test_a_nan_stops_every_process_with_one_message(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    done = _train(run_cli, "--nproc", "2", "--loss", "mse", "--lr", "1e9", "--optimizer", "sgd")
+    assert done.returncode == 3
+    assert done.stderr.count("error:") == 1 and "became" in done.stderr, done.stderr
+    bad = _train(run_cli, "--nproc", "2", "--features", "nope")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+
+
+def _worker_ranks(launcher: int) -> dict[int, int]:
+    """The ptflow processes torchrun's agent started under `launcher`, by rank."""
+    listed = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True)
+    ranks = {}
+    for pid in map(int, listed.stdout.split()):
+        try:
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        for entry in environment:
+            if entry.startswith(b"RANK="):
+                ranks[int(entry[5:])] = pid
+    return ranks
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes through /proc")
+def test_killing_one_process_stops_the_others_and_resume_finishes(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    common = ("--batch-size", "16", "--epochs", "40", "--checkpoint-every", "1", "--nproc", "2")
+    whole = _train(run_cli, *common, "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "ptflow", "train", "--data", "linear.csv", "--target", "y"]
+    launcher = subprocess.Popen(
+        [*command, "--quiet", *common, "--out", "cut"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "cut" / "checkpoints").glob("epoch-00000[2-9].json")):
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    os.kill(_worker_ranks(launcher.pid)[1], signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = launcher.communicate(timeout=60)
+    assert time.monotonic() - killed < 30  # bounded: the survivor does not hang
+    assert launcher.returncode == 128 + signal.SIGKILL
+    assert (
+        stderr.strip() == "error: process 1 of 2 was killed by signal 9; the others were stopped."
+    )
+    assert not (tmp_path / "cut" / "summary.json").exists()
+
+    one = run_cli("train", "--resume", "cut", "--quiet")  # another number of processes
+    assert one.returncode == 2 and "--nproc 2" in one.stderr
+    resumed = run_cli("train", "--resume", "cut", "--quiet", "--nproc", "2")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_streamed_tables_train_on_two_processes(tmp_path: Path, run_cli: RunCli) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=3000)
+    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y}
+    pq.write_table(pa.table(columns), tmp_path / "t.parquet", row_group_size=300)
+    args = ("--data", "t.parquet", "--target", "y", "--stream", "--batch-size", "64", "--quiet")
+    one = run_cli("train", *args, "--epochs", "3", "--out", "one")
+    two = run_cli("train", *args, "--epochs", "3", "--out", "two", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two")]
+    for part in ("train", "val", "test"):
+        assert summaries[1]["metrics"][part]["r2"] == pytest.approx(
+            summaries[0]["metrics"][part]["r2"], rel=1e-6
+        )
+
+
+@pytest.mark.slow
+def test_repeated_runs_exit_cleanly(tmp_path: Path, run_cli: RunCli, linear_table: Path) -> None:
+    # A process group alive at interpreter exit crashed gloo runs about one time in five.
+    for attempt in range(15):
+        done = _train(run_cli, "--nproc", "2", "--epochs", "2", "--out", f"run{attempt}")
+        assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_at_an_epoch_end(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    command = [sys.executable, "-m", "ptflow", "train", "--data", "linear.csv", "--target", "y"]
+    args = ("--batch-size", "8", "--epochs", "500", "--nproc", "2", "--quiet", "--out", "run")
+    launcher = subprocess.Popen(
+        [*command, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "config.json").is_file():
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    time.sleep(1)
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=60)
+    assert launcher.returncode == 130
+    assert stderr.startswith("stopped: training stopped after epoch") and stderr.count("\n") == 1
+    assert "--resume run --nproc 2" in stderr
+    assert list((tmp_path / "run" / "checkpoints").glob("epoch-*.json"))  # at an epoch end
+    assert not list((tmp_path / "run" / "checkpoints").glob("*batch*"))
+    stopped = int(stderr.split("after epoch ")[1].split()[0])
+    more = str(stopped + 2)
+    resumed = run_cli("train", "--resume", "run", "--nproc", "2", "--epochs", more, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history) == 1 + stopped + 2  # the header, then every epoch once
+
+
+def test_a_process_without_rows_is_refused_before_any_file(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    done = _train(run_cli, "--nproc", "2", "--batch-size", "139", "--out", "run")  # 140 rows
+    assert done.returncode == 2 and "leave 1 in the last" in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()
