@@ -69,14 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except WorkflowError as error:
         _report_error(str(error))
         return error.exit_code
-    except Exception as error:
-        if _RANK is None:
-            raise
-        # Under torchrun, a process that lost the others (one was killed, say) ends in one
-        # line from rank 0, not a traceback from each; torchrun stops the rest.
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _report_error(f"{type(error).__name__}: {detail}")
-        return 1
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
         print("error: interrupted; files already written are complete.", file=sys.stderr)
         return 130
@@ -84,6 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 0
     except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except Exception as error:
+        if _RANK is None:
+            raise
+        # Under torchrun, a process that lost the others (one was killed, say) ends in one
+        # line from rank 0, not a traceback from each; torchrun stops the rest.
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        _report_error(f"{type(error).__name__}: {detail}")
         return 1
 
 
@@ -222,6 +222,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="replace PARQUET if it exists (default: refuse)"
     )
     convert.set_defaults(handler=_convert)
+
+    runs = commands.add_parser(
+        "runs",
+        help="list the runs in a folder",
+        description="List the run folders in a folder as a table: name, date, data, model, "
+        "epochs, best validation loss, test MAE and R², wall time, and whether it finished.",
+    )
+    runs.add_argument("folder", type=Path, nargs="?", default=Path("runs"), help="(default: runs)")
+    runs.add_argument(
+        "--sort",
+        default="date",
+        metavar="COLUMN",
+        help="order by: name, date, data, model, epochs, best_val_loss, test_mae, test_r2, "
+        "wall_s or status (default: date)",
+    )
+    runs.add_argument("--desc", action="store_true", help="largest first (default: smallest)")
+    runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
+    runs.set_defaults(handler=_runs)
     return parser
 
 
@@ -404,6 +422,13 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
     )
     output.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="text: log lines and a progress bar; json: one JSON object per line (each logged "
+        "epoch, then the finished run), no progress bar (default: text)",
+    )
+    output.add_argument(
         "--quiet",
         action="store_true",
         help="print only the run folder: no progress bar, logs or summary (default: off)",
@@ -479,9 +504,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     world = World.launched()
     quiet = args.quiet or (world is not None and not world.is_main)  # rank 0 speaks for all
+    as_json = args.log_format == "json"
     with (
         process_group(world, device),
-        _logging_to_stdout(quiet=quiet),
+        _logging_to_stdout(quiet=quiet, as_json=as_json),
         _stop_on_signals() as stop,
     ):
         if args.resume is not None:
@@ -490,7 +516,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             result = resume_workflow(
                 args.resume,
                 _given_settings(args),
-                progress=not quiet,
+                progress=not (quiet or as_json),
                 command=["ptflow", *argv],
                 should_stop=stop,
             )
@@ -501,11 +527,15 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 cfg,
                 args.out,
                 overwrite=args.overwrite,
-                progress=not quiet,
+                progress=not (quiet or as_json),
                 command=["ptflow", *argv],
                 should_stop=stop,
             )
     if world is not None and not world.is_main:
+        return 0
+    if as_json and not quiet:
+        summary = json.loads((result.run_dir / "summary.json").read_text(encoding="utf-8"))
+        print(json.dumps({"event": "finished", "run_dir": str(result.run_dir), **summary}))
         return 0
     return _report_run(result, quiet=quiet)
 
@@ -648,6 +678,19 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def _runs(args: argparse.Namespace, argv: list[str]) -> int:
+    from ptflow.runs import format_table, list_runs, rows_as_json, sort_runs
+
+    rows = sort_runs(list_runs(args.folder), args.sort, args.desc)
+    if args.json:
+        print(rows_as_json(rows))
+    elif rows:
+        print(format_table(rows))
+    else:
+        print(f"no runs in {args.folder}")
+    return 0
+
+
 def _convert(args: argparse.Namespace, argv: list[str]) -> int:
     from ptflow.data import convert_table
 
@@ -741,14 +784,24 @@ def _read_values(path: Path) -> list[float]:
     return values
 
 
+class _JsonLines(logging.Formatter):
+    """A log record as one JSON object: an epoch's numbers, or any other line's text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        values = getattr(record, "epoch_record", None)
+        if values is not None:
+            return json.dumps({"event": "epoch", **values})
+        return json.dumps({"event": "log", "message": record.getMessage()})
+
+
 @contextmanager
-def _logging_to_stdout(quiet: bool) -> Iterator[None]:
+def _logging_to_stdout(quiet: bool, as_json: bool = False) -> Iterator[None]:
     """Send ptflow's log lines to stdout, above the progress bar, for the duration."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     logger = logging.getLogger("ptflow")
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setFormatter(_JsonLines() if as_json else logging.Formatter("%(message)s"))
     previous_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)

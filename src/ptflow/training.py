@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -269,6 +270,7 @@ def train(
     before it reaches the weights; once `should_stop()` turns true (a signal arrived),
     training checkpoints at the next batch boundary and raises `TrainingInterrupted`.
     """
+    started = time.perf_counter()
     cfg = cfg if cfg is not None else Config()
     loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss, cfg.huber_delta)
     if optimizer is None:
@@ -367,9 +369,17 @@ def train(
         if schedule is not None:
             schedule.after_epoch(eval_loss)
         if epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs):
+            lr = history.lr[-1]
             bar.set_postfix(
-                {"train_loss": f"{train_loss:.4g}", f"{eval_split}_loss": f"{eval_loss:.4g}"}
+                {
+                    "train_loss": f"{train_loss:.4g}",
+                    f"{eval_split}_loss": f"{eval_loss:.4g}",
+                    "lr": f"{lr:.3g}",
+                }
             )
+            numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
+            numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
+            numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
             logger.info(
                 "epoch %*d/%d | train loss %.6f | %s loss %.6f",
                 len(str(cfg.epochs)),
@@ -378,6 +388,7 @@ def train(
                 train_loss,
                 eval_split,
                 eval_loss,
+                extra={"epoch_record": numbers},  # for --log-format json
             )
 
         # Early stopping: remember the best weights; stop when patience runs out.

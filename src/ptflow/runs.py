@@ -1,0 +1,127 @@
+"""Looking back: the run folders in a folder, side by side, from their files alone.
+
+Reads `config.json`, `summary.json` and `history.csv`; imports nothing heavy, so
+`ptflow runs` answers at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ptflow.errors import WorkflowError
+
+__all__ = ["COLUMNS", "RunRow", "format_table", "list_runs", "rows_as_json", "sort_runs"]
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run folder, summed up."""
+
+    name: str
+    date: str  # when the run was created, ISO 8601
+    data: str  # the table's file name, or "line" for the tutorial's line
+    model: str
+    epochs: int | None  # epochs trained; None for an unfinished run
+    best_val_loss: float | None  # the lowest validation loss (None without a validation split)
+    test_mae: float | None
+    test_r2: float | None
+    wall_s: float | None
+    status: str  # "finished" or "unfinished"
+
+
+COLUMNS = tuple(RunRow.__dataclass_fields__)
+
+
+def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
+    """Return a row for every run folder directly inside `folder`, oldest first.
+
+    A folder without `config.json` is not a run and is skipped; one without `summary.json`
+    is an unfinished run; a run whose files cannot be read is listed as "unreadable".
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WorkflowError(f"{folder} is not a folder; pass the folder that holds the runs.")
+    rows = [_row(path) for path in sorted(folder.iterdir()) if (path / "config.json").is_file()]
+    return sorted(rows, key=lambda row: (row.date, row.name))
+
+
+def _row(run: Path) -> RunRow:
+    try:
+        record = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        config = record["config"]
+        summary_path = run / "summary.json"
+        summary = (
+            json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return RunRow(run.name, "", "", "", None, None, None, None, None, "unreadable")
+    model = str(config.get("model", ""))
+    if model == "mlp":
+        model += "(" + ",".join(str(size) for size in config.get("hidden", [])) + ")"
+    test = (summary or {}).get("metrics", {}).get("test", {})
+    return RunRow(
+        name=run.name,
+        date=str(record.get("created", "")),
+        data=Path(config["data"]).name if config.get("data") else "line",
+        model=model,
+        epochs=summary.get("epochs") if summary else None,
+        best_val_loss=_best_val_loss(run / "history.csv"),
+        test_mae=test.get("mae"),
+        test_r2=test.get("r2"),
+        wall_s=summary.get("wall_s") if summary else None,
+        status="finished" if summary else "unfinished",
+    )
+
+
+def _best_val_loss(history: Path) -> float | None:
+    try:
+        with open(history, encoding="utf-8", newline="") as file:
+            reader = csv.DictReader(file)
+            losses = [float(row["val_loss"]) for row in reader if row.get("val_loss")]
+    except (OSError, KeyError, ValueError):
+        return None
+    finite = [loss for loss in losses if math.isfinite(loss)]
+    return min(finite) if finite else None
+
+
+def sort_runs(rows: list[RunRow], column: str, descending: bool = False) -> list[RunRow]:
+    """Rows ordered by a column; rows without a value come last either way."""
+    if column not in COLUMNS:
+        raise WorkflowError(f"cannot sort by {column!r}; choose one of {', '.join(COLUMNS)}.")
+    present = [row for row in rows if getattr(row, column) is not None]
+    missing = [row for row in rows if getattr(row, column) is None]
+    ordered = sorted(present, key=lambda row: getattr(row, column), reverse=descending)
+    return ordered + missing
+
+
+def format_table(rows: list[RunRow]) -> str:
+    """The rows as an aligned text table with a header."""
+    header = ["name", "date", "data", "model", "epochs", "best val", "test MAE", "test R²"]
+    header += ["wall s", "status"]
+    lines = [header, *([_cell(value) for value in asdict(row).values()] for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, str) and len(value) > 19 and value[10:11] == "T":
+        return value[:19].replace("T", " ")  # the date, to the second
+    return str(value)
+
+
+def rows_as_json(rows: list[RunRow]) -> str:
+    """The rows as a JSON list of objects, for scripts."""
+    return json.dumps([asdict(row) for row in rows], indent=2, allow_nan=False, default=str)

@@ -1,0 +1,98 @@
+"""Looking at runs: `ptflow runs` lists run folders from their files, and `--log-format json`
+prints what a machine can read."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+import ptflow
+from ptflow import Config, TrainingInterrupted
+from tests.conftest import RunCli
+
+
+@pytest.fixture
+def three_runs(tmp_path: Path, sine_table: Path) -> Path:
+    """Two finished runs (a line and a table with a validation split) and an unfinished one."""
+    runs = tmp_path / "runs"
+    ptflow.run_workflow(Config(epochs=30), runs / "line")
+    ptflow.run_workflow(
+        Config.for_table(str(sine_table), "y", model="mlp", hidden=(8,), epochs=5), runs / "table"
+    )
+    with pytest.raises(TrainingInterrupted):
+        ptflow.run_workflow(Config(epochs=30), runs / "cut", should_stop=lambda: True)
+    (runs / "notes").mkdir()  # not a run: skipped
+    return runs
+
+
+def test_runs_lists_each_run_from_its_files(three_runs: Path, run_cli: RunCli) -> None:
+    done = run_cli("runs", str(three_runs), "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["name"]: row for row in json.loads(done.stdout)}
+    assert set(rows) == {"line", "table", "cut"}
+    table = json.loads((three_runs / "table" / "summary.json").read_text())
+    assert rows["table"]["test_r2"] == table["metrics"]["test"]["r2"]
+    assert rows["table"]["test_mae"] == table["metrics"]["test"]["mae"]
+    assert rows["table"]["data"] == "sine.csv" and rows["table"]["model"] == "mlp(8)"
+    with open(three_runs / "table" / "history.csv", newline="") as file:
+        best = min(float(row["val_loss"]) for row in csv.DictReader(file))
+    assert rows["table"]["best_val_loss"] == best
+    assert rows["line"]["best_val_loss"] is None  # no validation split
+    assert rows["cut"]["status"] == "unfinished" and rows["cut"]["epochs"] is None
+    assert rows["line"]["epochs"] == 30 and rows["line"]["status"] == "finished"
+
+
+def test_runs_sorts_and_prints_a_table(three_runs: Path, run_cli: RunCli) -> None:
+    done = run_cli("runs", str(three_runs), "--sort", "test_r2", "--desc")
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == ["name", "date", "data", "model"]
+    names = [line.split()[0] for line in lines[1:]]
+    r2 = {
+        name: json.loads((three_runs / name / "summary.json").read_text())["metrics"]["test"]["r2"]
+        for name in ("line", "table")
+    }
+    assert names[:2] == sorted(r2, key=r2.__getitem__, reverse=True)
+    assert names[2] == "cut"  # no value: last, whichever the order
+    bad = run_cli("runs", str(three_runs), "--sort", "colour")
+    assert bad.returncode == 2 and "cannot sort by 'colour'" in bad.stderr
+    missing = run_cli("runs", "nowhere")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    empty = run_cli("runs", str(three_runs / "notes"))
+    assert empty.returncode == 0 and empty.stdout.startswith("no runs in")
+
+
+def test_log_format_json_prints_each_logged_epoch(tmp_path: Path, run_cli: RunCli) -> None:
+    done = run_cli(
+        "run", "--epochs", "25", "--log-every", "5", "--log-format", "json", "--out", "r"
+    )
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]  # every line is JSON
+    epochs = [event for event in events if event["event"] == "epoch"]
+    assert [event["epoch"] for event in epochs] == [1, 5, 10, 15, 20, 25]
+    with open(tmp_path / "r" / "history.csv", newline="") as file:
+        history = {int(row["epoch"]): row for row in csv.DictReader(file)}
+    for event in epochs:
+        row = history[event["epoch"]]
+        assert event["train_loss"] == float(row["train_loss"])
+        assert event["test_loss"] == float(row["test_loss"]) and event["lr"] == float(row["lr"])
+    elapsed = [event["elapsed_s"] for event in epochs]
+    assert elapsed == sorted(elapsed)
+    finished = events[-1]
+    assert finished["event"] == "finished" and finished["run_dir"] == "r"
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert finished["metrics"] == summary["metrics"]
+
+
+def test_runs_answers_without_importing_torch(three_runs: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ptflow.cli import main; "
+        f"main(['runs', {str(three_runs)!r}]); print('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "False"
