@@ -22,7 +22,7 @@ run: $(STAMP)
 
 # The default suite; slow tests are marked and run by test-slow (which CI runs).
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow" -rs  # -rs: say which tests were skipped, and why
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected

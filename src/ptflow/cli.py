@@ -240,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--desc", action="store_true", help="largest first (default: smallest)")
     runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     runs.set_defaults(handler=_runs)
+
+    report = commands.add_parser(
+        "report",
+        help="write a run folder's report.html again",
+        description="Render RUN_DIR/report.html again from the files in the run folder, "
+        "without retraining: one self-contained page with the run's settings, data, "
+        "metrics, plots and environment.",
+    )
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
+    report.set_defaults(handler=_report)
     return parser
 
 
@@ -675,6 +685,17 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     print(f"{args.data.name}: {len(table.X)} rows")
     _print_metrics_table(list(per_target.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace, argv: list[str]) -> int:
+    from ptflow.report import write_report
+
+    if not (args.run_dir / "config.json").is_file():
+        raise WorkflowError(
+            f"{args.run_dir} is not a ptflow run folder; pass a folder ptflow made."
+        )
+    print(write_report(args.run_dir))
     return 0
 
 

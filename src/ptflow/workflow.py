@@ -61,6 +61,7 @@ from ptflow.models import (
     resolve_device,
 )
 from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
+from ptflow.report import write_report
 from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
 from ptflow.training import History, TrainingState, batch_size_for, train
 
@@ -89,6 +90,7 @@ RUN_FILES = (
     "config.toml",
     "history.csv",
     "summary.json",
+    "report.html",  # everything above on one page, to look at and share
     "split_indices.npz",
     "loss_curves.png",
 )
@@ -434,6 +436,7 @@ def _train_and_finish(
     summary = _summary(result)
     if checkpoint is not None:
         summary["resumed_from"] = checkpoint.path.name
+    write_report(run_dir, summary)
     write_json(run_dir / "summary.json", summary)
     return result
 

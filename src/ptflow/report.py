@@ -1,0 +1,252 @@
+"""See the run: one self-contained HTML page per run folder, from the folder's files alone.
+
+`report.html` embeds its plots as base64 PNG images and its style inline: no network, no
+scripts, no other file. It opens offline in any browser, reads on a phone or a desktop,
+and prints cleanly. `ptflow report RUN_DIR` renders it again without retraining.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ptflow.errors import WorkflowError
+from ptflow.files import write_text
+
+__all__ = ["write_report"]
+
+# The run folder's own plots, in the order the page shows them, with their captions.
+PLOTS = (
+    ("data.png", "The data: train blue, test green"),
+    ("predictions_before.png", "Predictions before training (red)"),
+    ("predictions_after.png", "Predictions after training (red)"),
+    ("predicted_vs_actual.png", "Test rows: predicted against actual"),
+)
+
+_STYLE = """
+body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fff; }
+main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
+h1 { font-size: 1.6rem; margin: 0.5rem 0; word-break: break-all; }
+h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
+.meta { color: #555; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5rem 0; }
+th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: left; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+pre { white-space: pre-wrap; word-break: break-all; background: #f6f6f6; padding: 0.5rem; }
+figure { margin: 1rem 0; }
+img { max-width: 100%; height: auto; }
+figcaption { color: #555; font-size: 0.9rem; }
+@media print { section, figure { break-inside: avoid; } main { max-width: none; } }
+"""
+
+
+def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None = None) -> Path:
+    """Write `run_dir/report.html` from the run folder's files and return its path.
+
+    `summary` is the run's summary when it is not yet on disk (the workflow writes the
+    report just before `summary.json`, which marks the run finished).
+    """
+    run_dir = Path(run_dir)
+    try:
+        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        if summary is None:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        history = _read_history(run_dir / "history.csv")
+    except FileNotFoundError as missing:
+        raise WorkflowError(
+            f"{run_dir} lacks {Path(str(missing.filename)).name}: report on a finished run "
+            f"folder (see `ptflow runs`)."
+        ) from None
+    except (ValueError, KeyError) as error:
+        raise WorkflowError(f"cannot read the run folder {run_dir} ({error}).") from None
+    sections = [
+        _header(run_dir, record, summary),
+        _metrics(summary),
+        _parameters(summary),
+        _data(record, summary),
+        _training(history, summary),
+        _plots(run_dir),
+        _settings("Configuration", record["config"]),
+        _settings("Environment", record.get("versions", {})),
+    ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>ptflow run {_text(run_dir.name)}</title>\n<style>{_STYLE}</style>\n"
+        "</head>\n<body>\n<main>\n" + "\n".join(s for s in sections if s) + "\n</main>\n"
+        "</body>\n</html>\n"
+    )
+    path = run_dir / "report.html"
+    write_text(path, page)
+    return path
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    with open(path, encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    columns = rows[0].keys() if rows else []
+    return {name: [float(row[name]) for row in rows] for name in columns}
+
+
+def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> str:
+    versions = record.get("versions", {})
+    facts = [
+        f"created {record.get('created', '?')}",
+        f"wall time {summary.get('wall_s', '?')} s",
+        f"device {summary.get('device', record.get('device', '?'))}",
+        f"ptflow {versions.get('ptflow', '?')}, torch {versions.get('torch', '?')}, "
+        f"Python {versions.get('python', '?')}",
+    ]
+    command = record.get("command") or ["ptflow.run_workflow(...)"]
+    return (
+        f"<section>\n<h1>ptflow run {_text(run_dir.name)}</h1>\n"
+        f'<p class="meta">{_text(" · ".join(facts))}</p>\n'
+        f"<pre>{_text(' '.join(map(str, command)))}</pre>\n</section>"
+    )
+
+
+def _metrics(summary: dict[str, Any]) -> str:
+    names = ("mae", "mse", "rmse", "r2")
+    rows = []
+    for source, label in (("metrics", ""), ("baseline_metrics", ", least squares")):
+        for part, values in summary.get(source, {}).items():
+            cells = "".join(
+                f'<td class="number" data-metric="{source}.{part}.{name}" '
+                f'data-value="{_text(repr(values.get(name)))}">{_number(values.get(name))}</td>'
+                for name in names
+            )
+            rows.append(f"<tr><th>{_text(part + label)}</th>{cells}</tr>")
+    head = "<tr><th></th><th>MAE</th><th>MSE</th><th>RMSE</th><th>R²</th></tr>"
+    return (
+        "<section>\n<h2>Metrics</h2>\n"
+        "<p>In the data's own units; the least-squares line on the same training rows is the "
+        "baseline to beat.</p>\n"
+        f'<div class="scroll"><table>\n{head}\n' + "\n".join(rows) + "\n</table></div>\n</section>"
+    )
+
+
+def _parameters(summary: dict[str, Any]) -> str:
+    learned, true = summary.get("learned_parameters"), summary.get("true_parameters")
+    if not learned:
+        return ""
+    rows = "".join(
+        f"<tr><th>{_text(name)}</th><td class='number'>{_number(value)}</td>"
+        f"<td class='number'>{_number((true or {}).get(name))}</td></tr>"
+        for name, value in learned.items()
+    )
+    return (
+        "<section>\n<h2>Parameters</h2>\n<table>\n"
+        "<tr><th></th><th>learned</th><th>true</th></tr>\n" + rows + "\n</table>\n</section>"
+    )
+
+
+def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
+    data = record.get("data", {})
+    split = summary.get("split_rows", {})
+    facts = {
+        "file": data.get("file", "the tutorial's line y = weight · X + bias"),
+        "rows": data.get("rows"),
+        "features": ", ".join(summary.get("features", [])),
+        "targets": ", ".join(summary.get("target", [])),
+        "split (train / validation / test)": " / ".join(
+            str(split.get(part, 0)) for part in ("train", "val", "test")
+        ),
+        "rows dropped (missing values)": data.get("dropped_rows"),
+        "SHA-256": data.get("sha256"),
+    }
+    return _table_section("Data", facts)
+
+
+def _training(history: dict[str, list[float]], summary: dict[str, Any]) -> str:
+    facts = {
+        "epochs": summary.get("epochs"),
+        "best epoch": summary.get("best_epoch"),
+        "stopped early": summary.get("stopped_early"),
+    }
+    figure = _history_figure(history, summary.get("best_epoch"))
+    return (
+        _table_section("Training", facts).removesuffix("</section>")
+        + _figure(figure, "Loss per epoch (best epoch dashed) and the learning rate")
+        + "</section>"
+    )
+
+
+def _history_figure(history: dict[str, list[float]], best_epoch: int | None) -> bytes:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 6.5))
+    loss_axes, lr_axes = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    epochs = history.get("epoch", [])
+    for name in history:
+        if name.endswith("_loss"):
+            label = name.removesuffix("_loss").replace("val", "validation")
+            loss_axes.plot(epochs, history[name], label=f"{label} loss")
+    if best_epoch is not None:
+        loss_axes.axvline(best_epoch, color="gray", linestyle="--", label="best epoch")
+    loss_axes.set_ylabel("loss")
+    loss_axes.legend()
+    lr_axes.plot(epochs, history.get("lr", []), color="purple")
+    lr_axes.set_ylabel("learning rate")
+    lr_axes.set_xlabel("epoch")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _plots(run_dir: Path) -> str:
+    figures = [
+        _figure((run_dir / name).read_bytes(), caption)
+        for name, caption in PLOTS
+        if (run_dir / name).is_file()
+    ]
+    return "<section>\n<h2>Plots</h2>\n" + "".join(figures) + "</section>" if figures else ""
+
+
+def _figure(png: bytes, caption: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{_text(caption)}">'
+        f"<figcaption>{_text(caption)}</figcaption></figure>\n"
+    )
+
+
+def _settings(title: str, values: dict[str, Any]) -> str:
+    return _table_section(title, {key: values[key] for key in sorted(values)})
+
+
+def _table_section(title: str, facts: dict[str, Any]) -> str:
+    rows = "".join(
+        f"<tr><th>{_text(name)}</th><td>{_text(_shown(value))}</td></tr>\n"
+        for name, value in facts.items()
+        if value is not None
+    )
+    return (
+        f'<section>\n<h2>{_text(title)}</h2>\n<div class="scroll"><table>\n{rows}'
+        "</table></div>\n</section>"
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _number(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _text(value: str) -> str:
+    return html.escape(value, quote=True)

@@ -1,0 +1,127 @@
+"""report.html: one self-contained page per run, re-rendered by `ptflow report`, checked as
+text here and in a real headless browser where Debian's chromium is installed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import ptflow
+from ptflow import Config, TrainingInterrupted
+from tests.conftest import RunCli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _images(page: str) -> list[bytes]:
+    return [
+        base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    ]
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk comes first
+    return width, height
+
+
+def _check_metrics(page: str, summary: dict[str, object]) -> None:
+    cells = re.findall(r'data-metric="([^"]+)" data-value="([^"]+)"', page)
+    assert len(cells) == 4 * (len(summary["metrics"]) + len(summary["baseline_metrics"]))  # type: ignore[arg-type]
+    for key, value in cells:
+        source, part, name = key.split(".")
+        assert float(value) == summary[source][part][name]  # type: ignore[index]
+
+
+def test_every_run_writes_one_self_contained_page(tutorial_run: ptflow.RunResult) -> None:
+    page = (tutorial_run.run_dir / "report.html").read_text(encoding="utf-8")
+    assert "<script" not in page and "<link" not in page and "url(" not in page
+    assert not re.search(r"(src|href)=\"(?!data:)", page)  # nothing outside the file
+    images = _images(page)
+    assert len(images) == 4  # loss and learning rate, data, before, after
+    assert all(min(_png_size(png)) > 100 for png in images)
+    summary = json.loads((tutorial_run.run_dir / "summary.json").read_text())
+    _check_metrics(page, summary)
+    assert "0.7" in page and "learned" in page  # the true weight beside the learned one
+    assert tutorial_run.run_dir.name in page and "torch" in page
+
+
+def test_ptflow_report_renders_it_again(tmp_path: Path, run_cli: RunCli, sine_table: Path) -> None:
+    ptflow.run_workflow(Config.for_table(str(sine_table), "y", epochs=5), tmp_path / "run")
+    first = (tmp_path / "run" / "report.html").read_bytes()
+    (tmp_path / "run" / "report.html").unlink()
+    done = run_cli("report", "run")
+    assert done.returncode == 0 and done.stdout.strip() == str(Path("run") / "report.html")
+    page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert page.encode() == first  # the same page, from the files alone
+    assert "sine.csv" in page and "predicted against actual" in page
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    _check_metrics(page, summary)
+    assert summary["data"]["sha256"] in page
+
+
+def test_report_refuses_what_is_not_a_finished_run(tmp_path: Path, run_cli: RunCli) -> None:
+    with pytest.raises(TrainingInterrupted):
+        ptflow.run_workflow(Config(epochs=50), tmp_path / "cut", should_stop=lambda: True)
+    done = run_cli("report", "cut")
+    assert done.returncode == 2 and "lacks summary.json" in done.stderr
+    assert run_cli("report", "nowhere").returncode == 2
+
+
+_PROBE = """
+<script>
+window.addEventListener("load", () => {
+  const images = [...document.images].map(image => image.naturalWidth);
+  const cells = [...document.querySelectorAll("[data-metric]")].map(
+    cell => [cell.dataset.metric, cell.dataset.value]);
+  document.body.setAttribute("data-probe", JSON.stringify({images, cells}));
+});
+</script>
+"""
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no chromium: the browser test needs Debian's chromium (apt-get install chromium), "
+    "which .ci/run installs",
+)
+def test_the_page_renders_in_a_real_browser(tutorial_run: ptflow.RunResult, tmp_path: Path) -> None:
+    assert CHROMIUM is not None
+    page = (tutorial_run.run_dir / "report.html").read_text(encoding="utf-8")
+    # A copy with a probe that records what the browser loaded; the report has no script.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", _PROBE + "</body>"), encoding="utf-8")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", probe.as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    found = re.search(r'data-probe="([^"]*)"', dom)
+    assert found, "the page did not finish loading"
+    probed = json.loads(found.group(1).replace("&quot;", '"'))
+    assert len(probed["images"]) == 4 and all(width > 0 for width in probed["images"])
+    summary = json.loads((tutorial_run.run_dir / "summary.json").read_text())
+    for key, value in probed["cells"]:
+        source, part, name = key.split(".")
+        assert float(value) == summary[source][part][name]
+    # A screenshot on a phone-sized screen: not blank.
+    shot = tmp_path / "phone.png"
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=390,844", f"--screenshot={shot}",
+         (tutorial_run.run_dir / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        grey = np.asarray(image.convert("L"))
+    assert grey.min() < 100 < grey.max()  # dark text and images on a light page
+    assert (grey < 200).mean() > 0.02  # and not a nearly empty one
