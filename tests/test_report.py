@@ -125,3 +125,27 @@ def test_the_page_renders_in_a_real_browser(tutorial_run: ptflow.RunResult, tmp_
         grey = np.asarray(image.convert("L"))
     assert grey.min() < 100 < grey.max()  # dark text and images on a light page
     assert (grey < 200).mean() > 0.02  # and not a nearly empty one
+
+
+def test_compare_overlays_runs_and_marks_differing_settings(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    ptflow.run_workflow(Config(epochs=20), tmp_path / "slow")
+    ptflow.run_workflow(Config(epochs=20, lr=0.05), tmp_path / "fast")
+    ptflow.run_workflow(Config(epochs=30, lr=0.05), tmp_path / "long")
+    done = run_cli("compare", "slow", "fast", "long", "--out", "cmp.html")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["cmp.html", "cmp.png"]
+    page = (tmp_path / "cmp.html").read_text(encoding="utf-8")
+    assert "<script" not in page and not re.search(r"(src|href)=\"(?!data:)", page)
+    differing = set(re.findall(r'<tr class="differs" data-setting="([^"]+)"', page))
+    assert differing == {"lr", "epochs"}
+    assert (tmp_path / "cmp.png").read_bytes() in _images(page)  # the same plot, embedded
+    assert min(_png_size((tmp_path / "cmp.png").read_bytes())) > 100
+    for name in ("slow", "fast", "long"):
+        r2 = json.loads((tmp_path / name / "summary.json").read_text())["metrics"]["test"]["r2"]
+        assert f"{r2:.4g}" in page
+    one = run_cli("compare", "slow")
+    assert one.returncode == 2 and "at least two" in one.stderr
+    missing = run_cli("compare", "slow", "nowhere")
+    assert missing.returncode == 2 and "nowhere" in missing.stderr

@@ -250,6 +250,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
     report.set_defaults(handler=_report)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare runs on one page",
+        description="Write one self-contained HTML page (and a PNG of its plot) comparing run "
+        "folders: their loss curves overlaid, their test metrics, and their settings side by "
+        "side with the ones that differ highlighted.",
+    )
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument(
+        "--out",
+        type=Path,
+        default=Path("compare.html"),
+        help="the page to write; the PNG goes beside it (default: compare.html)",
+    )
+    compare.set_defaults(handler=_compare)
     return parser
 
 
@@ -696,6 +712,18 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
             f"{args.run_dir} is not a ptflow run folder; pass a folder ptflow made."
         )
     print(write_report(args.run_dir))
+    return 0
+
+
+def _compare(args: argparse.Namespace, argv: list[str]) -> int:
+    from ptflow.report import write_comparison
+
+    for run_dir in args.run_dirs:
+        if not (run_dir / "config.json").is_file():
+            raise WorkflowError(f"{run_dir} is not a ptflow run folder; pass folders ptflow made.")
+    page, png = write_comparison(args.run_dirs, args.out)
+    print(page)
+    print(png)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from ptflow.errors import WorkflowError
 from ptflow.files import write_text
 
-__all__ = ["write_report"]
+__all__ = ["write_comparison", "write_report"]
 
 # The run folder's own plots, in the order the page shows them, with their captions.
 PLOTS = (
@@ -250,3 +250,124 @@ def _number(value: Any) -> str:
 
 def _text(value: str) -> str:
     return html.escape(value, quote=True)
+
+
+def write_comparison(
+    run_dirs: list[str | os.PathLike[str]], out: str | os.PathLike[str] = "compare.html"
+) -> tuple[Path, Path]:
+    """Write one page comparing runs, and its loss-curve plot as a PNG beside it.
+
+    The page overlays the runs' loss curves, tabulates their metrics, and sets their
+    settings side by side with the ones that differ highlighted. Returns both paths.
+    """
+    if len(run_dirs) < 2:
+        raise WorkflowError("compare needs at least two run folders.")
+    runs = [Path(run) for run in run_dirs]
+    names = _unique_names(runs)
+    records, summaries, histories = [], [], []
+    for run in runs:
+        try:
+            records.append(json.loads((run / "config.json").read_text(encoding="utf-8")))
+            summaries.append(json.loads((run / "summary.json").read_text(encoding="utf-8")))
+            histories.append(_read_history(run / "history.csv"))
+        except FileNotFoundError as missing:
+            raise WorkflowError(
+                f"{run} lacks {Path(str(missing.filename)).name}: compare finished run folders."
+            ) from None
+        except (ValueError, KeyError) as error:
+            raise WorkflowError(f"cannot read the run folder {run} ({error}).") from None
+    png = _comparison_figure(names, histories)
+    out = Path(out)
+    png_path = out.with_suffix(".png")
+    from ptflow.files import atomic_path
+
+    with atomic_path(png_path) as tmp:
+        tmp.write_bytes(png)
+    sections = [
+        f"<section>\n<h1>ptflow: {len(runs)} runs compared</h1>\n</section>",
+        "<section>\n<h2>Loss curves</h2>\n"
+        + _figure(png, "Evaluation loss per epoch (solid), training loss (dotted)")
+        + "</section>",
+        _comparison_metrics(names, summaries),
+        _comparison_settings(names, [record["config"] for record in records]),
+    ]
+    page = (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>ptflow: {len(runs)} runs compared</title>\n<style>{_STYLE}"
+        "tr.differs td, tr.differs th { background: #fff3c4; }</style>\n"
+        "</head>\n<body>\n<main>\n" + "\n".join(sections) + "\n</main>\n</body>\n</html>\n"
+    )
+    write_text(out, page)
+    return out, png_path
+
+
+def _unique_names(runs: list[Path]) -> list[str]:
+    names = [run.name for run in runs]
+    if len(set(names)) == len(names):
+        return names
+    return [str(run) for run in runs]  # the same folder name in two places: the full path
+
+
+def _comparison_figure(names: list[str], histories: list[dict[str, list[float]]]) -> bytes:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 5.5))
+    axes = figure.subplots()
+    for index, (name, history) in enumerate(zip(names, histories, strict=True)):
+        colour = f"C{index % 10}"
+        epochs = history.get("epoch", [])
+        for column, values in history.items():
+            if column == "train_loss":
+                axes.plot(epochs, values, color=colour, linestyle=":", linewidth=1)
+            elif column.endswith("_loss"):
+                axes.plot(epochs, values, color=colour, label=f"{name} ({column})")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    axes.set_yscale("log")
+    axes.legend(fontsize=8)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _comparison_metrics(names: list[str], summaries: list[dict[str, Any]]) -> str:
+    head = "<tr><th>run</th><th>epochs</th><th>test MAE</th><th>test RMSE</th><th>test R²</th>"
+    head += "<th>wall s</th></tr>"
+    rows = []
+    for name, summary in zip(names, summaries, strict=True):
+        test = summary.get("metrics", {}).get("test", {})
+        cells = [summary.get("epochs"), test.get("mae"), test.get("rmse"), test.get("r2")]
+        cells.append(summary.get("wall_s"))
+        rows.append(
+            f"<tr><th>{_text(name)}</th>"
+            + "".join(f'<td class="number">{_number(value)}</td>' for value in cells)
+            + "</tr>"
+        )
+    return (
+        '<section>\n<h2>Metrics</h2>\n<div class="scroll"><table>\n'
+        + head
+        + "\n"
+        + "\n".join(rows)
+        + "\n</table></div>\n</section>"
+    )
+
+
+def _comparison_settings(names: list[str], configs: list[dict[str, Any]]) -> str:
+    keys = sorted({key for config in configs for key in config})
+    head = "<tr><th>setting</th>" + "".join(f"<th>{_text(name)}</th>" for name in names) + "</tr>"
+    rows = []
+    for key in keys:
+        values = [_shown(config.get(key)) for config in configs]
+        marked = ' class="differs"' if len(set(values)) > 1 else ""
+        rows.append(
+            f'<tr{marked} data-setting="{_text(key)}">'
+            f"<th>{_text(key)}</th>"
+            + "".join(f"<td>{_text(value)}</td>" for value in values)
+            + "</tr>"
+        )
+    return (
+        "<section>\n<h2>Settings</h2>\n<p>Highlighted: the settings that differ.</p>\n"
+        '<div class="scroll"><table>\n' + head + "\n" + "\n".join(rows) + "\n</table></div>\n"
+        "</section>"
+    )
