@@ -436,7 +436,7 @@ def bench_streamed_memory(rows: int, folder: Path) -> Row:
 def _cli_epoch_s(path: Path, folder: Path, *options: str) -> float:
     """Seconds of one epoch of `ptflow train` in its own process, start-up excluded.
 
-    Runs 1 and 3 epochs; the difference over 2 is one epoch (compilation, if any, is paid
+    Runs 1 and 6 epochs; the difference over 5 is one epoch (compilation, if any, is paid
     in both).
     """
 
@@ -450,7 +450,7 @@ def _cli_epoch_s(path: Path, folder: Path, *options: str) -> float:
         subprocess.run(command, check=True, capture_output=True)
         return time.perf_counter() - started
 
-    return (run(3) - run(1)) / 2
+    return (run(6) - run(1)) / 5
 
 
 def bench_processes(rows: int, folder: Path, model_name: str) -> Row:

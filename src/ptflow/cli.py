@@ -448,6 +448,12 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
     )
     output.add_argument(
+        "--explain",
+        action="store_true",
+        help="tell each step of the workflow in plain sentences as it happens, with the "
+        "first batch's actual values (default: off)",
+    )
+    output.add_argument(
         "--log-format",
         choices=("text", "json"),
         default="text",
@@ -556,6 +562,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 progress=not (quiet or as_json),
                 command=["ptflow", *argv],
                 should_stop=stop,
+                narrate=print if args.explain and not quiet else None,
             )
     if world is not None and not world.is_main:
         return 0

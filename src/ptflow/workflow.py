@@ -176,6 +176,7 @@ def run_workflow(
     progress: bool = False,
     command: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    narrate: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run the workflow with `cfg` and write its run folder to `out_dir`.
 
@@ -213,7 +214,24 @@ def run_workflow(
                 val=splits.val_indices.numpy(),
                 test=splits.test_indices.numpy(),
             )
-    return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
+    if narrate is not None:
+        _narrate_start(cfg, prepared, narrate)
+    return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop, narrate)
+
+
+def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], None]) -> None:
+    """--explain: steps 1, 3 and the first batch of 4, before training starts."""
+    from ptflow.explain import describe_data, describe_first_batch, describe_model
+
+    if prepared.splits is None or not isinstance(prepared.train_splits, Splits):
+        narrate("(--explain tells the steps of runs in memory; this one streams its table.)")
+        return
+    data = prepared.data
+    lines = describe_data(cfg, prepared.splits, data.features, data.target)
+    lines += describe_model(cfg, prepared.network)
+    lines += describe_first_batch(cfg, prepared.network, prepared.train_splits)
+    for line in lines:
+        narrate(line)
 
 
 def resume_workflow(
@@ -378,6 +396,7 @@ def _train_and_finish(
     started: float,
     progress: bool,
     should_stop: Callable[[], bool] | None,
+    narrate: Callable[[str], None] | None = None,
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
     info = {"config": cfg.to_dict(), "versions": _versions()}
@@ -438,6 +457,11 @@ def _train_and_finish(
         summary["resumed_from"] = checkpoint.path.name
     write_report(run_dir, summary)
     write_json(run_dir / "summary.json", summary)
+    if narrate is not None:
+        from ptflow.explain import describe_result
+
+        for line in describe_result(summary, cfg):
+            narrate(line)
     return result
 
 

@@ -1,0 +1,172 @@
+"""`--explain`: the workflow's six steps told in plain sentences, on the run's own numbers.
+
+The five training steps are shown on the first batch by a rehearsal: a copy of the model
+and a fresh optimizer take that batch through forward, loss, zero_grad, backward and step,
+with every random generator put back afterwards. The real run then takes the very same
+first step, so the numbers told are the numbers trained on; the training loop itself stays
+as plain as the tutorial's.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ptflow.config import Config
+from ptflow.data import Splits
+from ptflow.training import (
+    InMemory,
+    batch_size_for,
+    make_loss_fn,
+    make_optimizer,
+    random_states,
+    set_random_states,
+)
+
+__all__ = [
+    "describe_data",
+    "describe_first_batch",
+    "describe_model",
+    "describe_result",
+    "numbers",
+    "values",
+]
+
+SHOWN = 3  # values shown of a tensor: enough to follow, few enough to read
+
+
+def values(tensor: torch.Tensor) -> str:
+    """A tensor in a few words: its shape and its first values."""
+    return f"shape {tuple(tensor.shape)}: {numbers(tensor)}"
+
+
+def numbers(tensor: torch.Tensor) -> str:
+    """A tensor's first values, to four decimals."""
+    flat = tensor.detach().flatten().cpu().tolist()
+    shown = ", ".join(f"{value:.4f}" for value in flat[:SHOWN])
+    return f"[{shown}{', ...' if len(flat) > SHOWN else ''}]"
+
+
+def describe_data(
+    cfg: Config, splits: Splits, features: tuple[str, ...], target: tuple[str, ...]
+) -> list[str]:
+    """Step 1 in sentences: where the data comes from, its first rows, and the split."""
+    rows = len(splits.train_indices) + len(splits.val_indices) + len(splits.test_indices)
+    if cfg.data is None:
+        source = (
+            f"the straight line y = {cfg.weight}·X + {cfg.bias}, with X = "
+            f"torch.arange({cfg.start}, {cfg.end}, {cfg.step}) as a column: {rows} rows"
+        )
+    else:
+        source = f"{cfg.data}: {rows} rows of {', '.join(features)} to predict {', '.join(target)}"
+    X, y = splits.train
+    order = "shuffled (seeded), then cut" if cfg.shuffle else "in order: the first rows train"
+    return [
+        f"1. Data: {source}.",
+        f"   The first training row is X = {numbers(X[0])} with y = {numbers(y[0])}.",
+        f"   Split {order}: {len(splits.train_indices)} train, {len(splits.val_indices)} "
+        f"validation, {len(splits.test_indices)} test rows; the model never trains on the "
+        f"test rows.",
+        "2. Visualize: once trained, the run draws the data (train blue, test green) and the "
+        "predictions (red) before and after training."
+        if cfg.data is None
+        else "2. Visualize: once trained, the run draws the test rows' predictions against "
+        "their targets.",
+    ]
+
+
+def describe_model(cfg: Config, network: nn.Module) -> list[str]:
+    """Step 3 in sentences: the model and its parameters before training."""
+    lines = [
+        f"3. Model: {type(network).__name__}, built right after torch.manual_seed({cfg.seed}), "
+        f"so its starting parameters are the same every run:"
+    ]
+    lines += [f"   {name} {values(value)}" for name, value in network.named_parameters()]
+    return lines
+
+
+def describe_first_batch(cfg: Config, network: nn.Module, splits: Splits) -> list[str]:
+    """Step 4 in sentences: the five training steps on the first batch, with their values."""
+    saved = random_states()
+    try:
+        model = copy.deepcopy(network)
+        loss_fn = make_loss_fn(cfg.loss, cfg.huber_delta)
+        optimizer = make_optimizer(
+            cfg.optimizer,
+            model.parameters(),
+            cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov,
+            weight_decay=cfg.weight_decay,
+        )
+        data = InMemory(splits, next(model.parameters()).device)
+        batch_size = batch_size_for(cfg, data.train_rows)
+        X, y = next(iter(data.batches(batch_size, torch.Generator().manual_seed(cfg.seed))))
+        whole = "all the training rows" if len(X) == data.train_rows else f"{len(X)} rows"
+        lines = [
+            f"4. Train: each epoch, model.train() and then, batch after batch, five steps. "
+            f"Here they are on the first batch ({whole}, X {values(X)}):"
+        ]
+        model.train()
+        y_pred = model(X)
+        lines.append(
+            f"   1. Forward pass, y_pred = model(X): {values(y_pred)}; the targets y: {values(y)}."
+        )
+        loss = loss_fn(y_pred, y)
+        lines.append(f"   2. Loss, {type(loss_fn).__name__}(y_pred, y) = {loss.item():.6f}.")
+        optimizer.zero_grad()
+        lines.append("   3. optimizer.zero_grad() clears the gradients the last step left behind.")
+        loss.backward()
+        lines.append("   4. loss.backward() computes d(loss)/d(parameter) for every parameter:")
+        lines += [
+            f"      {name}.grad {values(parameter.grad)}"
+            for name, parameter in model.named_parameters()
+            if parameter.grad is not None
+        ]
+        before = {name: value.detach().clone() for name, value in model.named_parameters()}
+        optimizer.step()
+        lines.append(
+            f"   5. optimizer.step() moves each parameter against its gradient "
+            f"({type(optimizer).__name__}, lr {cfg.lr}):"
+        )
+        lines += [
+            f"      {name} {numbers(before[name])} -> {numbers(value)}"
+            for name, value in model.named_parameters()
+        ]
+        lines.append(
+            f"   Then model.eval() and torch.inference_mode() for the {data.eval_split} loss, "
+            f"and the same again for {cfg.epochs} epochs:"
+        )
+        return lines
+    finally:
+        set_random_states(saved)
+
+
+def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
+    """Steps 5, 2 and 6 in sentences: evaluation, the plots, and what was saved."""
+    test = summary["metrics"]["test"]
+    lines = [
+        "5. Evaluate: in eval mode under torch.inference_mode(), the test rows give "
+        f"MAE {test['mae']:.6f}, RMSE {test['rmse']:.6f}, R² {_number(test['r2'])}; "
+        f"the least-squares line gives MAE {summary['baseline_metrics']['test']['mae']:.6f}.",
+    ]
+    if learned := summary.get("learned_parameters"):
+        lines.append(
+            f"   Learned weight {learned['weight']:.4f} and bias {learned['bias']:.4f}"
+            + (f" (true {cfg.weight} and {cfg.bias})." if cfg.data is None else ".")
+        )
+    lines += [
+        "   The plots and the loss curves are PNG files in the run folder, and report.html "
+        "shows everything on one page.",
+        "6. Save: model.pt holds the state_dict (torch.save), model.safetensors the same "
+        "tensors without pickle; load one with model.load_state_dict(torch.load(path, "
+        "weights_only=True)).",
+    ]
+    return lines
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "undefined"

@@ -1,0 +1,73 @@
+"""`--explain` tells the steps on the run's own numbers: checked against the tutorial's loop
+written out by hand, and against the run it narrates."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ptflow.models import LinearRegressionModel
+from tests.conftest import RunCli
+
+
+def _numbers(line: str) -> list[float]:
+    return [float(value) for value in re.findall(r"-?\d+\.\d+", line)]
+
+
+def _line(lines: list[str], start: str) -> str:
+    return next(line for line in lines if line.strip().startswith(start))
+
+
+def test_explain_tells_the_first_step_with_its_real_values(tmp_path: Path, run_cli: RunCli) -> None:
+    done = run_cli("run", "--explain", "--epochs", "1", "--out", "run")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line[:2] for line in lines if re.match(r"\d\. ", line)] == [
+        "1.", "2.", "3.", "4.", "5.", "6.",
+    ]  # fmt: skip
+    # The oracle: the tutorial's first step, by hand.
+    torch.manual_seed(42)
+    model = LinearRegressionModel()
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)[:40]
+    y = 0.7 * X + 0.3
+    start = {name: value.item() for name, value in model.named_parameters()}
+    y_pred = model(X)
+    loss = nn.L1Loss()(y_pred, y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    optimizer.zero_grad()
+    loss.backward()
+    grads = {name: value.grad.item() for name, value in model.named_parameters()}  # type: ignore[union-attr]
+    optimizer.step()
+    after = {name: value.item() for name, value in model.named_parameters()}
+
+    for name in ("weights", "bias"):
+        assert _numbers(_line(lines, f"{name} shape"))[0] == round(start[name], 4)
+        assert _numbers(_line(lines, f"{name}.grad"))[0] == round(grads[name], 4)
+        step = _numbers(_line(lines, f"{name} ["))
+        assert step == [round(start[name], 4), round(after[name], 4)]
+    assert _numbers(_line(lines, "1. Forward"))[:3] == [round(v, 4) for v in y_pred[:3, 0].tolist()]
+    assert _numbers(_line(lines, "2. Loss"))[-1] == round(loss.item(), 6)
+    # ... and they are the run's own: one full-batch epoch is that one step.
+    assert f"train loss {loss.item():.6f}" in _line(lines, "epoch 1/1")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    learned = summary["learned_parameters"]
+    assert [round(learned["weight"], 4), round(learned["bias"], 4)] == [
+        round(after["weights"], 4), round(after["bias"], 4),
+    ]  # fmt: skip
+
+
+def test_explaining_does_not_change_the_run(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path
+) -> None:
+    args = ["train", "--data", "linear.csv", "--target", "y", "--model", "mlp", "--dropout", "0.2"]
+    args += ["--batch-size", "16", "--epochs", "3"]
+    plain = run_cli(*args, "--out", "plain")
+    told = run_cli(*args, "--out", "told", "--explain")
+    assert plain.returncode == 0 and told.returncode == 0, told.stderr
+    assert "first batch (16 rows" in told.stdout and "Dropout" not in told.stderr
+    files = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("plain", "told")]
+    assert files[0] == files[1]  # the rehearsal put every random generator back
