@@ -448,6 +448,12 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
     )
     output.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write each epoch's losses and learning rate as TensorBoard scalars into "
+        "RUN_DIR/tensorboard; needs pip install 'ptflow[tensorboard]' (default: off)",
+    )
+    output.add_argument(
         "--explain",
         action="store_true",
         help="tell each step of the workflow in plain sentences as it happens, with the "
@@ -537,9 +543,16 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     world = World.launched()
     quiet = args.quiet or (world is not None and not world.is_main)  # rank 0 speaks for all
     as_json = args.log_format == "json"
+    out = args.out
+    if args.tensorboard and args.resume is None and out is None:  # its folder is inside
+        from ptflow.workflow import default_run_dir
+
+        out = default_run_dir()
+    writes = world is None or world.is_main
     with (
         process_group(world, device),
         _logging_to_stdout(quiet=quiet, as_json=as_json),
+        _tensorboard(args.resume or out, enabled=args.tensorboard and writes),
         _stop_on_signals() as stop,
     ):
         if args.resume is not None:
@@ -557,7 +570,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
             result = run_workflow(
                 cfg,
-                args.out,
+                out,
                 overwrite=args.overwrite,
                 progress=not (quiet or as_json),
                 command=["ptflow", *argv],
@@ -838,6 +851,27 @@ def _read_values(path: Path) -> list[float]:
     if not values:
         raise WorkflowError(f"input file {path} has no values; put one number per line.")
     return values
+
+
+@contextmanager
+def _tensorboard(run_dir: Path | None, enabled: bool) -> Iterator[None]:
+    """--tensorboard: write the training logger's epoch records under RUN_DIR/tensorboard."""
+    if not enabled or run_dir is None:
+        yield
+        return
+    from ptflow.tensorboard import TensorBoardHandler
+
+    handler = TensorBoardHandler(run_dir / "tensorboard")
+    records = logging.getLogger("ptflow.epochs")  # every epoch, not only the logged ones
+    previous_level = records.level
+    records.addHandler(handler)
+    records.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        records.removeHandler(handler)
+        records.setLevel(previous_level)
+        handler.close()
 
 
 class _JsonLines(logging.Formatter):

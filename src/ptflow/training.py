@@ -45,6 +45,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Every epoch's numbers as a record, for listeners such as --tensorboard; nothing prints them
+# (the log lines above come every log_every epochs).
+epoch_records = logging.getLogger("ptflow.epochs")
+epoch_records.propagate = False
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -368,8 +372,12 @@ def train(
         history.append(epoch, train_loss, eval_loss, optimizer.param_groups[0]["lr"])
         if schedule is not None:
             schedule.after_epoch(eval_loss)
+        lr = history.lr[-1]
+        numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
+        numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
+        numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
+        epoch_records.info("epoch %d", epoch, extra={"epoch_record": numbers})
         if epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs):
-            lr = history.lr[-1]
             bar.set_postfix(
                 {
                     "train_loss": f"{train_loss:.4g}",
@@ -377,9 +385,6 @@ def train(
                     "lr": f"{lr:.3g}",
                 }
             )
-            numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
-            numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
-            numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
             logger.info(
                 "epoch %*d/%d | train loss %.6f | %s loss %.6f",
                 len(str(cfg.epochs)),
