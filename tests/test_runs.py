@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,12 +91,61 @@ def test_log_format_json_prints_each_logged_epoch(tmp_path: Path, run_cli: RunCl
 
 
 def test_runs_answers_without_importing_torch(three_runs: Path) -> None:
-    import subprocess
-    import sys
-
     code = (
         "import sys; from ptflow.cli import main; "
         f"main(['runs', {str(three_runs)!r}]); print('torch' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "False"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_terminal_gets_a_live_progress_line_and_a_pipe_does_not(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    # A terminal 120 columns wide, as a user's would be (a new pty has no size at all).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    command = [sys.executable, "-m", "ptflow", "run", "--epochs", "3000", "--out", "tty"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, stdin=follower, stdout=follower, stderr=follower
+    )
+    os.close(follower)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output.extend(chunk)
+    assert process.wait(timeout=300) == 0
+    os.close(leader)
+    screen = output.decode(errors="replace")
+    # tqdm's line: epoch count, losses, learning rate, elapsed time and ETA
+    assert "training:" in screen and "3000/3000" in screen
+    assert "train_loss=" in screen and "test_loss=" in screen and "lr=0.01" in screen
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", screen)  # elapsed < remaining
+    piped = run_cli("run", "--epochs", "300", "--out", "pipe")
+    assert "training:" not in piped.stdout + piped.stderr and "\r" not in piped.stdout
+    assert "epoch 300/300" in piped.stdout  # the periodic lines instead
+
+
+def test_runs_raise_no_python_warnings(tmp_path: Path, sine_table: Path) -> None:
+    for args in (
+        ["run", "--epochs", "5", "--out", "a"],
+        ["train", "--data", "sine.csv", "--target", "y", "--epochs", "3", "--out", "b"],
+        ["train", "--data", "sine.parquet", "--target", "y", "--stream", "--out", "c",
+         "--epochs", "2"],
+    ):  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-W", "error", "-m", "ptflow", *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -18,7 +18,13 @@ from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path
 from ptflow.training import History
 
-__all__ = ["plot_loss_curves", "plot_predicted_vs_actual", "plot_predictions", "save_figure"]
+__all__ = [
+    "plot_loss_curves",
+    "plot_predicted_vs_actual",
+    "plot_predictions",
+    "plot_residuals",
+    "save_figure",
+]
 
 
 def plot_predictions(
@@ -67,6 +73,33 @@ def plot_loss_curves(
     axes.set_ylabel("Loss")
     axes.set_title(title or f"Training and {eval_name.lower()} loss curves")
     axes.legend(prop={"size": 14})
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_residuals(
+    y_true: torch.Tensor,
+    y_pred: torch.Tensor,
+    names: Sequence[str] = ("y",),
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot residuals (predicted minus actual) against the predictions, one panel per target.
+
+    A good fit scatters evenly around zero; a curve or a funnel shows what it misses.
+    """
+    true, pred = _numpy(y_true), _numpy(y_pred)
+    figure = Figure(figsize=(7 * len(names), 5))
+    for i, (axes, name) in enumerate(
+        zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True)
+    ):
+        axes.axhline(0, c="k", lw=1)
+        axes.scatter(pred[:, i], pred[:, i] - true[:, i], c="r", s=4)
+        axes.set_xlabel(f"predicted {name}")
+        axes.set_ylabel(f"residual: predicted - actual {name}")
+    figure.suptitle(title or "Residuals")
     if path is not None:
         save_figure(figure, path)
     return figure

@@ -27,7 +27,9 @@ PLOTS = (
     ("data.png", "The data: train blue, test green"),
     ("predictions_before.png", "Predictions before training (red)"),
     ("predictions_after.png", "Predictions after training (red)"),
-    ("predicted_vs_actual.png", "Test rows: predicted against actual"),
+    ("predicted_vs_actual_before.png", "Test rows before training: predicted against actual"),
+    ("predicted_vs_actual.png", "Test rows after training: predicted against actual"),
+    ("residuals.png", "Test rows after training: residuals against predictions"),
 )
 
 _STYLE = """

@@ -60,7 +60,12 @@ from ptflow.models import (
     linear_parameters,
     resolve_device,
 )
-from ptflow.plots import plot_loss_curves, plot_predicted_vs_actual, plot_predictions
+from ptflow.plots import (
+    plot_loss_curves,
+    plot_predicted_vs_actual,
+    plot_predictions,
+    plot_residuals,
+)
 from ptflow.report import write_report
 from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
 from ptflow.training import History, TrainingState, batch_size_for, train
@@ -98,7 +103,7 @@ RUN_FILES = (
 # last one: long runs lose little to a crash, short runs do not pay for many writes.
 CHECKPOINT_SECONDS = 60.0
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
-TABLE_PLOTS = ("predicted_vs_actual.png",)
+TABLE_PLOTS = ("predicted_vs_actual_before.png", "predicted_vs_actual.png", "residuals.png")
 
 
 @dataclass(frozen=True)
@@ -342,8 +347,8 @@ def _prepare(cfg: Config) -> _Prepared:
     else:
         model, train_splits = network, splits
     model.to(device)
-    # The tutorial's "predictions before training" plot; tables have no such plot.
-    y_pred_before = predict(model, splits.test.X) if cfg.data is None else None
+    # The tutorial's "predictions before training", on the test rows.
+    y_pred_before = predict(model, splits.test.X)
     return _Prepared(data, splits, model, network, train_splits, y_pred_before)
 
 
@@ -632,12 +637,27 @@ def _write_run_files(
     y_test, y_pred_after = shown
     if cfg.data is not None or splits is None:
         rows = f" (the first {len(y_test):,})" if cfg.stream else ""
+        if y_pred_before is not None and splits is not None:
+            plot_predicted_vs_actual(
+                splits.test.y,
+                y_pred_before,
+                data.target,
+                title="Test rows before training: predicted vs actual",
+                path=folder / "predicted_vs_actual_before.png",
+            )
         plot_predicted_vs_actual(
             y_test,
             y_pred_after,
             data.target,
             title=f"Test rows{rows}: predicted vs actual",
             path=folder / "predicted_vs_actual.png",
+        )
+        plot_residuals(
+            y_test,
+            y_pred_after,
+            data.target,
+            title=f"Test rows{rows}: residuals after training",
+            path=folder / "residuals.png",
         )
         return
     train_part, test_part = splits.train, splits.test
