@@ -84,6 +84,7 @@ def test_two_processes_train_the_one_process_model(
     assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
 
 
+@pytest.mark.slow
 def test_torchrun_itself_runs_ptflow(tmp_path: Path, linear_table: Path) -> None:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -96,6 +97,7 @@ def test_torchrun_itself_runs_ptflow(tmp_path: Path, linear_table: Path) -> None
     assert len(runs) == 1 and (runs[0] / "summary.json").is_file()  # one folder, not two
 
 
+@pytest.mark.slow
 def test_a_nan_stops_every_process_with_one_message(
     tmp_path: Path, run_cli: RunCli, linear_table: Path
 ) -> None:

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -60,6 +61,7 @@ def test_explain_tells_the_first_step_with_its_real_values(tmp_path: Path, run_c
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_explaining_does_not_change_the_run(
     tmp_path: Path, run_cli: RunCli, linear_table: Path
 ) -> None:

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from ptflow.cli import main
 
 # Few examples by default, each a real (one-epoch) run; more under -m slow.
-DEFAULT = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DEFAULT = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THOROUGH = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -62,7 +62,7 @@ def test_ptflow_report_renders_it_again(tmp_path: Path, run_cli: RunCli, sine_ta
     page = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
     assert page.encode() == first  # the same page, from the files alone
     assert "sine.csv" in page and "predicted against actual" in page
-    assert "residuals" in page and len(_images(page)) == 4  # curves, before, after, residuals
+    assert "residuals" in page and len(_images(page)) == 5  # curves, data, before, after, residuals
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     _check_metrics(page, summary)
     assert summary["data"]["sha256"] in page

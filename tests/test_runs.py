@@ -137,6 +137,7 @@ def test_a_terminal_gets_a_live_progress_line_and_a_pipe_does_not(
     assert "epoch 300/300" in piped.stdout  # the periodic lines instead
 
 
+@pytest.mark.slow
 def test_runs_raise_no_python_warnings(tmp_path: Path, sine_table: Path) -> None:
     for args in (
         ["run", "--epochs", "5", "--out", "a"],

@@ -197,6 +197,7 @@ def test_bad_streamed_input_is_one_error_line(tmp_path: Path, run_cli: RunCli) -
     assert summary["data"]["dropped_rows"] == 1 and sum(summary["split_rows"].values()) == 39
 
 
+@pytest.mark.slow
 def test_cli_converts_then_streams_then_predicts(tmp_path: Path, run_cli: RunCli) -> None:
     import pandas as pd
     import pyarrow.parquet as pq

@@ -552,7 +552,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     with (
         process_group(world, device),
         _logging_to_stdout(quiet=quiet, as_json=as_json),
-        _tensorboard(args.resume or out, enabled=args.tensorboard and writes),
+        _tensorboard(args.resume or out, enabled=args.tensorboard and writes) as on_epoch,
         _stop_on_signals() as stop,
     ):
         if args.resume is not None:
@@ -564,6 +564,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 progress=not (quiet or as_json),
                 command=["ptflow", *argv],
                 should_stop=stop,
+                on_epoch=on_epoch,
             )
         else:
             from ptflow.workflow import run_workflow
@@ -576,6 +577,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 command=["ptflow", *argv],
                 should_stop=stop,
                 narrate=print if args.explain and not quiet else None,
+                on_epoch=on_epoch,
             )
     if world is not None and not world.is_main:
         return 0
@@ -854,24 +856,18 @@ def _read_values(path: Path) -> list[float]:
 
 
 @contextmanager
-def _tensorboard(run_dir: Path | None, enabled: bool) -> Iterator[None]:
-    """--tensorboard: write the training logger's epoch records under RUN_DIR/tensorboard."""
+def _tensorboard(run_dir: Path | None, enabled: bool) -> Iterator[Any]:
+    """--tensorboard: a writer of every epoch's numbers under RUN_DIR/tensorboard, or None."""
     if not enabled or run_dir is None:
-        yield
+        yield None
         return
-    from ptflow.tensorboard import TensorBoardHandler
+    from ptflow.tensorboard import TensorBoardWriter
 
-    handler = TensorBoardHandler(run_dir / "tensorboard")
-    records = logging.getLogger("ptflow.epochs")  # every epoch, not only the logged ones
-    previous_level = records.level
-    records.addHandler(handler)
-    records.setLevel(logging.INFO)
+    writer = TensorBoardWriter(run_dir / "tensorboard")
     try:
-        yield
+        yield writer
     finally:
-        records.removeHandler(handler)
-        records.setLevel(previous_level)
-        handler.close()
+        writer.close()
 
 
 class _JsonLines(logging.Formatter):

@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
+from ptflow.data import Split
 from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path
 from ptflow.training import History
@@ -23,6 +24,7 @@ __all__ = [
     "plot_predicted_vs_actual",
     "plot_predictions",
     "plot_residuals",
+    "plot_table_data",
     "save_figure",
 ]
 
@@ -73,6 +75,48 @@ def plot_loss_curves(
     axes.set_ylabel("Loss")
     axes.set_title(title or f"Training and {eval_name.lower()} loss curves")
     axes.legend(prop={"size": 14})
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_table_data(
+    train: Split,
+    test: Split,
+    features: Sequence[str],
+    target: Sequence[str],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    max_features: int = 6,
+    max_points: int = 5000,
+) -> Figure:
+    """Plot the (first) target against each of the first features: train blue, test green.
+
+    The tutorial's data plot for a table: one panel per feature, at most `max_features`,
+    each with at most `max_points` rows of each part (the first ones), so it stays readable.
+    """
+    shown = list(features[:max_features])
+    columns = min(3, len(shown))
+    rows = -(-len(shown) // columns)
+    figure = Figure(figsize=(5 * columns, 4 * rows))
+    panels = figure.subplots(rows, columns, squeeze=False).flatten()
+    for i, name in enumerate(shown):
+        axes = panels[i]
+        for part, colour, label in ((train, "b", "Training data"), (test, "g", "Testing data")):
+            X, y = _numpy(part.X[:max_points]), _numpy(part.y[:max_points])
+            axes.scatter(X[:, i], y[:, 0], c=colour, s=2, label=label)
+        axes.set_xlabel(name)
+        axes.set_ylabel(target[0])
+    for axes in panels[len(shown) :]:
+        axes.set_visible(False)
+    panels[0].legend()
+    more = (
+        f" (the first {max_features} of {len(features)} features)"
+        if len(features) > max_features
+        else ""
+    )
+    figure.suptitle(title or f"The data{more}")
     if path is not None:
         save_figure(figure, path)
     return figure

@@ -2,25 +2,23 @@
 
 An optional extra (`pip install 'ptflow[tensorboard]'`): TensorBoard is heavy, and ptflow's
 own files (history.csv, report.html) already hold the same numbers. The writer listens to
-the "ptflow.epochs" logger's records, so the training loop knows nothing about it.
+`train`'s `on_epoch` numbers, so the training loop knows nothing about it.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from ptflow.errors import WorkflowError
 
-__all__ = ["TensorBoardHandler"]
+__all__ = ["TensorBoardWriter"]
 
 
-class TensorBoardHandler(logging.Handler):
-    """A logging handler that writes each epoch record's numbers as TensorBoard scalars."""
+class TensorBoardWriter:
+    """Writes each epoch's numbers (as `train`'s `on_epoch` gives them) as scalars."""
 
     def __init__(self, log_dir: str | os.PathLike[str]) -> None:
-        super().__init__()
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -32,10 +30,7 @@ class TensorBoardHandler(logging.Handler):
         self.make_writer = SummaryWriter
         self.writer: Any = None  # made at the first epoch, once the run folder exists
 
-    def emit(self, record: logging.LogRecord) -> None:
-        numbers: dict[str, Any] | None = getattr(record, "epoch_record", None)
-        if numbers is None:
-            return
+    def __call__(self, numbers: dict[str, Any]) -> None:
         if self.writer is None:
             self.writer = self.make_writer(self.log_dir)
         epoch = numbers["epoch"]
@@ -47,4 +42,3 @@ class TensorBoardHandler(logging.Handler):
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-        super().close()

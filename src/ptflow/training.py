@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-# Every epoch's numbers as a record, for listeners such as --tensorboard; nothing prints them
-# (the log lines above come every log_every epochs).
-epoch_records = logging.getLogger("ptflow.epochs")
-epoch_records.propagate = False
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -258,6 +254,7 @@ def train(
     resume: dict[str, Any] | None = None,
     checkpoint: CheckpointFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> History:
     """Train `model` on `splits.train` for `cfg.epochs` epochs and return the loss history.
 
@@ -273,6 +270,7 @@ def train(
     is called after every epoch to save one; a non-finite loss raises `TrainingDiverged`
     before it reaches the weights; once `should_stop()` turns true (a signal arrived),
     training checkpoints at the next batch boundary and raises `TrainingInterrupted`.
+    `on_epoch` receives every epoch's numbers (losses, learning rate, elapsed seconds).
     """
     started = time.perf_counter()
     cfg = cfg if cfg is not None else Config()
@@ -376,7 +374,8 @@ def train(
         numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
         numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
         numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
-        epoch_records.info("epoch %d", epoch, extra={"epoch_record": numbers})
+        if on_epoch is not None:  # every epoch's numbers, for --tensorboard and the like
+            on_epoch(numbers)
         if epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs):
             bar.set_postfix(
                 {

@@ -65,6 +65,7 @@ from ptflow.plots import (
     plot_predicted_vs_actual,
     plot_predictions,
     plot_residuals,
+    plot_table_data,
 )
 from ptflow.report import write_report
 from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
@@ -103,7 +104,12 @@ RUN_FILES = (
 # last one: long runs lose little to a crash, short runs do not pay for many writes.
 CHECKPOINT_SECONDS = 60.0
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
-TABLE_PLOTS = ("predicted_vs_actual_before.png", "predicted_vs_actual.png", "residuals.png")
+TABLE_PLOTS = (
+    "data.png",
+    "predicted_vs_actual_before.png",
+    "predicted_vs_actual.png",
+    "residuals.png",
+)
 
 
 @dataclass(frozen=True)
@@ -182,6 +188,7 @@ def run_workflow(
     command: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
     narrate: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run the workflow with `cfg` and write its run folder to `out_dir`.
 
@@ -221,7 +228,9 @@ def run_workflow(
             )
     if narrate is not None:
         _narrate_start(cfg, prepared, narrate)
-    return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop, narrate)
+    return _train_and_finish(
+        run_dir, cfg, prepared, None, started, progress, should_stop, narrate, on_epoch
+    )
 
 
 def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], None]) -> None:
@@ -246,6 +255,7 @@ def resume_workflow(
     progress: bool = False,
     command: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Continue a run folder's training from its newest good checkpoint and finish it.
 
@@ -289,7 +299,9 @@ def resume_workflow(
     logger.info(
         "resuming from %s: %d of %d epochs done", checkpoint.path.name, checkpoint.epoch, cfg.epochs
     )
-    return _train_and_finish(run_dir, cfg, prepared, checkpoint, started, progress, should_stop)
+    return _train_and_finish(
+        run_dir, cfg, prepared, checkpoint, started, progress, should_stop, None, on_epoch
+    )
 
 
 def resume_command(cfg: Config, run_dir: Path, processes: int = 1) -> str:
@@ -402,6 +414,7 @@ def _train_and_finish(
     progress: bool,
     should_stop: Callable[[], bool] | None,
     narrate: Callable[[str], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
     info = {"config": cfg.to_dict(), "versions": _versions()}
@@ -417,6 +430,7 @@ def _train_and_finish(
             resume=checkpoint.state if checkpoint is not None else None,
             checkpoint=checkpoints,
             should_stop=should_stop,
+            on_epoch=on_epoch,
         )
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
@@ -637,6 +651,14 @@ def _write_run_files(
     y_test, y_pred_after = shown
     if cfg.data is not None or splits is None:
         rows = f" (the first {len(y_test):,})" if cfg.stream else ""
+        if splits is not None:  # in memory: the data itself, as the tutorial plots it
+            plot_table_data(
+                splits.train,
+                splits.test,
+                data.features,
+                data.target,
+                path=folder / "data.png",
+            )
         if y_pred_before is not None and splits is not None:
             plot_predicted_vs_actual(
                 splits.test.y,
