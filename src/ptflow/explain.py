@@ -21,7 +21,7 @@ from ptflow.training import (
     InMemory,
     batch_size_for,
     make_loss_fn,
-    make_optimizer,
+    optimizer_for,
     random_states,
     set_random_states,
 )
@@ -94,14 +94,7 @@ def describe_first_batch(cfg: Config, network: nn.Module, splits: Splits) -> lis
     try:
         model = copy.deepcopy(network)
         loss_fn = make_loss_fn(cfg.loss, cfg.huber_delta)
-        optimizer = make_optimizer(
-            cfg.optimizer,
-            model.parameters(),
-            cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
+        optimizer = optimizer_for(cfg, model)
         data = InMemory(splits, next(model.parameters()).device)
         batch_size = batch_size_for(cfg, data.train_rows)
         X, y = next(iter(data.batches(batch_size, torch.Generator().manual_seed(cfg.seed))))

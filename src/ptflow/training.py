@@ -39,6 +39,7 @@ __all__ = [
     "make_loss_fn",
     "make_optimizer",
     "make_schedule",
+    "optimizer_for",
     "random_states",
     "set_random_states",
     "train",
@@ -106,6 +107,18 @@ def make_optimizer(
     if name == "adamw":  # Adam with weight decay applied to the weights, not the gradient
         return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
     raise WorkflowError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}.")
+
+
+def optimizer_for(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Return the optimizer `cfg` names, with its settings, over the model's parameters."""
+    return make_optimizer(
+        cfg.optimizer,
+        model.parameters(),
+        cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
 
 
 @dataclass(frozen=True)
@@ -275,15 +288,7 @@ def train(
     started = time.perf_counter()
     cfg = cfg if cfg is not None else Config()
     loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss, cfg.huber_delta)
-    if optimizer is None:
-        optimizer = make_optimizer(
-            cfg.optimizer,
-            model.parameters(),
-            cfg.lr,
-            momentum=cfg.momentum,
-            nesterov=cfg.nesterov,
-            weight_decay=cfg.weight_decay,
-        )
+    optimizer = optimizer if optimizer is not None else optimizer_for(cfg, model)
     device = device_of(model)
     if cfg.precision == "bf16":
         check_bf16(device)
