@@ -100,6 +100,7 @@ def test_runs_answers_without_importing_torch(three_runs: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.slow  # several ptflow processes
 def test_a_terminal_gets_a_live_progress_line_and_a_pipe_does_not(
     tmp_path: Path, run_cli: RunCli
 ) -> None:

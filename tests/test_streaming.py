@@ -170,6 +170,7 @@ def test_a_file_changed_during_training_is_an_error(tmp_path: Path) -> None:
         list(table.on(torch.device("cpu")).batches(64, torch.Generator()))
 
 
+@pytest.mark.slow  # several ptflow processes
 def test_bad_streamed_input_is_one_error_line(tmp_path: Path, run_cli: RunCli) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
