@@ -8,7 +8,6 @@ and prints cleanly. `ptflow report RUN_DIR` renders it again without retraining.
 from __future__ import annotations
 
 import base64
-import csv
 import html
 import io
 import json
@@ -19,6 +18,7 @@ from typing import Any
 
 from ptflow.errors import WorkflowError
 from ptflow.files import write_text
+from ptflow.runs import read_history
 
 __all__ = ["write_comparison", "write_report"]
 
@@ -57,18 +57,8 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
     report just before `summary.json`, which marks the run finished).
     """
     run_dir = Path(run_dir)
-    try:
-        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        if summary is None:
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-        history = _read_history(run_dir / "history.csv")
-    except FileNotFoundError as missing:
-        raise WorkflowError(
-            f"{run_dir} lacks {Path(str(missing.filename)).name}: report on a finished run "
-            f"folder (see `ptflow runs`)."
-        ) from None
-    except (ValueError, KeyError) as error:
-        raise WorkflowError(f"cannot read the run folder {run_dir} ({error}).") from None
+    hint = "report on a finished run folder (see `ptflow runs`)"
+    record, summary, history = _read_run(run_dir, hint, summary)
     sections = [
         _header(run_dir, record, summary),
         _metrics(summary),
@@ -91,11 +81,21 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
     return path
 
 
-def _read_history(path: Path) -> dict[str, list[float]]:
-    with open(path, encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file))
-    columns = rows[0].keys() if rows else []
-    return {name: [float(row[name]) for row in rows] for name in columns}
+def _read_run(
+    run_dir: Path, hint: str, summary: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[float]]]:
+    """A finished run folder's config.json, summary.json (unless given) and history.csv."""
+    try:
+        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        if summary is None:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        return record, summary, read_history(run_dir / "history.csv")
+    except FileNotFoundError as missing:
+        raise WorkflowError(
+            f"{run_dir} lacks {Path(str(missing.filename)).name}: {hint}."
+        ) from None
+    except (ValueError, KeyError) as error:
+        raise WorkflowError(f"cannot read the run folder {run_dir} ({error}).") from None
 
 
 def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -268,16 +268,10 @@ def write_comparison(
     names = _unique_names(runs)
     records, summaries, histories = [], [], []
     for run in runs:
-        try:
-            records.append(json.loads((run / "config.json").read_text(encoding="utf-8")))
-            summaries.append(json.loads((run / "summary.json").read_text(encoding="utf-8")))
-            histories.append(_read_history(run / "history.csv"))
-        except FileNotFoundError as missing:
-            raise WorkflowError(
-                f"{run} lacks {Path(str(missing.filename)).name}: compare finished run folders."
-            ) from None
-        except (ValueError, KeyError) as error:
-            raise WorkflowError(f"cannot read the run folder {run} ({error}).") from None
+        record, summary, history = _read_run(run, "compare finished run folders")
+        records.append(record)
+        summaries.append(summary)
+        histories.append(history)
     png = _comparison_figure(names, histories)
     out = Path(out)
     png_path = out.with_suffix(".png")

@@ -16,7 +16,15 @@ from typing import Any
 
 from ptflow.errors import WorkflowError
 
-__all__ = ["COLUMNS", "RunRow", "format_table", "list_runs", "rows_as_json", "sort_runs"]
+__all__ = [
+    "COLUMNS",
+    "RunRow",
+    "format_table",
+    "list_runs",
+    "read_history",
+    "rows_as_json",
+    "sort_runs",
+]
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,17 @@ def _row(run: Path) -> RunRow:
     )
 
 
+def read_history(path: Path) -> dict[str, list[float]]:
+    """A run's history.csv as columns of numbers, by column name."""
+    with open(path, encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file))
+    columns = rows[0].keys() if rows else []
+    return {name: [float(row[name]) for row in rows] for name in columns}
+
+
 def _best_val_loss(history: Path) -> float | None:
     try:
-        with open(history, encoding="utf-8", newline="") as file:
-            reader = csv.DictReader(file)
-            losses = [float(row["val_loss"]) for row in reader if row.get("val_loss")]
+        losses = read_history(history).get("val_loss", [])
     except (OSError, KeyError, ValueError):
         return None
     finite = [loss for loss in losses if math.isfinite(loss)]

@@ -12,6 +12,7 @@ the file is read.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -317,7 +318,7 @@ def scan_table(
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
-    table = StreamedTable(
+    table = StreamedTable(  # filled in by the scan below
         path,
         features,
         target,
@@ -356,13 +357,8 @@ def scan_table(
             f"target column {', '.join(map(repr, constant))} has the same value in every row; "
             f"a model cannot learn from it, so choose another target."
         )
-    return StreamedTable(
-        path,
-        features,
-        target,
-        split,
-        group_rows,
-        table.part_rows,
+    return dataclasses.replace(  # the scan's placeholders, now filled in
+        table,
         fingerprint={
             **fingerprint_values,
             "rows": table.rows,

@@ -68,7 +68,7 @@ from ptflow.plots import (
     plot_table_data,
 )
 from ptflow.report import write_report
-from ptflow.streaming import PARTS, StreamedTable, evaluate_streamed, scan_table
+from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
 from ptflow.training import History, TrainingState, batch_size_for, train
 
 __all__ = [
@@ -209,7 +209,7 @@ def run_workflow(
     prepared = _prepare(cfg)
     if world is not None:  # before the folder is made: bad settings leave nothing behind
         data = prepared.train_splits
-        rows = len(data.train.X) if isinstance(data, Splits) else data.part_size(0)
+        rows = len(data.train.X) if isinstance(data, Splits) else data.part_size(TRAIN)
         check_batches(world, batch_size_for(cfg, rows), rows)
     if world is not None and not world.is_main:
         return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
