@@ -529,31 +529,39 @@ def bench_help(repeats: int) -> Row:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds in all")
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="run the benchmarks whose names hold NAME"
+    )
     args = parser.parse_args()
     rows, repeats = (200_000, 3) if args.quick else (2_000_000, 7)
 
     with tempfile.TemporaryDirectory() as folder:
-        results = [
-            bench_tutorial_loop(repeats=5 if args.quick else 20),
-            bench_big_epoch(rows, "linear", repeats),
-            bench_big_epoch(rows, "mlp", repeats),
-            bench_dataloader_epoch(rows, repeats),
-            bench_lstsq(rows, repeats),
-            bench_read_csv(rows, repeats, Path(folder)),
-            bench_read_memory(rows, Path(folder), "csv"),
-            bench_read_parquet(rows, repeats, Path(folder)),
-            bench_read_memory(rows, Path(folder), "parquet"),
-            bench_predict(rows, repeats),
-            bench_predict_memory(rows, Path(folder)),
-            bench_streamed_epoch(rows, repeats, Path(folder)),
-            bench_streamed_memory(rows, Path(folder)),
-            bench_processes(rows, Path(folder), "linear"),
-            bench_processes(rows, Path(folder), "mlp"),
-            bench_help(repeats),
-            bench_run_process(2 if args.quick else 5, Path(folder)),
-        ]
+        here = Path(folder)
+        benches: dict[str, Callable[[], Row]] = {
+            "tutorial": lambda: bench_tutorial_loop(repeats=5 if args.quick else 20),
+            "epoch-linear": lambda: bench_big_epoch(rows, "linear", repeats),
+            "epoch-mlp": lambda: bench_big_epoch(rows, "mlp", repeats),
+            "dataloader": lambda: bench_dataloader_epoch(rows, repeats),
+            "lstsq": lambda: bench_lstsq(rows, repeats),
+            "read-csv": lambda: bench_read_csv(rows, repeats, here),
+            "memory-csv": lambda: bench_read_memory(rows, here, "csv"),
+            "read-parquet": lambda: bench_read_parquet(rows, repeats, here),
+            "memory-parquet": lambda: bench_read_memory(rows, here, "parquet"),
+            "predict": lambda: bench_predict(rows, repeats),
+            "memory-predict": lambda: bench_predict_memory(rows, here),
+            "stream": lambda: bench_streamed_epoch(rows, repeats, here),
+            "memory-stream": lambda: bench_streamed_memory(rows, here),
+            "processes-linear": lambda: bench_processes(rows, here, "linear"),
+            "processes-mlp": lambda: bench_processes(rows, here, "mlp"),
+            "help": lambda: bench_help(repeats),
+            "run": lambda: bench_run_process(2 if args.quick else 5, here),
+        }
         if not args.quick:  # compiling takes tens of seconds and a C++ compiler
-            results.append(bench_compile(rows, Path(folder)))
+            benches["compile"] = lambda: bench_compile(rows, here)
+        chosen = [name for name in benches if not args.only or any(k in name for k in args.only)]
+        if not chosen:
+            parser.error(f"no benchmark matches {args.only}; names: {', '.join(benches)}")
+        results = [benches[name]() for name in chosen]
     machine = platform.processor() or platform.machine()
     mode = " (quick)" if args.quick else ""
     print(f"ptflow {ptflow.__version__}, torch {torch.__version__}, {machine}, ", end="")
@@ -563,7 +571,9 @@ def main() -> None:
         times = f"{row.baseline_s:10.4f} {row.ptflow_s:10.4f} {row.ratio:7.3f}"
         print(f"{row.name:40} {row.baseline:28} {times}  {row.target}")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / ("quick.json" if args.quick else "full.json")
+    # A partial run leaves the full run's file alone.
+    stem = ("quick" if args.quick else "full") + ("-partial" if args.only else "")
+    out = RESULTS / f"{stem}.json"
     out.write_text(json.dumps([asdict(row) for row in results], indent=2) + "\n")
     print(f"written to {out}")
 

@@ -22,8 +22,10 @@ def _whole(path: Path) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def tiny_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of 64 bytes: every file here is cut into many of them."""
+    """Blocks of 64 bytes, whose line ends are looked for 16 bytes at a time: every file
+    here is cut into many blocks, and some lines are longer than a probe or a block."""
     monkeypatch.setattr(csv_blocks, "BLOCK_BYTES", 64)
+    monkeypatch.setattr(csv_blocks, "PROBE_BYTES", 16)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -2,9 +2,9 @@
 
 pandas' C parser is the fastest CSV reader on these machines, and it releases the GIL while
 it parses; but read whole, it holds about four copies of the table at its peak. So the file
-is read in blocks of whole lines, a pool of threads parses them, and each block's numbers
-are copied, in order, into one float32 array per output. Memory beyond the result is the
-few blocks in flight, whatever the file's size.
+is cut into blocks of whole lines, a pool of threads reads and parses them, and each block's
+columns are copied, in order, into one float32 array per output. Memory beyond the result is
+the few blocks in flight, whatever the file's size.
 
 Cutting at line ends is only safe without quotes (a quoted field may hold a newline), and a
 parse error's line number is only right in a sequential read: in those cases
@@ -20,19 +20,17 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
-if TYPE_CHECKING:
-    from hashlib import _Hash as Hash
-
 __all__ = ["BLOCK_BYTES", "read_csv_float32"]
 
 BLOCK_BYTES = 8 << 20  # 8 MiB of text per block: about 50,000 rows of 17 numbers
+PROBE_BYTES = 1 << 16  # read this much past a block's nominal end to find its last line end
 
 Arrays = tuple[NDArray[np.float32], NDArray[np.float32]]
+Columns = list[NDArray[np.float32]]
 
 
 def read_csv_float32(
@@ -41,31 +39,30 @@ def read_csv_float32(
     features: Sequence[str],
     target: Sequence[str],
     threads: int,
-    digest: Hash | None = None,
 ) -> Arrays | None:
     """Return the (rows, features) and (rows, targets) float32 arrays of a CSV file.
 
     `columns` are the header's names. Returns None when the file must be read
-    sequentially instead: it holds quotes, or a block fails to parse. `digest` (a hashlib
-    object) is fed every byte read: the file's hash without reading it twice.
+    sequentially instead: it holds quotes, or a block fails to parse.
     """
     names = [*features, *target]
     # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
     usecols = None if sorted(names) == sorted(columns) else names
 
-    def parse(text: bytes) -> Arrays | None:
-        return _parse(text, columns, usecols, features, target)
-
     with open(path, "rb") as file, ThreadPoolExecutor(max_workers=threads) as pool:
         header = file.readline()
         if b'"' in header:
             return None
-        if digest is not None:
-            digest.update(header)
-        output = _Output(len(features), len(target), os.fstat(file.fileno()).st_size)
-        pending: deque[tuple[int, Future[Arrays | None]]] = deque()
-        for text in _whole_lines(file, digest):  # a few blocks in flight, taken in order
-            pending.append((len(text), pool.submit(parse, text)))
+        descriptor, size = file.fileno(), os.fstat(file.fileno()).st_size
+
+        def read_and_parse(start: int, stop: int) -> Columns | None:
+            text = os.pread(descriptor, stop - start, start)  # in the worker: no GIL held
+            return _parse(text, columns, usecols, names)
+
+        output = _Output(len(features), len(target), size - len(header))
+        pending: deque[tuple[int, Future[Columns | None]]] = deque()
+        for start, stop in _blocks(descriptor, len(header), size):  # taken in file order
+            pending.append((stop - start, pool.submit(read_and_parse, start, stop)))
             if len(pending) >= 2 * threads and not output.take(*pending.popleft()):
                 break
         else:
@@ -76,29 +73,23 @@ def read_csv_float32(
     return None if output.failed else output.arrays()
 
 
-def _whole_lines(file: BinaryIO, digest: Hash | None = None) -> Iterator[bytes]:
-    """Yield the rest of the file in blocks of about BLOCK_BYTES that end at a line end."""
-    tail = b""
-    while piece := file.read(BLOCK_BYTES):
-        if digest is not None:
-            digest.update(piece)  # releases the GIL: the parsing threads run on
-        last = piece.rfind(b"\n")
-        if last < 0:  # one long line so far: the block grows
-            tail += piece
-            continue
-        yield tail + piece[: last + 1]
-        tail = piece[last + 1 :]
-    if tail:  # a last line without a newline
-        yield tail
+def _blocks(descriptor: int, start: int, size: int) -> Iterator[tuple[int, int]]:
+    """Yield (start, stop) byte ranges of about BLOCK_BYTES that end at a line end."""
+    while start < size:
+        stop = min(start + BLOCK_BYTES, size)
+        while stop < size:  # move on to the end of the line that the block stops in
+            probe = os.pread(descriptor, PROBE_BYTES, stop)
+            if (newline := probe.find(b"\n")) >= 0:
+                stop += newline + 1
+                break
+            stop += len(probe)  # a line longer than the probe: look further
+        yield start, stop
+        start = stop
 
 
 def _parse(
-    text: bytes,
-    columns: Sequence[str],
-    usecols: list[str] | None,
-    features: Sequence[str],
-    target: Sequence[str],
-) -> Arrays | None:
+    text: bytes, columns: Sequence[str], usecols: list[str] | None, names: list[str]
+) -> Columns | None:
     import pandas as pd
 
     if b'"' in text:
@@ -114,41 +105,44 @@ def _parse(
                 names=list(columns),
                 usecols=usecols,
                 dtype=np.float32,
+                low_memory=False,  # the block at once, not in pieces joined afterwards
             )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None  # the sequential read says what and where
-    # pandas stores columns apart: copy each output into contiguous rows.
-    X = np.ascontiguousarray(frame[list(features)].to_numpy(dtype=np.float32))
-    y = np.ascontiguousarray(frame[list(target)].to_numpy(dtype=np.float32))
-    return X, y
+    return [frame[name].to_numpy(dtype=np.float32) for name in names]
 
 
 class _Output:
     """Growing float32 arrays that parsed blocks are copied into, in file order."""
 
-    def __init__(self, features: int, targets: int, file_bytes: int) -> None:
+    def __init__(self, features: int, targets: int, text_bytes: int) -> None:
         self.X = np.empty((0, features), dtype=np.float32)
         self.y = np.empty((0, targets), dtype=np.float32)
         self.rows = 0
-        self.bytes_left = file_bytes
+        self.bytes_left = text_bytes
         self.failed = False
 
-    def take(self, text_bytes: int, future: Future[Arrays | None]) -> bool:
+    def take(self, text_bytes: int, future: Future[Columns | None]) -> bool:
         """Copy a parsed block in after the others; False if it failed to parse."""
         parsed = future.result()
         if parsed is None:
             self.failed = True
             return False
-        X, y = parsed
+        rows = len(parsed[0])
         self.bytes_left -= text_bytes
-        if self.rows + len(X) > len(self.X):
+        if self.rows + rows > len(self.X):
             # Room for the rest of the file at this block's bytes per row, and 5% more:
             # the arrays are sized once, rarely twice, and never copied at the end.
-            rows_per_byte = len(X) / max(text_bytes, 1)
-            self._grow(self.rows + len(X) + math.ceil(1.05 * self.bytes_left * rows_per_byte))
-        self.X[self.rows : self.rows + len(X)] = X
-        self.y[self.rows : self.rows + len(y)] = y
-        self.rows += len(X)
+            rows_per_byte = rows / max(text_bytes, 1)
+            self._grow(self.rows + rows + math.ceil(1.05 * self.bytes_left * rows_per_byte))
+        end = self.rows + rows
+        width = self.X.shape[1]
+        for index, values in enumerate(parsed):  # pandas keeps columns apart: one at a time
+            if index < width:
+                self.X[self.rows : end, index] = values
+            else:
+                self.y[self.rows : end, index - width] = values
+        self.rows = end
         return True
 
     def _grow(self, rows: int) -> None:

@@ -262,8 +262,8 @@ def load_table(
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     ids = _read_ids(path, file_format, id_column) if id_column else None
 
-    finite = np.isfinite(X_values).all(axis=1) & np.isfinite(y_values).all(axis=1)
-    dropped = int((~finite).sum())
+    finite = _finite_rows(X_values, y_values)
+    dropped = 0 if finite is None else int((~finite).sum())
     if dropped and not drop_missing:
         column, row = _first_missing(np.hstack([X_values, y_values]), [*features, *target])
         raise WorkflowError(
@@ -271,7 +271,7 @@ def load_table(
             f"range) values in {dropped} rows, the first in column "
             f"{column!r} at row {row}; clean the data or pass --drop-missing to skip such rows."
         )
-    if dropped:
+    if finite is not None and dropped:
         X_values, y_values = X_values[finite], y_values[finite]
         ids = [ids[row] for row in np.flatnonzero(finite)] if ids else ids
         if len(X_values) == 0:
@@ -293,6 +293,14 @@ def load_table(
         dropped,
         ids,
     )
+
+
+def _finite_rows(X: NDArray[np.float32], y: NDArray[np.float32]) -> NDArray[np.bool_] | None:
+    """Which rows hold only finite values; None when all of them do (the usual case)."""
+    # One pass over the whole arrays first: the row-by-row check is seven times slower.
+    if np.isfinite(X).all() and np.isfinite(y).all():
+        return None
+    return np.asarray(np.isfinite(X).all(axis=1) & np.isfinite(y).all(axis=1))
 
 
 def resolve_columns(
@@ -415,10 +423,7 @@ def _csv_blocks(
         ) as reader:
             yield from reader
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise WorkflowError(
-            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
-            f"fix the file so that every row has one value per column."
-        ) from None
+        raise _unparsable(path, error) from None
 
 
 def convert_table(
@@ -597,29 +602,23 @@ def _read_numeric(
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, Any]]:
     """Read the feature and target columns as float32 arrays (rows, features), (rows, targets).
 
-    Both formats are read in blocks of READ_BLOCK_ROWS rows, so memory beyond the arrays
-    themselves is one block, not a copy of the whole table. Also returns the file's
-    fingerprint, hashed while the file is read.
+    Both formats are read in blocks, so memory beyond the arrays themselves is a few
+    blocks, not a copy of the whole table. Also returns the file's fingerprint, hashed in a
+    background thread meanwhile (hashing releases the GIL).
     """
     # Values beyond float32's range become infinity here, without a warning: the check of
     # finite values that follows reports them with their row.
-    with np.errstate(over="ignore"):
-        if file_format == "csv":
+    with np.errstate(over="ignore"), ThreadPoolExecutor(max_workers=1) as background:
+        fingerprint = background.submit(file_fingerprint, path)
+        if file_format == "parquet":
+            X, y = _read_parquet_numeric(path, features, target)
+        else:
             from ptflow.csv_blocks import read_csv_float32
 
-            digest = hashlib.sha256()  # fed every byte the parallel reader reads
             threads = torch.get_num_threads()
-            if parallel := read_csv_float32(path, columns, features, target, threads, digest):
-                return *parallel, file_fingerprint(path, digest.hexdigest())
-        # Parquet, or a CSV file that needs a sequential read: hash in a background thread
-        # (hashing releases the GIL).
-        with ThreadPoolExecutor(max_workers=1) as background:
-            fingerprint = background.submit(file_fingerprint, path)
-            if file_format == "parquet":
-                X, y = _read_parquet_numeric(path, features, target)
-            else:
-                X, y = _read_csv_numeric(path, columns, features, target)
-            return X, y, fingerprint.result()
+            parallel = read_csv_float32(path, columns, features, target, threads)
+            X, y = parallel or _read_csv_numeric(path, columns, features, target)
+        return X, y, fingerprint.result()
 
 
 def _read_parquet_numeric(
@@ -708,10 +707,14 @@ def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
     try:
         return pd.read_csv(path, engine="c", encoding="utf-8-sig", skipinitialspace=True, **options)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise WorkflowError(
-            f"cannot parse {path.name} as CSV ({_first_line(error)}); "
-            f"fix the file so that every row has one value per column."
-        ) from None
+        raise _unparsable(path, error) from None
+
+
+def _unparsable(path: Path, error: BaseException) -> WorkflowError:
+    return WorkflowError(
+        f"cannot parse {path.name} as CSV ({_first_line(error)}); "
+        f"fix the file so that every row has one value per column."
+    )
 
 
 def _raise_non_numeric(
