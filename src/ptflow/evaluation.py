@@ -163,7 +163,7 @@ def mean_loss(
 
     Mean losses (L1, MSE, Huber) average over every element, so batches weigh by rows.
     """
-    if len(X) <= batch_size:
+    if X.shape[0] <= batch_size:
         return float(loss_fn(model(X), y).item())
     total = 0.0
     for start in range(0, len(X), batch_size):

@@ -356,7 +356,7 @@ def train(
             optimizer.step()  # 5. update the parameters with those gradients
             if schedule is not None:
                 schedule.after_batch()
-            state.loss_sum += loss_value * len(X)
+            state.loss_sum += loss_value * X.shape[0]
             state.batches_done += 1
             if (
                 stop_mid_epoch is not None
@@ -376,19 +376,22 @@ def train(
         if schedule is not None:
             schedule.after_epoch(eval_loss)
         lr = history.lr[-1]
-        numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
-        numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
-        numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
+        log_now = epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs)
+        if on_epoch is not None or log_now:  # a few microseconds: only when someone reads it
+            numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
+            numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
+            numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
         if on_epoch is not None:  # every epoch's numbers, for --tensorboard and the like
             on_epoch(numbers)
-        if epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs):
-            bar.set_postfix(
-                {
-                    "train_loss": f"{train_loss:.4g}",
-                    f"{eval_split}_loss": f"{eval_loss:.4g}",
-                    "lr": f"{lr:.3g}",
-                }
-            )
+        if log_now:
+            if not bar.disable:
+                bar.set_postfix(
+                    {
+                        "train_loss": f"{train_loss:.4g}",
+                        f"{eval_split}_loss": f"{eval_loss:.4g}",
+                        "lr": f"{lr:.3g}",
+                    }
+                )
             logger.info(
                 "epoch %*d/%d | train loss %.6f | %s loss %.6f",
                 len(str(cfg.epochs)),
@@ -560,7 +563,7 @@ class InMemory:
         `skip` leaves out the epoch's first batches, already trained before a resume.
         """
         X, y = self.X_train, self.y_train
-        if batch_size >= len(X):
+        if batch_size >= self.train_rows:
             yield X, y  # full batch, in order, as in the tutorial
             return
         # Index-gathering with one permutation per epoch: no per-sample Dataset/collate cost.
