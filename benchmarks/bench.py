@@ -335,7 +335,7 @@ torch.save({"weights": weights, "bias": bias}, sys.argv[1])
     )
 
 
-_PREDICT_PEAK = """
+_COMMAND_PEAK = """
 import sys
 import pandas, pyarrow.parquet, torch, ptflow.workflow, ptflow.evaluation
 from ptflow.cli import main
@@ -345,33 +345,35 @@ def status_mib(field):
 before = status_mib("VmRSS")
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")  # reset the peak (VmHWM): only the command counts
-main(["predict", *sys.argv[1:]])
+main(sys.argv[1:])
 print(status_mib("VmHWM") - before, file=sys.stderr)
 """
 
 
-def bench_predict_memory(rows: int, folder: Path) -> Row:
-    """`ptflow predict` on Parquet files of rows / 10 and rows: memory follows the block."""
+def bench_command_memory(rows: int, folder: Path, command: str) -> Row:
+    """`ptflow predict` or `evaluate` on Parquet files of rows / 10 and rows: memory follows
+    the block, not the file."""
     big = _write_table(rows, folder, "parquet")
     tenth, tiny = folder / "tenth.parquet", folder / "tiny.parquet"
-    frame = pd.read_parquet(big)
-    frame.head(rows // 10).to_parquet(tenth, row_group_size=131_072)
-    frame.head(1000).to_parquet(tiny)
+    if not tenth.exists():
+        frame = pd.read_parquet(big)
+        frame.head(rows // 10).to_parquet(tenth, row_group_size=131_072)
+        frame.head(1000).to_parquet(tiny)
     run = folder / "predict-run"
     if not run.exists():
         ptflow.run_workflow(ptflow.Config.for_table(str(tiny), "y", epochs=1), run)
+    output = ["--output", str(folder / "predictions.csv")] if command == "predict" else []
 
     def peak_mib(data: Path) -> float:
         done = subprocess.run(
-            [sys.executable, "-c", _PREDICT_PEAK, str(run), "--data", str(data), "--output",
-             str(folder / "predictions.csv")],
+            [sys.executable, "-c", _COMMAND_PEAK, command, str(run), "--data", str(data), *output],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         return float(done.stderr.strip().splitlines()[-1])
 
     tenth_mib, big_mib = peak_mib(tenth), peak_mib(big)
     return Row(
-        f"peak MiB, predict {rows // 10:,} vs {rows:,} rows",
+        f"peak MiB, {command} {rows // 10:,} vs {rows:,} rows",
         f"{rows // 10:,} rows (MiB, not s)",
         tenth_mib,
         big_mib,
@@ -403,9 +405,6 @@ def bench_streamed_epoch(rows: int, repeats: int, folder: Path) -> Row:
     )
 
 
-_TRAIN_PEAK = _PREDICT_PEAK.replace('main(["predict", *sys.argv[1:]])', "main(sys.argv[1:])")
-
-
 def bench_streamed_memory(rows: int, folder: Path) -> Row:
     """`ptflow train --stream` on Parquet files of rows / 10 and rows: memory follows a group."""
     big = _write_table(rows, folder, "parquet")
@@ -415,7 +414,7 @@ def bench_streamed_memory(rows: int, folder: Path) -> Row:
 
     def peak_mib(data: Path) -> float:
         done = subprocess.run(
-            [sys.executable, "-c", _TRAIN_PEAK, "train", "--data", str(data), "--target", "y",
+            [sys.executable, "-c", _COMMAND_PEAK, "train", "--data", str(data), "--target", "y",
              "--stream", "--epochs", "1", "--out", str(folder / "stream-run"), "--overwrite",
              "--quiet"],
             check=True, capture_output=True, text=True,
@@ -548,7 +547,8 @@ def main() -> None:
             "read-parquet": lambda: bench_read_parquet(rows, repeats, here),
             "memory-parquet": lambda: bench_read_memory(rows, here, "parquet"),
             "predict": lambda: bench_predict(rows, repeats),
-            "memory-predict": lambda: bench_predict_memory(rows, here),
+            "memory-predict": lambda: bench_command_memory(rows, here, "predict"),
+            "memory-evaluate": lambda: bench_command_memory(rows, here, "evaluate"),
             "stream": lambda: bench_streamed_epoch(rows, repeats, here),
             "memory-stream": lambda: bench_streamed_memory(rows, here),
             "processes-linear": lambda: bench_processes(rows, here, "linear"),

@@ -126,6 +126,15 @@ def test_drop_missing_reports_the_dropped_rows(run_cli: RunCli, tmp_path: Path) 
     assert "dropped 2 rows with missing or infinite values" in done.stdout
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["data"]["dropped_rows"] == 2 and summary["data"]["rows"] == 58
+    # evaluate stops at the first gap unless told to skip such rows, as train does
+    stopped = run_cli("evaluate", "r", "--data", "gaps.csv")
+    assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
+    assert "column 'x' at row 4; clean the data or pass --drop-missing" in stopped.stderr
+    skipped = run_cli("evaluate", "r", "--data", "gaps.csv", "--drop-missing", "--json")
+    assert skipped.returncode == 0, skipped.stderr
+    report = json.loads(skipped.stdout)
+    assert (report["rows"], report["dropped_rows"]) == (58, 2)
+    assert report["metrics"]["y"] == report["overall"]
 
 
 @pytest.fixture

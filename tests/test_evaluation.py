@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,3 +95,56 @@ def test_metrics_by_target_names_each_column() -> None:
     y = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
     per_target = metrics_by_target(y + torch.tensor([0.0, 1.0]), y, ["a", "b"])
     assert per_target["a"].mae == 0.0 and per_target["b"].mae == 1.0
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_evaluate_table_block_by_block_equals_the_table_in_memory(
+    tmp_path: Path, kind: str
+) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(1000, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(
+        y1=X @ [1.0, -2.0, 0.5] + rng.normal(size=1000), y2=X[:, 0] ** 2
+    )
+    path = tmp_path / f"t.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+    model = ptflow.build_model("mlp", 3, 2, seed=0, hidden=(8,))
+    whole = ptflow.load_table(path, ["y1", "y2"])
+    y_pred = ptflow.predict(model, whole.X)
+
+    measured = ptflow.evaluate_table(model, path, ["a", "b", "c"], ["y1", "y2"], block_rows=77)
+    assert (measured.rows, measured.dropped_rows) == (1000, 0)
+    expected = ptflow.evaluation.metrics_by_target(y_pred, whole.y, ["y1", "y2"])
+    for name in ("y1", "y2"):
+        for got, want in zip(
+            asdict(measured.by_target[name]).values(), asdict(expected[name]).values(), strict=True
+        ):
+            assert got == pytest.approx(want, rel=1e-9)
+    overall = compute_metrics(y_pred, whole.y)
+    assert measured.overall.mse == pytest.approx(overall.mse, rel=1e-9)
+    assert measured.overall.r2 == pytest.approx(overall.r2, rel=1e-9)
+
+
+def test_evaluate_table_drops_rows_with_gaps_only_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "gaps.csv"
+    path.write_text("a,y\n1,2\n2,\n3,7\n,1\n5,11\n")
+    model = ptflow.build_model("linear", 1, 1, seed=0)
+    with pytest.raises(WorkflowError, match=r"column 'y' at row 2; .*--drop-missing"):
+        ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2)
+    measured = ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2, drop_missing=True)
+    assert (measured.rows, measured.dropped_rows) == (3, 2)
+    clean = torch.tensor([[1.0], [3.0], [5.0]])
+    expected = compute_metrics(ptflow.predict(model, clean), torch.tensor([[2.0], [7.0], [11.0]]))
+    assert measured.overall.mae == pytest.approx(expected.mae, rel=1e-9)
+    path.write_text("a,y\n1,\n,2\n")
+    with pytest.raises(WorkflowError, match=r"every row of gaps\.csv has a missing value"):
+        ptflow.evaluate_table(model, path, ["a"], ["y"], drop_missing=True)
+
+
+def test_evaluate_table_says_r2_is_undefined_for_a_constant_target(tmp_path: Path) -> None:
+    path = tmp_path / "flat.csv"
+    path.write_text("a,y\n1,3\n2,3\n3,3\n")
+    measured = ptflow.evaluate_table(ptflow.build_model("linear", 1, 1, seed=0), path, ["a"], ["y"])
+    assert math.isnan(measured.overall.r2) and measured.overall.mae > 0

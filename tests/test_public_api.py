@@ -50,6 +50,8 @@ PUBLIC = {
     "scan_table",
     "StreamedTable",
     "MetricSums",
+    "evaluate_table",
+    "TableMetrics",
 }
 
 

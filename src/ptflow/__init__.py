@@ -42,6 +42,8 @@ _EXPORTS = {
     "MetricSums": "ptflow.evaluation",
     "compute_metrics": "ptflow.evaluation",
     "evaluate": "ptflow.evaluation",
+    "evaluate_table": "ptflow.evaluation",
+    "TableMetrics": "ptflow.evaluation",
     "predict": "ptflow.evaluation",
     "plot_loss_curves": "ptflow.plots",
     "plot_predictions": "ptflow.plots",
@@ -73,6 +75,7 @@ __all__ = [
     "StreamedTable",
     "Table",
     "TableBlock",
+    "TableMetrics",
     "TrainingDiverged",
     "TrainingInterrupted",
     "TrainingState",
@@ -82,6 +85,7 @@ __all__ = [
     "compute_metrics",
     "convert_table",
     "evaluate",
+    "evaluate_table",
     "iter_table",
     "latest_checkpoint",
     "load_checkpoint",
@@ -125,7 +129,15 @@ if TYPE_CHECKING:
         split,
     )
     from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-    from ptflow.evaluation import Metrics, MetricSums, compute_metrics, evaluate, predict
+    from ptflow.evaluation import (
+        Metrics,
+        MetricSums,
+        TableMetrics,
+        compute_metrics,
+        evaluate,
+        evaluate_table,
+        predict,
+    )
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions
     from ptflow.streaming import StreamedTable, scan_table

@@ -694,35 +694,35 @@ def _print_metrics_table(rows: list[tuple[str, Metrics]]) -> None:
 
 
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
-    from ptflow.data import load_table
-    from ptflow.evaluation import compute_metrics, metrics_by_target, predict
+    from ptflow.evaluation import evaluate_table
     from ptflow.workflow import load_run
 
     run = load_run(args.run_dir)
-    table = load_table(
+    # Block by block: memory is one block whatever the file's size.
+    measured = evaluate_table(
+        run.model,
         args.data,
-        run.target,
         run.features,
+        run.target,
         format=args.format,
         drop_missing=args.drop_missing,
     )
-    y_pred = predict(run.model, table.X)
-    per_target = metrics_by_target(y_pred, table.y, run.target)
     if args.json:
         print(
             json.dumps(
                 {
-                    "rows": len(table.X),
-                    "dropped_rows": table.dropped_rows,
-                    "metrics": {name: m.to_dict() for name, m in per_target.items()},
-                    "overall": compute_metrics(y_pred, table.y).to_dict(),
+                    "rows": measured.rows,
+                    "dropped_rows": measured.dropped_rows,
+                    "metrics": {name: m.to_dict() for name, m in measured.by_target.items()},
+                    "overall": measured.overall.to_dict(),
                 },
                 indent=2,
             )
         )
         return 0
-    print(f"{args.data.name}: {len(table.X)} rows")
-    _print_metrics_table(list(per_target.items()))
+    dropped = f" ({measured.dropped_rows} dropped)" if measured.dropped_rows else ""
+    print(f"{args.data.name}: {measured.rows} rows{dropped}")
+    _print_metrics_table(list(measured.by_target.items()))
     return 0
 
 

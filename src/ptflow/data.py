@@ -337,25 +337,30 @@ def resolve_columns(
 
 @dataclass(frozen=True)
 class TableBlock:
-    """Consecutive rows of a table's feature columns, checked, as `iter_table` yields them."""
+    """Consecutive rows of a table's columns, checked, as `iter_table` yields them."""
 
     X: torch.Tensor  # (rows, features), float32
     ids: list[str] | None  # the id column's values, when one was asked for
-    first_row: int  # the row number (from 1) of its first row in the file
+    first_row: int  # the row number (from 1) in the file of the block's first row
+    y: torch.Tensor | None = None  # (rows, targets), float32, when targets were asked for
+    dropped_rows: int = 0  # rows of the block left out for missing values (drop_missing)
 
 
 def iter_table(
     path: str | os.PathLike[str],
     features: Sequence[str],
     *,
+    target: Sequence[str] = (),
     format: str = "auto",
     id_column: str | None = None,
     block_rows: int = READ_BLOCK_ROWS,
+    drop_missing: bool = False,
 ) -> Iterator[TableBlock]:
-    """Yield a table's feature columns `block_rows` rows at a time, each value checked.
+    """Yield a table's feature (and target) columns `block_rows` rows at a time, checked.
 
-    Memory is one block, whatever the file's size: for predicting on tables larger than
-    memory. A non-numeric, missing or infinite value raises `WorkflowError` naming its row.
+    Memory is one block, whatever the file's size: for predicting on and evaluating tables
+    larger than memory. A non-numeric value raises `WorkflowError` naming its row; so does a
+    missing or infinite one, unless `drop_missing`, which leaves its row out.
     """
     import pandas as pd
     import pyarrow.parquet as pq
@@ -363,7 +368,8 @@ def iter_table(
     path = Path(path)
     file_format = table_format(path, format)
     columns = _read_header(path, file_format)
-    names = [*features, *([id_column] if id_column else [])]
+    numeric = [*features, *target]
+    names = [*numeric, *([id_column] if id_column else [])]
     if unknown := [name for name in names if name not in columns]:
         raise WorkflowError(
             f"{path.name} has no column {', '.join(map(repr, unknown))}; "
@@ -378,7 +384,7 @@ def iter_table(
         frames = _csv_blocks(path, columns, names, text, block_rows)
     first_row, any_rows = 1, False
     for frame in frames:
-        for name in features:
+        for name in numeric:
             kind = frame[name].dtype
             if pd.api.types.is_bool_dtype(kind) or not pd.api.types.is_numeric_dtype(kind):
                 _raise_non_numeric(path, name, frame[name], file_format == "csv", first_row)
@@ -387,18 +393,33 @@ def iter_table(
                     f"give the model the columns it was trained on."
                 )
         with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught below
-            values = frame[list(features)].to_numpy(dtype=np.float32)
-        if not np.isfinite(values).all():
-            column, row = _first_missing(values, list(features))
-            raise WorkflowError(
-                f"{path.name} has a missing, infinite or too large value in column {column!r} "
-                f"at row {first_row + row - 1}; give every row a finite value."
-            )
+            X = frame[list(features)].to_numpy(dtype=np.float32)
+            y = frame[list(target)].to_numpy(dtype=np.float32)
         ids = [str(value) for value in frame[id_column].tolist()] if id_column else None
-        yield TableBlock(torch.from_numpy(np.ascontiguousarray(values)), ids, first_row)
+        dropped = 0
+        if (finite := _finite_rows(X, y)) is not None:
+            if not drop_missing:
+                column, row = _first_missing(np.hstack([X, y]), numeric)
+                advice = (
+                    "clean the data or pass --drop-missing to skip such rows"
+                    if target
+                    else "give every row a finite value"
+                )
+                raise WorkflowError(
+                    f"{path.name} has a missing, infinite or too large value in column "
+                    f"{column!r} at row {first_row + row - 1}; {advice}."
+                )
+            X, y, dropped = X[finite], y[finite], int((~finite).sum())
+            ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
+        yield TableBlock(_tensor(X), ids, first_row, _tensor(y) if target else None, dropped)
         first_row, any_rows = first_row + len(frame), any_rows or len(frame) > 0
     if not any_rows:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+
+
+def _tensor(values: NDArray[np.float32]) -> torch.Tensor:
+    # pandas may hand out a read-only view: torch wants contiguous rows it may write to.
+    return torch.from_numpy(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
 
 
 def _csv_blocks(

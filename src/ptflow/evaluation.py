@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from ptflow.data import Moments
+from ptflow.data import READ_BLOCK_ROWS, Moments, iter_table
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.models import device_of
@@ -18,8 +19,10 @@ __all__ = [
     "LeastSquares",
     "MetricSums",
     "Metrics",
+    "TableMetrics",
     "compute_metrics",
     "evaluate",
+    "evaluate_table",
     "fit_least_squares",
     "mean_loss",
     "metrics_by_target",
@@ -180,6 +183,55 @@ def metrics_by_target(
         name: compute_metrics(y_pred[:, i : i + 1], y_true[:, i : i + 1])
         for i, name in enumerate(names)
     }
+
+
+@dataclass(frozen=True)
+class TableMetrics:
+    """How a model does on every row of a table: per target column, and over all of them."""
+
+    rows: int  # rows measured
+    dropped_rows: int  # rows left out for missing values (drop_missing)
+    by_target: dict[str, Metrics]
+    overall: Metrics
+
+
+def evaluate_table(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    features: Sequence[str],
+    target: Sequence[str],
+    *,
+    format: str = "auto",
+    drop_missing: bool = False,
+    block_rows: int = READ_BLOCK_ROWS,
+) -> TableMetrics:
+    """Measure `model` on every row of a CSV or Parquet file, `block_rows` rows at a time.
+
+    Memory is one block, whatever the file's size: the metrics are running sums.
+    """
+    overall = MetricSums()
+    by_target = {name: MetricSums() for name in target}
+    rows = dropped_rows = 0
+    blocks = iter_table(
+        path, features, target=target, format=format, drop_missing=drop_missing,
+        block_rows=block_rows,
+    )  # fmt: skip
+    for block in blocks:
+        assert block.y is not None  # targets were asked for
+        y_pred = predict(model, block.X)
+        overall.add(y_pred, block.y)
+        for i, sums in enumerate(by_target.values()):
+            sums.add(y_pred[:, i : i + 1], block.y[:, i : i + 1])
+        rows, dropped_rows = rows + len(block.X), dropped_rows + block.dropped_rows
+    if rows == 0:
+        name = os.path.basename(path)
+        raise WorkflowError(f"every row of {name} has a missing value; clean the data.")
+    return TableMetrics(
+        rows,
+        dropped_rows,
+        {name: sums.metrics() for name, sums in by_target.items()},
+        overall.metrics(),
+    )
 
 
 @dataclass(frozen=True)
