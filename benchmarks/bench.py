@@ -11,6 +11,7 @@ noisy: read the ratios, not the absolute times. Results go to benchmarks/results
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -435,21 +436,18 @@ def bench_streamed_memory(rows: int, folder: Path) -> Row:
 def _cli_epoch_s(path: Path, folder: Path, *options: str) -> float:
     """Seconds of one epoch of `ptflow train` in its own process, start-up excluded.
 
-    Runs 1 and 6 epochs; the difference over 5 is one epoch (compilation, if any, is paid
-    in both).
+    Trains 6 epochs, logging each as JSON, and takes the median time between the ends of
+    consecutive epochs after the first (which pays for compilation, if any).
     """
-
-    def run(epochs: int) -> float:
-        command = [
-            sys.executable, "-m", "ptflow", "train", "--data", str(path), "--target", "y",
-            "--batch-size", "4096", "--epochs", str(epochs), "--out", str(folder / "cli-run"),
-            "--overwrite", "--quiet", *options,
-        ]  # fmt: skip
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        return time.perf_counter() - started
-
-    return (run(6) - run(1)) / 5
+    command = [
+        sys.executable, "-m", "ptflow", "train", "--data", str(path), "--target", "y",
+        "--batch-size", "4096", "--epochs", "6", "--out", str(folder / "cli-run"),
+        "--overwrite", "--log-every", "1", "--log-format", "json", *options,
+    ]  # fmt: skip
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    ends = [record["elapsed_s"] for record in records if record["event"] == "epoch"]
+    return float(statistics.median(b - a for a, b in itertools.pairwise(ends)))
 
 
 def bench_processes(rows: int, folder: Path, model_name: str) -> Row:
