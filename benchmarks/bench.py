@@ -45,17 +45,19 @@ class Row:
     target: str
 
 
-def _median_pair(
+def _paired_times(
     baseline: Callable[[], object], ours: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median seconds of each, run alternately so that drift hits both alike."""
+) -> tuple[list[float], list[float]]:
+    """Seconds of each, run in back-to-back pairs whose order alternates (ABBA...), so that
+    drift and warm caches hit both alike."""
     times: tuple[list[float], list[float]] = ([], [])
-    for _ in range(repeats):
-        for run, bucket in ((baseline, times[0]), (ours, times[1])):
+    for repeat in range(repeats):
+        pair = [(baseline, times[0]), (ours, times[1])]
+        for run, bucket in pair if repeat % 2 == 0 else reversed(pair):
             started = time.perf_counter()
             run()
             bucket.append(time.perf_counter() - started)
-    return statistics.median(times[0]), statistics.median(times[1])
+    return times
 
 
 def _timed_row(
@@ -66,9 +68,15 @@ def _timed_row(
     repeats: int,
     target: str,
 ) -> Row:
-    """Time both alternately and return the row with their medians and ratio."""
-    baseline_s, ptflow_s = _median_pair(baseline, ours, repeats)
-    return Row(name, baseline_name, baseline_s, ptflow_s, ptflow_s / baseline_s, target)
+    """Time both in pairs; the row has their medians and the median of the pairs' ratios.
+
+    A ratio within a pair compares two runs a moment apart, under the same load: on a
+    shared machine it drifts far less than either time.
+    """
+    baseline_times, ptflow_times = _paired_times(baseline, ours, repeats)
+    ratio = statistics.median(o / b for b, o in zip(baseline_times, ptflow_times, strict=True))
+    baseline_s, ptflow_s = statistics.median(baseline_times), statistics.median(ptflow_times)
+    return Row(name, baseline_name, baseline_s, ptflow_s, ratio, target)
 
 
 def bench_tutorial_loop(repeats: int) -> Row:
@@ -530,7 +538,7 @@ def main() -> None:
         "--only", nargs="+", metavar="NAME", help="run the benchmarks whose names hold NAME"
     )
     args = parser.parse_args()
-    rows, repeats = (200_000, 3) if args.quick else (2_000_000, 7)
+    rows, repeats = (200_000, 3) if args.quick else (2_000_000, 11)
 
     with tempfile.TemporaryDirectory() as folder:
         here = Path(folder)
