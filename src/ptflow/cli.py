@@ -83,19 +83,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Under torchrun, a process that lost the others (one was killed, say) ends in one
         # line from rank 0, not a traceback from each; torchrun stops the rest.
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _report_error(f"{type(error).__name__}: {detail}")
+        _report_error(f"{type(error).__name__}: {detail}", unexpected=True)
         return 1
 
 
-def _report_error(message: str) -> None:
+def _report_error(message: str, unexpected: bool = False) -> None:
     """Print one error line; under torchrun, rank 0 speaks for every process.
 
     Bad input and a NaN reach every process alike. Another rank waits a moment first: if
     rank 0 met the same error it has said so and torchrun stops this process before it
-    repeats it; if not, the error is this process's own, and it says so.
+    repeats it; if not, the error is this process's own, and it says so. An `unexpected`
+    error under torchrun is most often a lost connection to a process that died, which the
+    launcher reports: every rank then waits a moment longer, and is usually stopped first.
     """
+    if _RANK is not None:
+        time.sleep((_GRACE_S if unexpected else 0.0) + (_GRACE_S if _RANK != 0 else 0.0))
     if _RANK not in (None, 0):
-        time.sleep(_GRACE_S)
         message = f"process {_RANK}: {message}"
     print(f"error: {message}", file=sys.stderr)
 
@@ -646,6 +649,12 @@ def _stop_on_signals() -> Iterator[_StopRequest]:
         yield stop
     except TrainingInterrupted as interrupted:
         interrupted.exit_code = 128 + (stop.signal or signal.SIGINT)  # as a shell reports it
+        raise
+    except Exception:
+        if stop.signal is not None and _RANK is not None:
+            # torchrun's agent stops every process once one has died, and the collective
+            # this one was in broke meanwhile: no news, the launcher says which one died.
+            sys.exit(128 + stop.signal)
         raise
     finally:
         for sig, handler in previous.items():

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from signal import SIGTERM
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -291,10 +292,14 @@ def launch(nproc: int, argv: list[str]) -> int:
     except SignalException as stop:  # Ctrl-C or SIGTERM: the processes got it too
         return 128 + int(stop.sigval)
     except ChildFailedError as failed:
-        said = [f.exitcode for _, f in sorted(failed.failures.items()) if f.exitcode > 0]
-        if said:  # a process that exits with a code has printed why
+        failures = sorted(failed.failures.items())
+        # A process killed by a signal (one the agent did not send to stop the rest) is the
+        # cause: another may also have exited with a code, from the connection it broke.
+        killed = [(r, f) for r, f in failures if f.exitcode < 0 and f.exitcode != -SIGTERM]
+        said = [f.exitcode for _, f in failures if f.exitcode > 0]
+        if said and not killed:  # a process that exits with a code has printed why
             return said[0]
-        rank, failure = failed.get_first_failure()
+        rank, failure = killed[0] if killed else failed.get_first_failure()
         if failure.exitcode < 0:
             cause = f"was killed by signal {-failure.exitcode}"
         else:
