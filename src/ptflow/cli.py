@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _RANK is None:
             raise
         # Under torchrun, a process that lost the others (one was killed, say) ends in one
-        # line from rank 0, not a traceback from each; torchrun stops the rest.
+        # line, not a traceback from each: usually the launcher's, which names the process
+        # that died, as torchrun stops the rest while they wait (see _report_error).
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         _report_error(f"{type(error).__name__}: {detail}", unexpected=True)
         return 1
