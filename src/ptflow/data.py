@@ -418,8 +418,13 @@ def iter_table(
 
 
 def _tensor(values: NDArray[np.float32]) -> torch.Tensor:
-    # pandas may hand out a read-only view: torch wants contiguous rows it may write to.
-    return torch.from_numpy(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
+    return torch.from_numpy(_writable_rows(values))
+
+
+def _writable_rows(values: NDArray[np.float32]) -> NDArray[np.float32]:
+    # pandas stores columns apart and may hand out a read-only view: torch wants contiguous
+    # rows it may write to.
+    return np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def _csv_blocks(
@@ -689,10 +694,8 @@ def _read_csv_numeric(
     y_blocks: list[NDArray[np.float32]] = []
     try:
         for block in _csv_blocks(path, columns, names, np.float32, READ_BLOCK_ROWS):
-            # pandas stores columns apart: make rows contiguous and writable
             for blocks, part in ((X_blocks, features), (y_blocks, target)):
-                values = block[list(part)].to_numpy(dtype=np.float32)
-                blocks.append(np.require(values, requirements=["C_CONTIGUOUS", "WRITEABLE"]))
+                blocks.append(_writable_rows(block[list(part)].to_numpy(dtype=np.float32)))
     except ValueError:
         # Read again as text to say which value in which column is not a number.
         text = _read_csv(path, usecols=names, dtype=str)
