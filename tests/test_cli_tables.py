@@ -105,6 +105,7 @@ def test_toml_config_with_command_line_overrides(
     ).read_bytes()
 
 
+@pytest.mark.slow  # subprocess-heavy: keeps the default suite under five minutes
 def test_drop_missing_reports_the_dropped_rows(run_cli: RunCli, tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.normal(size=60)})

@@ -88,6 +88,7 @@ def _assert_same_run(run: Path, reference: Path) -> None:
     ).read_bytes()
 
 
+@pytest.mark.slow  # subprocess-heavy: keeps the default suite under five minutes
 def test_sigkill_at_a_random_epoch_then_resume_is_bit_identical(
     table: Path, reference: Path, tmp_path: Path
 ) -> None:
