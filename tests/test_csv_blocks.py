@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -39,19 +40,22 @@ def test_blocks_reassemble_the_file_in_order(
     lines = ["a,b,y", *(",".join(f"{v:.7g}" for v in row) for row in values)]
     path = tmp_path / "t.csv"
     path.write_bytes((newline.join(lines) + (newline if final_newline else "")).encode())
-    result = read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], threads)
+    digest = hashlib.sha256()
+    result = read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], threads, digest)
     assert result is not None
     X, y = result
     expected = _whole(path)
     assert np.array_equal(X, expected[:, :2]) and np.array_equal(y, expected[:, 2:])
     assert X.flags.c_contiguous and X.flags.writeable and y.flags.c_contiguous
+    # The digest of the bytes parsed, block by block, is the whole file's.
+    assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_blank_lines_long_lines_and_unused_columns(tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     long_id = "x" * 300  # longer than a block
     path.write_text(f"id,a,b,y\nr1,1,2,3\n\n{long_id},4,5,6\n\n\nr3,7,8,9\n")
-    result = read_csv_float32(path, ["id", "a", "b", "y"], ["b", "a"], ["y"], 2)
+    result = read_csv_float32(path, ["id", "a", "b", "y"], ["b", "a"], ["y"], 2, hashlib.sha256())
     assert result is not None
     X, y = result
     assert X.tolist() == [[2, 1], [5, 4], [8, 7]] and y.tolist() == [[3], [6], [9]]
@@ -69,7 +73,7 @@ def test_blank_lines_long_lines_and_unused_columns(tmp_path: Path) -> None:
 def test_quotes_and_bad_rows_ask_for_a_sequential_read(tmp_path: Path, content: str) -> None:
     path = tmp_path / "t.csv"
     path.write_text(content)
-    assert read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], 2) is None
+    assert read_csv_float32(path, COLUMNS, ["a", "b"], ["y"], 2, hashlib.sha256()) is None
 
 
 def test_load_table_reads_quoted_files_the_same(tmp_path: Path) -> None:
@@ -79,6 +83,8 @@ def test_load_table_reads_quoted_files_the_same(tmp_path: Path) -> None:
     quoted.write_text('"a","b","y"\n' + "".join(f'"{a}",{b},"{y}"\n' for a, b, y in rows))
     one, other = ptflow.load_table(plain, "y"), ptflow.load_table(quoted, "y")
     assert one.X.equal(other.X) and one.y.equal(other.y)
+    for table, path in ((one, plain), (other, quoted)):  # read in parallel, then in sequence
+        assert table.fingerprint["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_bad_value_deep_in_the_file_is_named_with_its_line(tmp_path: Path) -> None:

@@ -2,9 +2,13 @@
 
 pandas' C parser is the fastest CSV reader on these machines, and it releases the GIL while
 it parses; but read whole, it holds about four copies of the table at its peak. So the file
-is cut into blocks of whole lines, a pool of threads reads and parses them, and each block's
-columns are copied, in order, into one float32 array per output. Memory beyond the result is
-the few blocks in flight, whatever the file's size.
+is cut into blocks of whole lines, a pool of threads parses them, and each block's columns
+are copied, in order, into one float32 array per output. Memory beyond the result is the
+few blocks in flight, whatever the file's size.
+
+A worker hands pandas its block as a file that reads a piece at a time from the shared
+descriptor (`os.pread`): the text goes from the page cache to the parser through a buffer
+that stays in the CPU's cache, never through a copy of the whole block.
 
 Cutting at line ends is only safe without quotes (a quoted field may hold a newline), and a
 parse error's line number is only right in a sequential read: in those cases
@@ -20,9 +24,13 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
 
 __all__ = ["BLOCK_BYTES", "read_csv_float32"]
 
@@ -30,7 +38,11 @@ BLOCK_BYTES = 8 << 20  # 8 MiB of text per block: about 50,000 rows of 17 number
 PROBE_BYTES = 1 << 16  # read this much past a block's nominal end to find its last line end
 
 Arrays = tuple[NDArray[np.float32], NDArray[np.float32]]
-Columns = list[NDArray[np.float32]]
+
+
+class _Parsed(NamedTuple):
+    columns: list[NDArray[np.float32]]  # one float32 array per output column, in order
+    text: list[bytes]  # the block's bytes as they were parsed, for the file's hash
 
 
 def read_csv_float32(
@@ -39,11 +51,14 @@ def read_csv_float32(
     features: Sequence[str],
     target: Sequence[str],
     threads: int,
+    digest: Hash,
 ) -> Arrays | None:
     """Return the (rows, features) and (rows, targets) float32 arrays of a CSV file.
 
-    `columns` are the header's names. Returns None when the file must be read
-    sequentially instead: it holds quotes, or a block fails to parse.
+    `columns` are the header's names. `digest` (a hashlib object) is fed the file's bytes
+    in order, the very bytes that were parsed: the file's hash without reading it twice.
+    Returns None when the file must be read sequentially instead: it holds quotes, or a
+    block fails to parse. The digest is then incomplete.
     """
     names = [*features, *target]
     # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
@@ -53,16 +68,16 @@ def read_csv_float32(
         header = file.readline()
         if b'"' in header:
             return None
+        digest.update(header)
         descriptor, size = file.fileno(), os.fstat(file.fileno()).st_size
 
-        def read_and_parse(start: int, stop: int) -> Columns | None:
-            text = os.pread(descriptor, stop - start, start)  # in the worker: no GIL held
-            return _parse(text, columns, usecols, names)
+        def parse(start: int, stop: int) -> _Parsed | None:
+            return _parse(_Range(descriptor, start, stop), columns, usecols, names)
 
-        output = _Output(len(features), len(target), size - len(header))
-        pending: deque[tuple[int, Future[Columns | None]]] = deque()
+        output = _Output(len(features), len(target), size - len(header), digest)
+        pending: deque[tuple[int, Future[_Parsed | None]]] = deque()
         for start, stop in _blocks(descriptor, len(header), size):  # taken in file order
-            pending.append((stop - start, pool.submit(read_and_parse, start, stop)))
+            pending.append((stop - start, pool.submit(parse, start, stop)))
             if len(pending) >= 2 * threads and not output.take(*pending.popleft()):
                 break
         else:
@@ -88,47 +103,81 @@ def _blocks(descriptor: int, start: int, size: int) -> Iterator[tuple[int, int]]
 
 
 def _parse(
-    text: bytes, columns: Sequence[str], usecols: list[str] | None, names: list[str]
-) -> Columns | None:
+    text: _Range, columns: Sequence[str], usecols: list[str] | None, names: list[str]
+) -> _Parsed | None:
     import pandas as pd
 
-    if b'"' in text:
-        return None
     try:
         # Beyond float32's range is infinity, reported by the caller's check, not a warning
         # (numpy's error state is per thread: the caller's does not reach this one).
         with np.errstate(over="ignore"):
             frame = pd.read_csv(
-                io.BytesIO(text),
+                text,
                 engine="c",
                 header=None,
                 names=list(columns),
                 usecols=usecols,
                 dtype=np.float32,
-                low_memory=False,  # the block at once, not in pieces joined afterwards
             )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None  # the sequential read says what and where
-    return [frame[name].to_numpy(dtype=np.float32) for name in names]
+    text.read()  # the rest, if pandas stopped short of the end: the hash needs every byte
+    if text.quoted:
+        return None
+    return _Parsed([frame[name].to_numpy(dtype=np.float32) for name in names], text.pieces)
+
+
+class _Range(io.RawIOBase):
+    """Bytes start to stop of an open file, as a binary file that pandas reads in pieces.
+
+    Reads with `os.pread`, so the pool's threads share one descriptor without seeking, and
+    the GIL is released while the bytes are copied. Keeps the pieces it has read (until
+    they are hashed), and notes whether any of them held a quote.
+    """
+
+    def __init__(self, descriptor: int, start: int, stop: int) -> None:
+        super().__init__()
+        self.descriptor, self.position, self.stop = descriptor, start, stop
+        self.pieces: list[bytes] = []
+        self.quoted = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.stop - self.position
+        piece = os.pread(self.descriptor, left if size < 0 else min(size, left), self.position)
+        self.position += len(piece)
+        self.pieces.append(piece)
+        self.quoted = self.quoted or b'"' in piece
+        return piece
+
+    def readinto(self, buffer: Any) -> int:
+        piece = self.read(len(buffer))
+        buffer[: len(piece)] = piece
+        return len(piece)
 
 
 class _Output:
     """Growing float32 arrays that parsed blocks are copied into, in file order."""
 
-    def __init__(self, features: int, targets: int, text_bytes: int) -> None:
+    def __init__(self, features: int, targets: int, text_bytes: int, digest: Hash) -> None:
         self.X = np.empty((0, features), dtype=np.float32)
         self.y = np.empty((0, targets), dtype=np.float32)
         self.rows = 0
         self.bytes_left = text_bytes
+        self.digest = digest
         self.failed = False
 
-    def take(self, text_bytes: int, future: Future[Columns | None]) -> bool:
-        """Copy a parsed block in after the others; False if it failed to parse."""
+    def take(self, text_bytes: int, future: Future[_Parsed | None]) -> bool:
+        """Hash a parsed block and copy it in after the others; False if it failed to parse."""
         parsed = future.result()
         if parsed is None:
             self.failed = True
             return False
-        rows = len(parsed[0])
+        for piece in parsed.text:  # hashing releases the GIL: the workers parse on
+            self.digest.update(piece)
+        rows = len(parsed.columns[0])
         self.bytes_left -= text_bytes
         if self.rows + rows > len(self.X):
             # Room for the rest of the file at this block's bytes per row, and 5% more:
@@ -137,7 +186,7 @@ class _Output:
             self._grow(self.rows + rows + math.ceil(1.05 * self.bytes_left * rows_per_byte))
         end = self.rows + rows
         width = self.X.shape[1]
-        for index, values in enumerate(parsed):  # pandas keeps columns apart: one at a time
+        for index, values in enumerate(parsed.columns):  # pandas keeps columns apart: one at a time
             if index < width:
                 self.X[self.rows : end, index] = values
             else:

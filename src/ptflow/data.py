@@ -629,22 +629,29 @@ def _read_numeric(
     """Read the feature and target columns as float32 arrays (rows, features), (rows, targets).
 
     Both formats are read in blocks, so memory beyond the arrays themselves is a few
-    blocks, not a copy of the whole table. Also returns the file's fingerprint, hashed in a
-    background thread meanwhile (hashing releases the GIL).
+    blocks, not a copy of the whole table. Also returns the file's fingerprint: a CSV file
+    is hashed from the bytes its parallel reader parsed, a Parquet file in a background
+    thread meanwhile (hashing releases the GIL).
     """
     # Values beyond float32's range become infinity here, without a warning: the check of
     # finite values that follows reports them with their row.
-    with np.errstate(over="ignore"), ThreadPoolExecutor(max_workers=1) as background:
-        fingerprint = background.submit(file_fingerprint, path)
+    with np.errstate(over="ignore"):
         if file_format == "parquet":
-            X, y = _read_parquet_numeric(path, features, target)
-        else:
-            from ptflow.csv_blocks import read_csv_float32
+            with ThreadPoolExecutor(max_workers=1) as background:
+                fingerprint = background.submit(file_fingerprint, path)
+                X, y = _read_parquet_numeric(path, features, target)
+                return X, y, fingerprint.result()
+        from ptflow.csv_blocks import read_csv_float32
 
-            threads = torch.get_num_threads()
-            parallel = read_csv_float32(path, columns, features, target, threads)
-            X, y = parallel or _read_csv_numeric(path, columns, features, target)
-        return X, y, fingerprint.result()
+        digest = hashlib.sha256()
+        parallel = read_csv_float32(
+            path, columns, features, target, torch.get_num_threads(), digest
+        )
+        if parallel is not None:
+            return *parallel, file_fingerprint(path, digest.hexdigest())
+        # Quotes or a bad value: one sequential pass, which names a bad value's line.
+        X, y = _read_csv_numeric(path, columns, features, target)
+        return X, y, file_fingerprint(path)
 
 
 def _read_parquet_numeric(
