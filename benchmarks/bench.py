@@ -46,19 +46,31 @@ class Row:
     target: str
 
 
-def _paired_times(
-    baseline: Callable[[], object], ours: Callable[[], object], repeats: int
-) -> tuple[list[float], list[float]]:
-    """Seconds of each, run in back-to-back pairs whose order alternates (ABBA...), so that
-    drift and warm caches hit both alike."""
-    times: tuple[list[float], list[float]] = ([], [])
+def _interleaved_times(runs: list[Callable[[], object]], repeats: int) -> list[list[float]]:
+    """Seconds of each run, run back to back in an order that reverses every repeat
+    (ABBA...), so that drift and warm caches hit them alike."""
+    times: list[list[float]] = [[] for _ in runs]
     for repeat in range(repeats):
-        pair = [(baseline, times[0]), (ours, times[1])]
-        for run, bucket in pair if repeat % 2 == 0 else reversed(pair):
+        order = list(zip(runs, times, strict=True))
+        for run, bucket in order if repeat % 2 == 0 else reversed(order):
             started = time.perf_counter()
             run()
             bucket.append(time.perf_counter() - started)
     return times
+
+
+def _row(
+    name: str, baseline_name: str, baseline: list[float], ours: list[float], target: str
+) -> Row:
+    """A row with the medians and the median of the ratios of runs made a moment apart.
+
+    A ratio within a pair compares two runs under the same load: on a shared machine it
+    drifts far less than either time.
+    """
+    ratio = statistics.median(o / b for b, o in zip(baseline, ours, strict=True))
+    return Row(
+        name, baseline_name, statistics.median(baseline), statistics.median(ours), ratio, target
+    )
 
 
 def _timed_row(
@@ -69,15 +81,9 @@ def _timed_row(
     repeats: int,
     target: str,
 ) -> Row:
-    """Time both in pairs; the row has their medians and the median of the pairs' ratios.
-
-    A ratio within a pair compares two runs a moment apart, under the same load: on a
-    shared machine it drifts far less than either time.
-    """
-    baseline_times, ptflow_times = _paired_times(baseline, ours, repeats)
-    ratio = statistics.median(o / b for b, o in zip(baseline_times, ptflow_times, strict=True))
-    baseline_s, ptflow_s = statistics.median(baseline_times), statistics.median(ptflow_times)
-    return Row(name, baseline_name, baseline_s, ptflow_s, ratio, target)
+    """Time both in back-to-back pairs; the row of their medians and ratios."""
+    baseline_times, ptflow_times = _interleaved_times([baseline, ours], repeats)
+    return _row(name, baseline_name, baseline_times, ptflow_times, target)
 
 
 def bench_tutorial_loop(repeats: int) -> Row:
@@ -158,7 +164,7 @@ def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: in
 def bench_read_csv(rows: int, repeats: int, folder: Path) -> Row:
     """Read rows x 17 float columns from CSV into float32 tensors.
 
-    The baseline is the faster of two direct readers, timed first in this run: pandas' C
+    The baseline is the faster of two direct readers, timed in turn with ptflow: pandas' C
     parser and pyarrow's CSV reader, both asked for float32 columns.
     """
     import pyarrow as pa
@@ -179,13 +185,17 @@ def bench_read_csv(rows: int, repeats: int, folder: Path) -> Row:
     def ours() -> None:
         ptflow.load_table(path, ["y"])
 
-    pandas_times, pyarrow_times = _paired_times(with_pandas, with_pyarrow, 3)
-    pandas_s, pyarrow_s = statistics.median(pandas_times), statistics.median(pyarrow_times)
-    if pandas_s <= pyarrow_s:
-        name, fastest = f"pandas C, f32 (pyarrow {pyarrow_s:.2f} s)", with_pandas
-    else:
-        name, fastest = f"pyarrow.csv, f32 (pandas {pandas_s:.2f} s)", with_pyarrow
-    return _timed_row(f"read {rows:,} x 17 CSV", name, fastest, ours, repeats, ">= 0.9x speed")
+    pandas_times, pyarrow_times, ptflow_times = _interleaved_times(
+        [with_pandas, with_pyarrow, ours], repeats
+    )
+    # The faster direct reader over the same repeats is the baseline; the other is named.
+    (fastest, fastest_times), (other, other_times) = sorted(
+        [("pandas C", pandas_times), ("pyarrow.csv", pyarrow_times)],
+        key=lambda reader: statistics.median(reader[1]),
+    )
+    baseline = f"{fastest}, f32 ({other} {statistics.median(other_times):.2f} s)"
+    name = f"read {rows:,} x 17 CSV"
+    return _row(name, baseline, fastest_times, ptflow_times, ">= 0.9x speed")
 
 
 def bench_dataloader_epoch(rows: int, repeats: int) -> Row:
