@@ -32,6 +32,7 @@ def test_run_with_no_arguments_reproduces_the_tutorial(run_cli: RunCli, tmp_path
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow  # two whole runs (11 s); test_training checks the same in-process
 def test_the_same_command_gives_the_same_numbers(run_cli: RunCli, tmp_path: Path) -> None:
     for out in ("a", "b"):
         done = run_cli("run", "--epochs", "40", "--batch-size", "8", "--shuffle", "--out", out)

@@ -86,6 +86,7 @@ def test_evaluate_on_the_test_rows_gives_the_summary_metrics(
     assert table.stdout.splitlines()[2].split()[0] == "y"
 
 
+@pytest.mark.slow  # three whole trainings (11 s); test_workflow reads TOML in-process
 def test_toml_config_with_command_line_overrides(
     run_cli: RunCli, sine_table: Path, tmp_path: Path
 ) -> None:
