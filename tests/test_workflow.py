@@ -11,7 +11,7 @@ import torch
 
 import ptflow
 from ptflow import Config, WorkflowError
-from ptflow.workflow import LINE_PLOTS, RUN_FILES, TABLE_PLOTS
+from ptflow.run_folder import LINE_PLOTS, RUN_FILES, TABLE_PLOTS
 
 
 def test_run_folder_holds_every_file(tutorial_run: ptflow.RunResult) -> None:
@@ -70,15 +70,21 @@ def test_validation_runs_report_validation_metrics(tmp_path: Path) -> None:
     assert header == "epoch,train_loss,val_loss,lr"
 
 
-def test_an_existing_folder_is_kept_unless_overwrite(tmp_path: Path) -> None:
+def test_an_existing_folder_is_kept_and_only_a_run_folder_is_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(WorkflowError, match="--overwrite"):
         ptflow.run_workflow(Config(epochs=2), out)
+    with pytest.raises(WorkflowError, match=r"not a ptflow run folder.*'notes\.txt'"):
+        ptflow.run_workflow(Config(epochs=2), out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
-    ptflow.run_workflow(Config(epochs=2), out, overwrite=True)
+    (out / "notes.txt").unlink()
+    first = ptflow.run_workflow(Config(epochs=2), out)
+    second = ptflow.run_workflow(Config(epochs=3), out, overwrite=True)
+    assert len(first.history) == 2 and len(second.history) == 3
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + LINE_PLOTS)
+    assert ptflow.load_run(out).config == Config(epochs=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing staged left over
 
 

@@ -1,14 +1,17 @@
 """The `ptflow` command: a thin layer that parses arguments and calls the library.
 
 torch, matplotlib and the table readers are imported inside the subcommands, so
-`ptflow --help` is instant. Every `WorkflowError` becomes one `error: ...` line on stderr
-and exit code 2.
+`ptflow --help` is instant. A `WorkflowError` becomes one `error: ...` line on stderr and
+its exit code: 2 for bad input, 3 when training diverged; an interrupted training prints
+`stopped: ...` and exits 130 (SIGINT) or 143 (SIGTERM). An error of the operating system
+(a full disk, a read-only folder, no permission) is one `error:` line and exit 2 too.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -49,6 +52,7 @@ __all__ = ["build_parser", "main"]
 _FIELDS = {field.name: field.default for field in dataclasses.fields(Config)}
 # This process's rank when torchrun started it with others, else None.
 _RANK = int(os.environ["RANK"]) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+_FLOAT32_MAX = 3.4028234663852886e38
 _GRACE_S = 3.0  # how long another rank leaves rank 0 to report an error they share
 _RUN_DEFAULTS: dict[str, Any] = dict(_FIELDS)
 _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
@@ -61,7 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
-        return handler(args, argv)
+        with _terminate_as_exception():
+            return handler(args, argv)
+    except _Terminated:
+        print("error: terminated (SIGTERM); files already written are complete.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except TrainingInterrupted as stop:
         if _RANK in (None, 0):
             print(f"stopped: {stop}", file=sys.stderr)
@@ -77,6 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # the file system said no: a full disk, a read-only folder...
+        if _RANK is not None and isinstance(error, ConnectionError):
+            _report_error(f"{type(error).__name__}: {error}", unexpected=True)  # see below
+            return 1
+        _report_error(_os_error_line(error))
+        return 2
     except Exception as error:
         if _RANK is None:
             raise
@@ -86,6 +100,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         _report_error(f"{type(error).__name__}: {detail}", unexpected=True)
         return 1
+
+
+class _Terminated(BaseException):
+    """SIGTERM outside training: unwinds like Ctrl-C, so temporary files are removed."""
+
+
+@contextmanager
+def _terminate_as_exception() -> Iterator[None]:
+    def terminate(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread (main() called from a thread): leave it be
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# What to do about an error of the operating system, by its errno name.
+_OS_FIXES = {
+    "ENOSPC": "free some space, or write elsewhere",
+    "EDQUOT": "free some space, or write elsewhere",
+    "EROFS": "the file system is read-only: choose a folder you can write",
+    "EACCES": "check its permissions, or choose another path",
+    "EPERM": "check its permissions, or choose another path",
+    "ENOENT": "check the path",
+    "ENOTDIR": "a part of the path is a file, not a folder: check the path",
+    "EISDIR": "it is a folder: give a file",
+    "ENAMETOOLONG": "use a shorter path",
+    "EMFILE": "too many open files: raise the limit (ulimit -n)",
+}
+
+
+def _os_error_line(error: OSError) -> str:
+    """One line for an OSError: what the system said, about which path, and what to do."""
+    from ptflow.files import quoted
+
+    code = errno.errorcode.get(error.errno or 0, "")
+    what = error.strerror or str(error) or type(error).__name__
+    where = f" {quoted(error.filename)}" if error.filename is not None else ""
+    fix = _OS_FIXES.get(code, "check the path and the file system")
+    return f"cannot use{where}: {what}{f' ({code})' if code else ''}; {fix}."
 
 
 def _report_error(message: str, unexpected: bool = False) -> None:
@@ -140,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     table = train.add_argument_group("data: a table")
     table.add_argument(
-        "--data", type=Path, metavar="FILE", help="CSV or Parquet file to learn from"
+        "--data", type=_path, metavar="FILE", help="CSV or Parquet file to learn from"
     )
     table.add_argument(
         "--target", nargs="+", action="extend", metavar="COLUMN", help="column(s) to predict"
@@ -169,9 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print MAE, MSE, RMSE and R² of a run folder's model on every row of a "
         "table that has the model's feature and target columns.",
     )
-    evaluate.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
+    evaluate.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
     evaluate.add_argument(
-        "--data", type=Path, metavar="FILE", required=True, help="CSV or Parquet file"
+        "--data", type=_path, metavar="FILE", required=True, help="CSV or Parquet file"
     )
     _add_format_option(evaluate)
     evaluate.add_argument(
@@ -189,18 +249,21 @@ def build_parser() -> argparse.ArgumentParser:
         "models from numbers (--x, --input), for any model from a table (--data) with the "
         "feature columns it was trained on.",
     )
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
+    predict.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
     inputs = predict.add_mutually_exclusive_group(required=True)
     inputs.add_argument("--x", type=float, nargs="+", metavar="X", help="input values")
     inputs.add_argument(
-        "--input", type=Path, metavar="FILE", help="file with one input value per line"
+        "--input", type=_path, metavar="FILE", help="file with one input value per line"
     )
     inputs.add_argument(
-        "--data", type=Path, metavar="FILE", help="CSV or Parquet file with the feature columns"
+        "--data", type=_path, metavar="FILE", help="CSV or Parquet file with the feature columns"
     )
     _add_format_option(predict)
     predict.add_argument(
-        "--output", type=Path, metavar="FILE", help="CSV file for the predictions (default: stdout)"
+        "--output",
+        type=_path,
+        metavar="FILE",
+        help="CSV file for the predictions (default: stdout)",
     )
     predict.add_argument(
         "--id", metavar="COLUMN", help="column of --data to copy beside each prediction"
@@ -213,8 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert a CSV file to Parquet block by block, whatever its size, in row "
         "groups that `ptflow train --stream` reads one at a time.",
     )
-    convert.add_argument("source", type=Path, metavar="CSV", help="the CSV file to convert")
-    convert.add_argument("destination", type=Path, metavar="PARQUET", help="the file to write")
+    convert.add_argument("source", type=_path, metavar="CSV", help="the CSV file to convert")
+    convert.add_argument("destination", type=_path, metavar="PARQUET", help="the file to write")
     convert.add_argument(
         "--row-group-rows",
         type=int,
@@ -233,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="List the run folders in a folder as a table: name, date, data, model, "
         "epochs, best validation loss, test MAE and R², wall time, and whether it finished.",
     )
-    runs.add_argument("folder", type=Path, nargs="?", default=Path("runs"), help="(default: runs)")
+    runs.add_argument("folder", type=_path, nargs="?", default=Path("runs"), help="(default: runs)")
     runs.add_argument(
         "--sort",
         default="date",
@@ -252,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
         "without retraining: one self-contained page with the run's settings, data, "
         "metrics, plots and environment.",
     )
-    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a folder ptflow made")
+    report.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
     report.set_defaults(handler=_report)
 
     compare = commands.add_parser(
@@ -262,10 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
         "folders: their loss curves overlaid, their test metrics, and their settings side by "
         "side with the ones that differ highlighted.",
     )
-    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    compare.add_argument("run_dirs", type=_path, nargs="+", metavar="RUN_DIR")
     compare.add_argument(
         "--out",
-        type=Path,
+        type=_path,
         default=Path("compare.html"),
         help="the page to write; the PNG goes beside it (default: compare.html)",
     )
@@ -324,7 +387,7 @@ def _add_table_read_options(group: argparse._ActionsContainer, defaults: dict[st
 
 def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     parser.add_argument(
-        "--config", type=Path, metavar="TOML", help="read settings from a TOML file first"
+        "--config", type=_path, metavar="TOML", help="read settings from a TOML file first"
     )
     split = parser.add_argument_group("split and scaling")
     _option(split, defaults, "--train-fraction", float, "fraction of rows for training")
@@ -430,7 +493,7 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     checkpoints = parser.add_argument_group("checkpoints and resuming")
     checkpoints.add_argument(
         "--resume",
-        type=Path,
+        type=_path,
         metavar="RUN_DIR",
         help="continue an interrupted run from its newest checkpoint; only --epochs, "
         "--log-every and the checkpoint options may change",
@@ -446,7 +509,7 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
 
     output = parser.add_argument_group("output")
     output.add_argument(
-        "--out", type=Path, help="run folder to write (default: runs/<date>_<time>)"
+        "--out", type=_path, help="run folder to write (default: runs/<date>_<time>)"
     )
     output.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists (default: refuse)"
@@ -475,6 +538,15 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         action="store_true",
         help="print only the run folder: no progress bar, logs or summary (default: off)",
     )
+
+
+def _path(text: str) -> Path:
+    """A path argument; an empty one (an unset variable in a script) is refused, not '.'."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "got an empty path (an unset variable in a script?); give a file or folder name"
+        )
+    return Path(text)
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -586,7 +658,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if world is not None and not world.is_main:
         return 0
     if as_json and not quiet:
-        summary = json.loads((result.run_dir / "summary.json").read_text(encoding="utf-8"))
+        from ptflow.run_folder import read_summary
+
+        summary = read_summary(result.run_dir) or {}
         print(json.dumps({"event": "finished", "run_dir": str(result.run_dir), **summary}))
         return 0
     return _report_run(result, quiet=quiet)
@@ -619,10 +693,11 @@ def _without_option(argv: list[str], flag: str) -> list[str]:
 
 def _saved_device(run_dir: Path) -> str:
     """The device setting a run folder was trained with ("auto" if it cannot tell)."""
+    from ptflow.run_folder import read_record
+
     try:
-        device = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["config"]
-        return str(device["device"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return str(read_record(run_dir)["config"]["device"])
+    except (OSError, KeyError, WorkflowError):
         return "auto"  # resume_workflow reports what is wrong with the folder
 
 
@@ -739,10 +814,6 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
     from ptflow.report import write_report
 
-    if not (args.run_dir / "config.json").is_file():
-        raise WorkflowError(
-            f"{args.run_dir} is not a ptflow run folder; pass a folder ptflow made."
-        )
     print(write_report(args.run_dir))
     return 0
 
@@ -750,9 +821,6 @@ def _report(args: argparse.Namespace, argv: list[str]) -> int:
 def _compare(args: argparse.Namespace, argv: list[str]) -> int:
     from ptflow.report import write_comparison
 
-    for run_dir in args.run_dirs:
-        if not (run_dir / "config.json").is_file():
-            raise WorkflowError(f"{run_dir} is not a ptflow run folder; pass folders ptflow made.")
     page, png = write_comparison(args.run_dirs, args.out)
     print(page)
     print(png)
@@ -791,6 +859,11 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
         values = args.x if args.x is not None else _read_values(args.input)
         if not all(math.isfinite(value) for value in values):
             raise WorkflowError("input values must be finite numbers; remove NaN and infinity.")
+        if too_large := [value for value in values if abs(value) > _FLOAT32_MAX]:
+            raise WorkflowError(
+                f"input value {too_large[0]:g} is beyond float32's range (±{_FLOAT32_MAX:.4g}), "
+                f"which the model computes in; give smaller values."
+            )
 
     import torch
 
@@ -820,12 +893,29 @@ def _predict_table(
 
     # Block by block: memory is one block whatever the file's size. An error midway leaves
     # --output untouched (it is written atomically); stdout has the rows before it.
+    if args.output is not None:
+        _check_predictions_output(args.output, args.data, args.run_dir)
     blocks = iter_table(args.data, features, format=args.format, id_column=args.id)
     if args.output is None:
         _write_predictions(sys.stdout, blocks, model, target, args.id)
         return
     with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
         _write_predictions(file, blocks, model, target, args.id)
+
+
+def _check_predictions_output(output: Path, data: Path, run_dir: Path) -> None:
+    """--output may be neither the input table nor a file of a run folder (nor a folder)."""
+    from ptflow.files import check_not_an_input, check_output_path, quoted
+    from ptflow.run_folder import run_folder_holding
+
+    check_output_path(output, "--output")
+    check_not_an_input(output, [data], "--output")
+    inside = run_folder_holding(output)
+    if inside is not None or output.resolve().is_relative_to(run_dir.resolve()):
+        raise WorkflowError(
+            f"--output {quoted(output)} is inside the run folder {quoted(inside or run_dir)}, "
+            f"which holds only what its run wrote; write the predictions elsewhere."
+        )
 
 
 def _write_predictions(

@@ -137,9 +137,10 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        for name in ("weight", "bias", "start", "end", "step", "lr"):
-            if not math.isfinite(getattr(self, name)):
-                raise WorkflowError(f"{name} must be a finite number, got {getattr(self, name)}.")
+        for setting in dataclasses.fields(self):  # NaN passes every comparison below: not here
+            value = getattr(self, setting.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise WorkflowError(f"{setting.name} must be a finite number, got {value}.")
         if self.step <= 0:
             raise WorkflowError(f"step must be positive, got {self.step}.")
         if self.end <= self.start:
@@ -194,6 +195,11 @@ class Config:
         if self.features is not None:
             if not self.features:
                 raise WorkflowError("features is empty; name at least one column or omit it.")
+            if twice := sorted({f for f in self.features if self.features.count(f) > 1}):
+                raise WorkflowError(
+                    f"features names {', '.join(map(repr, twice))} more than once; name each "
+                    f"column once."
+                )
             if overlap := sorted(set(self.features) & set(self.target)):
                 raise WorkflowError(
                     f"{', '.join(overlap)} is both a feature and a target; use it as one only."

@@ -470,12 +470,14 @@ def convert_table(
     import pyarrow.csv as pa_csv
     import pyarrow.parquet as pq
 
-    from ptflow.files import atomic_path
+    from ptflow.files import atomic_path, check_not_an_input, check_output_path
 
     source, destination = Path(source), Path(destination)
     columns = _read_header(source, table_format(source))
     if table_format(destination) != "parquet":
         raise WorkflowError(f"{destination.name} must end in .parquet; choose another name.")
+    check_output_path(destination, "the destination")
+    check_not_an_input(destination, [source], "the destination")
     if destination.exists() and not overwrite:
         raise WorkflowError(
             f"{destination} already exists; choose another name or pass --overwrite."
@@ -608,7 +610,7 @@ def _numeric_columns(path: Path, file_format: str, columns: list[str]) -> list[s
             or pa.types.is_floating(schema.field(name).type)
         ]
     # The first rows decide which columns are numeric; a later text value is still caught.
-    sample = _read_csv(path, nrows=1000)
+    sample = _read_csv(path, columns, nrows=1000)
     if sample.empty:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     return [
@@ -705,7 +707,7 @@ def _read_csv_numeric(
                 blocks.append(_writable_rows(block[list(part)].to_numpy(dtype=np.float32)))
     except ValueError:
         # Read again as text to say which value in which column is not a number.
-        text = _read_csv(path, usecols=names, dtype=str)
+        text = _read_csv(path, columns, usecols=names, dtype=str)
         for name in names:
             _raise_non_numeric(path, name, text[name], rows_are_lines=True)
         raise WorkflowError(
@@ -729,14 +731,24 @@ def _read_ids(path: Path, file_format: str, name: str) -> list[str]:
     if file_format == "parquet":
         column = pq.read_table(path, columns=[name]).column(name)
         return [str(value) for value in column.to_pylist()]
-    return [str(value) for value in _read_csv(path, usecols=[name], dtype=str)[name].tolist()]
+    columns = _read_header(path, file_format)
+    return [str(v) for v in _read_csv(path, columns, usecols=[name], dtype=str)[name].tolist()]
 
 
-def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+def _read_csv(path: Path, columns: list[str], **options: Any) -> pd.DataFrame:
+    """Read a CSV file with `columns` (the header as `_read_header` read it) as its names."""
     import pandas as pd
 
     try:
-        return pd.read_csv(path, engine="c", encoding="utf-8-sig", skipinitialspace=True, **options)
+        return pd.read_csv(
+            path,
+            engine="c",
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            header=0,
+            names=columns,
+            **options,
+        )
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise _unparsable(path, error) from None
 

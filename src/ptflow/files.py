@@ -1,7 +1,10 @@
 """Writing files so that a crash never leaves a half-written one behind.
 
 Every file is written to a temporary file in the same folder, flushed to disk, and
-renamed into place: readers see the old complete file or the new complete file.
+renamed into place: readers see the old complete file or the new complete file. The
+temporary file is removed on every exit Python sees (errors, Ctrl-C, SIGTERM, which the CLI
+turns into an exception). A SIGKILL leaves it behind: its name carries the writer's host and
+process id, and the next write into that folder removes those whose process is gone.
 """
 
 from __future__ import annotations
@@ -9,15 +12,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import socket
 import tempfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ptflow.errors import WorkflowError
+
 __all__ = [
     "atomic_path",
+    "check_not_an_input",
+    "check_output_path",
     "current_umask",
+    "quoted",
     "remove_stale_temporaries",
     "to_json_safe",
     "write_json",
@@ -29,7 +40,9 @@ __all__ = [
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_dead_writers_temporaries(path.parent)
+    prefix = f".{path.name}.{_HOST}-{os.getpid()}-"
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it private; give it a normal file's mode
@@ -41,6 +54,33 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# A temporary file's name: .NAME.HOST-PID-RANDOM.tmp (HOST: a hash of the host name).
+_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
+_OURS = re.compile(r"^\..+\.([0-9a-f]{8})-(\d+)-[^.]+\.tmp$")
+
+
+def _remove_dead_writers_temporaries(folder: Path) -> None:
+    """Delete the temporary files of writers on this host that no longer run (killed)."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".tmp")]
+    except OSError:
+        return  # the write itself will say what is wrong with the folder
+    for name in names:
+        match = _OURS.match(name)
+        if match and match[1] == _HOST and not _is_running(int(match[2])):
+            (folder / name).unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
@@ -78,3 +118,35 @@ def current_umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
+
+
+def check_output_path(output: str | os.PathLike[str], option: str) -> Path:
+    """Refuse an output file that cannot be written as a file: a folder, or in no folder."""
+    output = Path(output)
+    if output.is_dir():
+        raise WorkflowError(f"{option} {quoted(output)} is a folder; give a file name.")
+    if not output.parent.is_dir():
+        raise WorkflowError(
+            f"{option} {quoted(output)}: the folder {quoted(output.parent)} does not exist; "
+            f"create it first, or write elsewhere."
+        )
+    return output
+
+
+def check_not_an_input(
+    output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str]], option: str
+) -> None:
+    """Refuse an output path that is one of the inputs, after resolving symbolic links."""
+    target = Path(output).resolve()
+    for source in inputs:
+        if Path(source).resolve() == target:
+            raise WorkflowError(
+                f"{option} {quoted(output)} is also an input; writing it would destroy it: "
+                f"choose another file name."
+            )
+
+
+def quoted(path: str | os.PathLike[str]) -> str:
+    """A path as it can be printed on one line: repr-quoted when it holds odd characters."""
+    text = os.fsdecode(path)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)

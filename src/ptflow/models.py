@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
@@ -22,6 +23,7 @@ __all__ = [
     "Standardized",
     "build_model",
     "check_bf16",
+    "check_mlp_fits",
     "device_of",
     "linear_parameters",
     "resolve_device",
@@ -168,6 +170,8 @@ def build_model(
             f"a model needs at least one feature and one target, "
             f"got in_features={in_features}, out_features={out_features}."
         )
+    if name == "mlp":
+        check_mlp_fits(in_features, out_features, tuple(mlp.get("hidden", (64, 64))))
     if seed is not None:
         torch.manual_seed(seed)
     if name == "tutorial":
@@ -229,3 +233,24 @@ def device_of(model: nn.Module) -> torch.device:
     """Return the device the model's parameters live on (CPU for a model without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def check_mlp_fits(
+    in_features: int, out_features: int, hidden: tuple[int, ...], batch_rows: int = 1
+) -> None:
+    """Refuse an MLP whose training would not fit in memory, before allocating any of it."""
+    sizes = (in_features, *hidden, out_features)
+    parameters = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    # 16 bytes a number: float32 weights, gradients and two optimizer moments (Adam); and
+    # each layer's outputs before and after the activation, with their gradients, per row
+    needed = 16 * (parameters + batch_rows * sum(hidden))
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return  # this system does not say; torch will
+    if needed > memory:
+        raise WorkflowError(
+            f"an MLP with hidden layers {list(hidden)} on batches of {batch_rows:,} rows needs "
+            f"about {needed / 2**30:,.1f} GiB to train ({parameters:,} parameters), more than "
+            f"this machine's {memory / 2**30:,.1f} GiB; choose smaller --hidden sizes."
+        )

@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
-from ptflow.files import write_text
+from ptflow.files import check_output_path, quoted, write_text
+from ptflow.run_folder import read_record, read_summary, run_folder_holding
 from ptflow.runs import read_history
 
 __all__ = ["write_comparison", "write_report"]
@@ -85,17 +85,16 @@ def _read_run(
     run_dir: Path, hint: str, summary: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[float]]]:
     """A finished run folder's config.json, summary.json (unless given) and history.csv."""
+    record = read_record(run_dir)
+    summary = summary if summary is not None else read_summary(run_dir)
+    if summary is None:
+        raise WorkflowError(f"{quoted(run_dir)} lacks summary.json: {hint}.")
     try:
-        record = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        if summary is None:
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
         return record, summary, read_history(run_dir / "history.csv")
-    except FileNotFoundError as missing:
-        raise WorkflowError(
-            f"{run_dir} lacks {Path(str(missing.filename)).name}: {hint}."
-        ) from None
+    except FileNotFoundError:
+        raise WorkflowError(f"{quoted(run_dir)} lacks history.csv: {hint}.") from None
     except (ValueError, KeyError) as error:
-        raise WorkflowError(f"cannot read the run folder {run_dir} ({error}).") from None
+        raise WorkflowError(f"cannot read {quoted(run_dir / 'history.csv')} ({error}).") from None
 
 
 def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -272,9 +271,16 @@ def write_comparison(
         records.append(record)
         summaries.append(summary)
         histories.append(history)
-    png = _comparison_figure(names, histories)
     out = Path(out)
     png_path = out.with_suffix(".png")
+    for path in (out, png_path):  # never over a run's own files
+        check_output_path(path, "--out")
+        if (inside := run_folder_holding(path)) is not None:
+            raise WorkflowError(
+                f"--out {quoted(path)} is inside the run folder {quoted(inside)}, which holds "
+                f"only what its run wrote; write the comparison elsewhere."
+            )
+    png = _comparison_figure(names, histories)
     from ptflow.files import atomic_path
 
     with atomic_path(png_path) as tmp:

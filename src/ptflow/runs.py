@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
+from ptflow.run_folder import read_record, read_summary
 
 __all__ = [
     "COLUMNS",
@@ -40,7 +41,7 @@ class RunRow:
     test_mae: float | None
     test_r2: float | None
     wall_s: float | None
-    status: str  # "finished" or "unfinished"
+    status: str  # "finished", "unfinished", or "damaged" (its files cannot be read)
 
 
 COLUMNS = tuple(RunRow.__dataclass_fields__)
@@ -50,7 +51,7 @@ def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
     """Return a row for every run folder directly inside `folder`, oldest first.
 
     A folder without `config.json` is not a run and is skipped; one without `summary.json`
-    is an unfinished run; a run whose files cannot be read is listed as "unreadable".
+    is an unfinished run; a run whose files cannot be read is listed as "damaged".
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -61,14 +62,11 @@ def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
 
 def _row(run: Path) -> RunRow:
     try:
-        record = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        record = read_record(run)
         config = record["config"]
-        summary_path = run / "summary.json"
-        summary = (
-            json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else None
-        )
-    except (OSError, ValueError, KeyError, TypeError):
-        return RunRow(run.name, "", "", "", None, None, None, None, None, "unreadable")
+        summary = read_summary(run)
+    except (OSError, WorkflowError):
+        return RunRow(run.name, "", "", "", None, None, None, None, None, "damaged")
     model = str(config.get("model", ""))
     if model == "mlp":
         model += "(" + ",".join(str(size) for size in config.get("hidden", [])) + ")"

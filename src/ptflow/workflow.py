@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import os
 import platform
 import shlex
-import shutil
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -56,6 +55,7 @@ from ptflow.models import (
     Standardized,
     build_model,
     check_bf16,
+    check_mlp_fits,
     device_of,
     linear_parameters,
     resolve_device,
@@ -68,6 +68,14 @@ from ptflow.plots import (
     plot_table_data,
 )
 from ptflow.report import write_report
+from ptflow.run_folder import (
+    RUN_FILES,
+    check_new_run_dir,
+    locked,
+    read_record,
+    read_summary,
+    writing,
+)
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
 from ptflow.training import History, TrainingState, batch_size_for, train
 
@@ -87,29 +95,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Every run folder holds these; the plots differ between the tutorial's line and tables.
-RUN_FILES = (
-    "checkpoints",  # the newest training checkpoints, to resume or continue the run
-    "model.pt",
-    "model.safetensors",
-    "config.json",
-    "config.toml",
-    "history.csv",
-    "summary.json",
-    "report.html",  # everything above on one page, to look at and share
-    "split_indices.npz",
-    "loss_curves.png",
-)
 # Without --checkpoint-every, a checkpoint is written once this long has passed since the
 # last one: long runs lose little to a crash, short runs do not pay for many writes.
 CHECKPOINT_SECONDS = 60.0
-LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
-TABLE_PLOTS = (
-    "data.png",
-    "predicted_vs_actual_before.png",
-    "predicted_vs_actual.png",
-    "residuals.png",
-)
 
 
 @dataclass(frozen=True)
@@ -198,13 +186,13 @@ def run_workflow(
     finished. An existing non-empty `out_dir` is an error unless `overwrite` is set.
     """
     cfg = cfg if cfg is not None else Config()
+    if out_dir is not None and not os.fspath(out_dir).strip():
+        raise WorkflowError("out_dir is an empty path; give a folder name (it is not '.').")
     run_dir = Path(out_dir) if out_dir is not None else default_run_dir()
     world = World.current()
     if world is not None:  # under torchrun: one folder, which rank 0 alone writes
         run_dir = Path(world.broadcast_text(str(run_dir)))
-    _check_run_dir_free(run_dir, overwrite)
-    if world is not None:
-        world.barrier()  # every process has checked the folder before rank 0 makes it
+    _agree(world, lambda: check_new_run_dir(run_dir, overwrite))
     started = time.perf_counter()
     prepared = _prepare(cfg)
     if world is not None:  # before the folder is made: bad settings leave nothing behind
@@ -213,24 +201,46 @@ def run_workflow(
         check_batches(world, batch_size_for(cfg, rows), rows)
     if world is not None and not world.is_main:
         return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
-    _check_run_dir_free(run_dir, overwrite)  # it may have appeared meanwhile
-    if overwrite and run_dir.is_dir():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_run_record(run_dir, cfg, prepared, command)
-    if (splits := prepared.splits) is not None:  # a streamed split is a rule, in config.json
-        with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
-            np.savez_compressed(
-                file,
-                train=splits.train_indices.numpy(),
-                val=splits.val_indices.numpy(),
-                test=splits.test_indices.numpy(),
-            )
-    if narrate is not None:
-        _narrate_start(cfg, prepared, narrate)
-    return _train_and_finish(
-        run_dir, cfg, prepared, None, started, progress, should_stop, narrate, on_epoch
-    )
+    with writing(run_dir, overwrite=overwrite) as folder:
+        _write_run_record(run_dir, cfg, prepared, command)
+        if (splits := prepared.splits) is not None:  # a streamed split is a rule, in config.json
+            with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
+                np.savez_compressed(
+                    file,
+                    train=splits.train_indices.numpy(),
+                    val=splits.val_indices.numpy(),
+                    test=splits.test_indices.numpy(),
+                )
+        if narrate is not None:
+            _narrate_start(cfg, prepared, narrate)
+        return _train_and_finish(
+            run_dir,
+            cfg,
+            prepared,
+            None,
+            started,
+            progress,
+            should_stop,
+            narrate,
+            on_epoch,
+            on_checkpoint=folder.keep,
+        )
+
+
+def _agree(world: World | None, check: Callable[[], None]) -> None:
+    """Run a check of the output folder on rank 0; under torchrun every process gets its word."""
+    if world is None:
+        check()
+        return
+    problem = ""
+    if world.is_main:
+        try:
+            check()
+        except WorkflowError as error:
+            problem = str(error)
+    problem = world.broadcast_text(problem)
+    if problem:
+        raise WorkflowError(problem)
 
 
 def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], None]) -> None:
@@ -265,6 +275,20 @@ def resume_workflow(
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
+    with ExitStack() as held:  # no other process may write the folder while this one resumes
+        _agree(World.current(), lambda: held.enter_context(locked(run_dir)))
+        return _resume(run_dir, changes, started, progress, command, should_stop, on_epoch)
+
+
+def _resume(
+    run_dir: Path,
+    changes: dict[str, Any] | None,
+    started: float,
+    progress: bool,
+    command: list[str] | None,
+    should_stop: Callable[[], bool] | None,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> RunResult:
     saved, record = _read_run_record(run_dir)
     changes = dict(changes or {})
     cfg = saved.replace(**changes) if changes else saved
@@ -285,6 +309,14 @@ def resume_workflow(
         raise WorkflowError(
             f"{run_dir} has no checkpoint to resume from; "
             f"start the run again with --out {run_dir} --overwrite."
+        )
+    # Fewer epochs than already trained would leave a model.pt that config.toml cannot
+    # reproduce, and a history.csv that does not match it.
+    fewest = checkpoint.epoch + (1 if checkpoint.batch else 0)
+    if cfg.epochs < fewest:
+        raise WorkflowError(
+            f"--epochs {cfg.epochs} is fewer than the {_checkpoint_label(checkpoint.path)} "
+            f"{run_dir} has trained; resume with --epochs {fewest} or more, or train a new run."
         )
     prepared = _prepare(cfg)
     if cfg.data is not None and prepared.data.fingerprint.get("sha256") != record["data"].get(
@@ -316,7 +348,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     """Load a finished run folder's configuration and trained model."""
     run_dir = Path(run_dir)
     cfg, record = _read_run_record(run_dir)
-    if not (run_dir / "summary.json").is_file():
+    if read_summary(run_dir) is None:
         done = list_checkpoints(run_dir / "checkpoints")
         progress = f" after {_checkpoint_label(done[-1])}" if done else ""
         raise WorkflowError(
@@ -351,6 +383,10 @@ def _prepare(cfg: Config) -> _Prepared:
     # 3. model, seeded right before it is built (on the CPU: the same start on any device);
     # trained on standardised columns if asked; then moved to its device, once
     device = _device(cfg)
+    if cfg.model == "mlp":  # the batches' activations too, before any is allocated
+        rows = max(len(part.X) for part in (splits.train, splits.test))
+        batch_rows = max(batch_size_for(cfg, len(splits.train.X)), min(rows, 65_536))
+        check_mlp_fits(len(data.features), len(data.target), cfg.hidden, batch_rows)
     network = _build_network(cfg, len(data.features), len(data.target), seed=cfg.seed)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
@@ -415,11 +451,12 @@ def _train_and_finish(
     should_stop: Callable[[], bool] | None,
     narrate: Callable[[str], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[], None] | None = None,
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
     info = {"config": cfg.to_dict(), "versions": _versions()}
     world = World.current()
-    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info, world)
+    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info, world, on_checkpoint)
     # 4. train, checkpointing on the way
     try:
         history = train(
@@ -506,6 +543,7 @@ class _Checkpointer:
     cfg: Config
     info: dict[str, Any]
     world: World | None = None
+    on_saved: Callable[[], None] | None = None  # told after each checkpoint is on disk
     last_saved: float = field(default_factory=time.monotonic)
 
     def __call__(self, state: TrainingState, final: bool) -> None:
@@ -530,13 +568,15 @@ class _Checkpointer:
             info={**self.info, "saved": datetime.now().astimezone().isoformat(timespec="seconds")},
             keep=self.cfg.keep_checkpoints,
         )
+        if self.on_saved is not None:
+            self.on_saved()
         self.last_saved = time.monotonic()
 
 
 def _kept_checkpoint(run_dir: Path) -> str:
     if done := list_checkpoints(run_dir / "checkpoints"):
         return f"The run folder {run_dir} keeps its last good checkpoint, {done[-1].name}."
-    shutil.rmtree(run_dir, ignore_errors=True)  # nothing worth keeping: no checkpoint yet
+    # run_folder.writing removes the new run and puts back any run it replaced
     return "No checkpoint had been written, so no run folder was kept."
 
 
@@ -547,26 +587,14 @@ def _checkpoint_label(path: Path) -> str:
 
 def _read_run_record(run_dir: Path) -> tuple[Config, dict[str, Any]]:
     """Return a run folder's configuration and the whole record in its config.json."""
-    if not run_dir.is_dir():
-        raise WorkflowError(f"run folder {run_dir} does not exist; pass a folder ptflow made.")
-    config_path = run_dir / "config.json"
+    record = read_record(run_dir)
     try:
-        record = json.loads(config_path.read_text(encoding="utf-8"))
-        cfg = Config.from_dict(record["config"])
-        for key in ("features", "target"):
-            if not isinstance(record["model"][key], list):
-                raise TypeError(f"model.{key} is not a list")
-    except FileNotFoundError:
+        return Config.from_dict(record["config"]), record
+    except WorkflowError as error:
         raise WorkflowError(
-            f"{run_dir} has no config.json, so it is not a ptflow run folder; "
-            f"pass a folder ptflow made."
+            f"{run_dir / 'config.json'} is corrupt ({error}); train again to make a fresh run "
+            f"folder."
         ) from None
-    except (ValueError, KeyError, TypeError, WorkflowError) as error:
-        raise WorkflowError(
-            f"{config_path} is corrupt ({type(error).__name__}: {error}); "
-            f"train again to make a fresh run folder."
-        ) from None
-    return cfg, record
 
 
 def _write_run_record(
@@ -621,22 +649,6 @@ def _build_network(cfg: Config, in_features: int, out_features: int, seed: int |
         activation=cfg.activation,
         dropout=cfg.dropout,
     )
-
-
-def _check_run_dir_free(run_dir: Path, overwrite: bool) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise WorkflowError(f"{run_dir} is a file, not a folder; choose another output folder.")
-    unfinished = (run_dir / "config.json").is_file() and not (run_dir / "summary.json").is_file()
-    if unfinished and not overwrite:
-        raise WorkflowError(
-            f"output folder {run_dir} holds an unfinished run; resume it with --resume "
-            f"{run_dir}, or pass --overwrite to replace it."
-        )
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not overwrite:
-        raise WorkflowError(
-            f"output folder {run_dir} already exists and is not empty; "
-            f"choose another folder or pass --overwrite to replace it."
-        )
 
 
 def _write_run_files(
