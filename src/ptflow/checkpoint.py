@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ptflow.errors import WorkflowError
-from ptflow.files import atomic_path, write_text
+from ptflow.files import atomic_path, check_regular_file, write_text
 
 __all__ = [
     "Checkpoint",
@@ -66,9 +66,7 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     """Load a `state_dict` file into `model` (built with the same architecture) and return it."""
-    path = Path(path)
-    if not path.is_file():
-        raise WorkflowError(f"model file {path} does not exist; check the path.")
+    path = check_regular_file(path, "model file")
     try:
         state = _read_state_dict(path)
     except Exception as error:  # any failure to parse an untrusted file means "corrupt"

@@ -63,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
+        _check_utf8(argv)
         args = parser.parse_args(argv)
         handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
         with _terminate_as_exception():
@@ -161,6 +162,8 @@ def _report_error(message: str, unexpected: bool = False) -> None:
         time.sleep((_GRACE_S if unexpected else 0.0) + (_GRACE_S if _RANK != 0 else 0.0))
     if _RANK not in (None, 0):
         message = f"process {_RANK}: {message}"
+    # One line, always: a path or a header cell holding a line break cannot fake a second one.
+    message = message.replace("\r", "\\r").replace("\n", "\\n")
     print(f"error: {message}", file=sys.stderr)
 
 
@@ -540,6 +543,18 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     )
 
 
+def _check_utf8(argv: list[str]) -> None:
+    """Refuse arguments whose bytes are not UTF-8: run folders record them as JSON text."""
+    for token in argv:
+        try:
+            token.encode("utf-8")
+        except UnicodeEncodeError:
+            raise WorkflowError(
+                f"argument {token!r} is not valid UTF-8 (a file name in another encoding?); "
+                f"rename the file or folder."
+            ) from None
+
+
 def _path(text: str) -> Path:
     """A path argument; an empty one (an unset variable in a script) is refused, not '.'."""
     if not text.strip():
@@ -579,6 +594,9 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    from ptflow.files import check_regular_file
+
+    check_regular_file(path, "config file")
     try:
         with open(path, "rb") as file:
             values = tomllib.load(file)

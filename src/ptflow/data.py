@@ -378,10 +378,12 @@ def iter_table(
     frames: Iterator[pd.DataFrame]
     if file_format == "parquet":
         file = pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
-        frames = (batch.to_pandas() for batch in file.iter_batches(block_rows, columns=names))
+        unique = list(dict.fromkeys(names))
+        frames = (batch.to_pandas() for batch in file.iter_batches(block_rows, columns=unique))
     else:
-        text = {id_column: str} if id_column else {}
-        frames = _csv_blocks(path, columns, names, text, block_rows)
+        # An id column is read as text, as written, unless the model reads it as a feature.
+        text = {id_column: str} if id_column and id_column not in numeric else {}
+        frames = _csv_blocks(path, columns, list(dict.fromkeys(names)), text, block_rows)
     first_row, any_rows = 1, False
     for frame in frames:
         for name in numeric:
@@ -560,8 +562,9 @@ def _read_header(path: Path, file_format: str) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not path.is_file():
-        raise WorkflowError(f"data file {path} does not exist; check the path.")
+    from ptflow.files import check_regular_file
+
+    check_regular_file(path, "data file")
     if path.stat().st_size == 0:
         raise WorkflowError(f"data file {path} is empty; give a file with a header and rows.")
     if file_format == "parquet":
@@ -573,6 +576,13 @@ def _read_header(path: Path, file_format: str) -> list[str]:
                 f"check the file, or pass --format csv if it is a CSV file."
             ) from None
     else:
+        with open(path, "rb") as raw:
+            start = raw.read(1 << 20)
+        if b"\r" in start and b"\n" not in start:
+            raise WorkflowError(
+                f"{path.name} ends its lines with a carriage return alone (old Mac style); "
+                f"convert them to newlines first, e.g. tr '\\r' '\\n' < {path.name} > fixed.csv"
+            )
         try:
             with open(path, encoding="utf-8-sig", newline="") as file:
                 columns = next(csv.reader(file), [])

@@ -14,6 +14,7 @@ import math
 import os
 import re
 import socket
+import stat
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator
@@ -27,6 +28,7 @@ __all__ = [
     "atomic_path",
     "check_not_an_input",
     "check_output_path",
+    "check_regular_file",
     "current_umask",
     "quoted",
     "remove_stale_temporaries",
@@ -150,3 +152,27 @@ def quoted(path: str | os.PathLike[str]) -> str:
     """A path as it can be printed on one line: repr-quoted when it holds odd characters."""
     text = os.fsdecode(path)
     return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
+def check_regular_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Refuse a path that is not a regular file, saying what it is instead."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise WorkflowError(f"{what} {quoted(path)} does not exist; check the path.") from None
+    if stat.S_ISREG(mode):
+        return path
+    if stat.S_ISDIR(mode):
+        raise WorkflowError(f"{what} {quoted(path)} is a folder, not a file; give a file.")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+    )
+    raise WorkflowError(
+        f"{what} {quoted(path)} is {kind}, not a regular file; ptflow reads its inputs more "
+        f"than once, so save the data to a file first."
+    )

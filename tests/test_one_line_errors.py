@@ -1,0 +1,112 @@
+"""Every failure a user can cause is one `error:` line, exit 2, no traceback, nothing written:
+the cases the hostile-user audit (issue 14) found printing a traceback or the wrong reason."""
+
+from __future__ import annotations
+
+import io
+import os
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+import ptflow
+from ptflow.cli import main
+from ptflow.config import Config
+
+
+def _error(*args: str) -> str:
+    """Run ptflow in-process; return its one error line (after checking it is one line)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(args))
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2, (code, err.getvalue())
+    assert len(lines) == 1 and lines[0].startswith("error: "), err.getvalue()
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("run") / "run"
+    ptflow.run_workflow(Config(epochs=2), run)
+    return run
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("--weight-decay", "nan"),
+        ("--weight-decay", "inf"),
+        ("--min-delta", "nan"),
+        ("--momentum", "nan"),
+        ("--huber-delta", "inf"),
+    ],
+)
+def test_a_setting_that_is_not_finite_is_refused(tmp_path: Path, setting: str, value: str) -> None:
+    line = _error("run", setting, value, "--out", str(tmp_path / "run"))
+    assert "must be a finite number" in line and value in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    line = _error("run", "--model", "mlp", "--hidden", "100000000", "--out", str(tmp_path / "r"))
+    assert "GiB to train" in line and "smaller --hidden" in line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_feature_named_twice_is_refused(sine_table: Path) -> None:
+    line = _error("train", "--data", str(sine_table), "--target", "y", "--features", "a", "a")
+    assert "names 'a' more than once" in line
+
+
+def test_a_header_with_spaces_around_names_trains_predicts_and_evaluates(tmp_path: Path) -> None:
+    data = tmp_path / "spaced.csv"
+    rows = "\n".join(f"{i},{i % 3},{2 * i + i % 3}" for i in range(30))
+    data.write_text(" a,b ,y\n" + rows + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--target", "y", "--epochs", "2", "--quiet",
+                 "--out", str(run)]) == 0  # fmt: skip
+    assert ptflow.load_run(run).features == ("a", "b")
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    assert main(["predict", str(run), "--data", str(data), "--id", "a"]) == 0  # a feature too
+
+
+def test_predict_x_beyond_float32_is_refused(run_dir: Path) -> None:
+    assert "beyond float32's range" in _error("predict", str(run_dir), "--x", "1e39")
+
+
+def test_what_a_path_is_is_said_when_it_is_not_a_file(tmp_path: Path, run_dir: Path) -> None:
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    assert "is a named pipe (FIFO)" in _error("train", "--data", str(fifo), "--target", "y")
+    assert "is a device" in _error("train", "--data", "/dev/zero", "--format", "csv",
+                                   "--target", "y")  # fmt: skip
+    (tmp_path / "settings.toml").mkdir()
+    line = _error("train", "--config", str(tmp_path / "settings.toml"))
+    assert "is a folder, not a file" in line
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "summary.json"):
+        (broken / name).write_bytes((run_dir / name).read_bytes())
+    (broken / "model.pt").mkdir()
+    assert "is a folder, not a file" in _error("predict", str(broken), "--x", "1")
+
+
+def test_an_argument_that_is_not_utf8_is_refused_before_anything_is_made(tmp_path: Path) -> None:
+    out = os.fsdecode(os.fsencode(str(tmp_path)) + b"/run\xff")
+    assert "is not valid UTF-8" in _error("run", "--out", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_carriage_return_line_ends_are_named(tmp_path: Path) -> None:
+    data = tmp_path / "mac.csv"
+    data.write_bytes(b"a,y\r" + b"".join(b"%d,%d\r" % (i, 2 * i) for i in range(20)))
+    assert "carriage return alone" in _error("train", "--data", str(data), "--target", "y")
+
+
+def test_a_line_break_in_a_name_cannot_make_a_second_error_line(tmp_path: Path) -> None:
+    data = tmp_path / "table.csv"
+    data.write_text("a,y\n1,2\n2,3\n3,4\n")
+    line = _error("train", "--data", str(data), "--target", "y\nerror: fake")
+    assert "\\nerror: fake" in line  # escaped, inside the one line
