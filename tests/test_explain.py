@@ -73,3 +73,25 @@ def test_explaining_does_not_change_the_run(
     assert "first batch (16 rows" in told.stdout and "Dropout" not in told.stderr
     files = [(tmp_path / run / "model.safetensors").read_bytes() for run in ("plain", "told")]
     assert files[0] == files[1]  # the rehearsal put every random generator back
+
+
+def test_explain_narrates_the_step_as_trained_with_clipping_and_bf16(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rehearsal is `train_step` itself: clipped gradients, bf16 autocast, same step."""
+    from ptflow.cli import main
+
+    args = ["run", "--explain", "--epochs", "1", "--clip-grad-norm", "0.01", "--lr", "1"]
+    assert main([*args, "--precision", "bf16", "--out", str(tmp_path / "run")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "then clips their length to 0.01" in _line(lines, "4. loss.backward()")
+    assert "torch.autocast(bfloat16)" in _line(lines, "1. Forward")
+    grads = [_numbers(_line(lines, f"{name}.grad"))[0] for name in ("weights", "bias")]
+    assert 0.0099 <= sum(g * g for g in grads) ** 0.5 <= 0.0101  # the clipped gradient
+    steps = {name: _numbers(_line(lines, f"{name} [")) for name in ("weights", "bias")}
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    learned = summary["learned_parameters"]
+    # lr 1 times the clipped gradient: the step told is the step trained
+    assert [round(learned["weight"], 4), round(learned["bias"], 4)] == [
+        steps["weights"][1], steps["bias"][1],
+    ]  # fmt: skip

@@ -1,10 +1,11 @@
 """`--explain`: the workflow's six steps told in plain sentences, on the run's own numbers.
 
 The five training steps are shown on the first batch by a rehearsal: a copy of the model
-and a fresh optimizer take that batch through forward, loss, zero_grad, backward and step,
-with every random generator put back afterwards. The real run then takes the very same
-first step, so the numbers told are the numbers trained on; the training loop itself stays
-as plain as the tutorial's.
+and a fresh optimizer take that batch through `training.train_step`, the function the run
+itself calls (forward, loss, zero_grad, backward and step, with the run's precision and
+clipping), with every random generator put back afterwards. The real run then takes the
+very same first step, so the numbers told are the numbers trained on. (`--compile` is left
+out of the rehearsal: compiling a copy for one batch would cost more than many epochs.)
 """
 
 from __future__ import annotations
@@ -19,11 +20,15 @@ from ptflow.config import Config
 from ptflow.data import Splits
 from ptflow.training import (
     InMemory,
+    LossFn,
+    Step,
+    StepOptions,
     batch_size_for,
     make_loss_fn,
     optimizer_for,
     random_states,
     set_random_states,
+    train_step,
 )
 
 __all__ = [
@@ -89,53 +94,73 @@ def describe_model(cfg: Config, network: nn.Module) -> list[str]:
 
 
 def describe_first_batch(cfg: Config, network: nn.Module, splits: Splits) -> list[str]:
-    """Step 4 in sentences: the five training steps on the first batch, with their values."""
+    """Step 4 in sentences: the five training steps on the first batch, with their values.
+
+    A copy of the model takes `training.train_step`, the very function training runs (with
+    the run's precision and clipping), on the first batch; the generators are put back.
+    """
     saved = random_states()
     try:
         model = copy.deepcopy(network)
         loss_fn = make_loss_fn(cfg.loss, cfg.huber_delta)
         optimizer = optimizer_for(cfg, model)
-        data = InMemory(splits, next(model.parameters()).device)
+        device = next(model.parameters()).device
+        data = InMemory(splits, device)
         batch_size = batch_size_for(cfg, data.train_rows)
         X, y = next(iter(data.batches(batch_size, torch.Generator().manual_seed(cfg.seed))))
-        whole = "all the training rows" if len(X) == data.train_rows else f"{len(X)} rows"
-        lines = [
-            f"4. Train: each epoch, model.train() and then, batch after batch, five steps. "
-            f"Here they are on the first batch ({whole}, X {values(X)}):"
-        ]
         model.train()
-        y_pred = model(X)
-        lines.append(
-            f"   1. Forward pass, y_pred = model(X): {values(y_pred)}; the targets y: {values(y)}."
-        )
-        loss = loss_fn(y_pred, y)
-        lines.append(f"   2. Loss, {type(loss_fn).__name__}(y_pred, y) = {loss.item():.6f}.")
-        optimizer.zero_grad()
-        lines.append("   3. optimizer.zero_grad() clears the gradients the last step left behind.")
-        loss.backward()
-        lines.append("   4. loss.backward() computes d(loss)/d(parameter) for every parameter:")
-        lines += [
-            f"      {name}.grad {values(parameter.grad)}"
-            for name, parameter in model.named_parameters()
-            if parameter.grad is not None
-        ]
         before = {name: value.detach().clone() for name, value in model.named_parameters()}
-        optimizer.step()
-        lines.append(
-            f"   5. optimizer.step() moves each parameter against its gradient "
-            f"({type(optimizer).__name__}, lr {cfg.lr}):"
-        )
-        lines += [
-            f"      {name} {numbers(before[name])} -> {numbers(value)}"
-            for name, value in model.named_parameters()
-        ]
-        lines.append(
-            f"   Then model.eval() and torch.inference_mode() for the {data.eval_split} loss, "
-            f"and the same again for {cfg.epochs} epochs:"
-        )
-        return lines
+        step = train_step(model, loss_fn, optimizer, X, y, StepOptions.of(cfg, device))
+        return _five_steps(cfg, model, loss_fn, optimizer, (X, y), step, before, data)
     finally:
         set_random_states(saved)
+
+
+def _five_steps(
+    cfg: Config,
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    step: Step,
+    before: dict[str, torch.Tensor],
+    data: InMemory,
+) -> list[str]:
+    X, y = batch
+    whole = "all the training rows" if len(X) == data.train_rows else f"{len(X)} rows"
+    scaled = " (standardised columns)" if cfg.scale == "standard" and cfg.data is not None else ""
+    bf16 = ", under torch.autocast(bfloat16)" if cfg.precision == "bf16" else ""
+    lines = [
+        f"4. Train: each epoch, model.train() and then, batch after batch, five steps. "
+        f"Here they are on the first batch ({whole}, X{scaled} {values(X)}):",
+        f"   1. Forward pass, y_pred = model(X){bf16}: {values(step.y_pred)}; "
+        f"the targets y: {values(y)}.",
+        f"   2. Loss, {type(loss_fn).__name__}(y_pred, y) = {step.loss:.6f}.",
+        "   3. optimizer.zero_grad() clears the gradients the last step left behind.",
+        "   4. loss.backward() computes d(loss)/d(parameter) for every parameter"
+        + (f", then clips their length to {cfg.clip_grad_norm}:" if cfg.clip_grad_norm else ":"),
+    ]
+    lines += [
+        f"      {name}.grad {values(parameter.grad)}"
+        for name, parameter in model.named_parameters()
+        if parameter.grad is not None
+    ]
+    if not step.updated:
+        lines.append("   The loss is not finite: training stops here, before step 5.")
+        return lines
+    lines.append(
+        f"   5. optimizer.step() moves each parameter against its gradient "
+        f"({type(optimizer).__name__}, lr {cfg.lr}):"
+    )
+    lines += [
+        f"      {name} {numbers(before[name])} -> {numbers(value)}"
+        for name, value in model.named_parameters()
+    ]
+    lines.append(
+        f"   Then model.eval() and torch.inference_mode() for the {data.eval_split} loss, "
+        f"and the same again for {cfg.epochs} epochs:"
+    )
+    return lines
 
 
 def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:

@@ -8,7 +8,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol, cast
@@ -32,7 +32,10 @@ __all__ = [
     "CheckpointFn",
     "History",
     "InMemory",
+    "LossFn",
     "Schedule",
+    "Step",
+    "StepOptions",
     "TrainingData",
     "TrainingState",
     "batch_size_for",
@@ -43,6 +46,7 @@ __all__ = [
     "random_states",
     "set_random_states",
     "train",
+    "train_step",
 ]
 
 logger = logging.getLogger(__name__)
@@ -256,6 +260,78 @@ class TrainingState:
 CheckpointFn = Callable[[TrainingState, bool], None]
 
 
+@dataclass(frozen=True)
+class Step:
+    """What one training step did: the batch's predictions and loss, and whether it updated."""
+
+    y_pred: torch.Tensor
+    loss: float
+    updated: bool  # False: the loss was not finite, and the weights were left alone
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How every step runs, from the settings: its precision and gradient clipping."""
+
+    precision: Callable[[], AbstractContextManager[Any]] = nullcontext
+    clip_grad_norm: float | None = None
+    finite: Callable[[float], bool] = math.isfinite  # under torchrun: finite on every process
+
+    @staticmethod
+    def of(cfg: Config, device: torch.device) -> StepOptions:
+        """The step `cfg` asks for on `device` (bf16: autocast, where it is safe)."""
+        if cfg.precision != "bf16":
+            return StepOptions(clip_grad_norm=cfg.clip_grad_norm)
+        check_bf16(device)
+        # The forward pass and loss run in bfloat16; the weights stay float32.
+        autocast = partial(torch.autocast, device.type, torch.bfloat16)
+        return StepOptions(precision=autocast, clip_grad_norm=cfg.clip_grad_norm)
+
+
+def train_step(
+    model: nn.Module,
+    loss_fn: LossFn,
+    optimizer: torch.optim.Optimizer,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    options: StepOptions = StepOptions(),
+) -> Step:
+    """The tutorial's five steps on one batch; `train` and `--explain` both take them here.
+
+    A loss that is not finite stops before step 5: reading its value waits for the device
+    once a batch, free on a CPU and the price of never training on NaN. (Under torchrun the
+    exchange of gradients also carries whether any process's loss went non-finite, so every
+    process skips the same step.)
+    """
+    with options.precision():
+        y_pred = model(X)  # 1. forward pass
+        loss = loss_fn(y_pred, y)  # 2. calculate the loss
+    optimizer.zero_grad()  # 3. zero the gradients of the last step
+    loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
+    loss_value = loss.item()
+    if not options.finite(loss_value):
+        return Step(y_pred, loss_value, updated=False)
+    if options.clip_grad_norm is not None:  # cap the gradient's length
+        nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
+    optimizer.step()  # 5. update the parameters with those gradients
+    return Step(y_pred, loss_value, updated=True)
+
+
+@dataclass
+class _Loop:
+    """What every epoch of one `train` call shares: the data, the model as trained, the step."""
+
+    cfg: Config
+    data: TrainingData
+    forward: nn.Module  # the model, or its DDP or compiled wrapper: same weights
+    loss_fn: LossFn
+    state: TrainingState
+    options: StepOptions
+    batch_size: int
+    batches_per_epoch: int
+    world: World | None
+
+
 def train(
     model: nn.Module,
     splits: Splits | StreamedTable,
@@ -271,33 +347,66 @@ def train(
 ) -> History:
     """Train `model` on `splits.train` for `cfg.epochs` epochs and return the loss history.
 
-    Each epoch runs the five training steps on every batch in `model.train()` mode, then
-    measures the loss on the validation split (or, without one, the test split) in
-    `model.eval()` mode under `torch.inference_mode()`. With `cfg.patience`, training stops
-    once the validation loss has not improved by `cfg.min_delta` for that many epochs, and
-    the best epoch's weights are restored. `loss_fn` and `optimizer` default to the ones
-    `cfg` names. Logs through the "ptflow.training" logger every `cfg.log_every` epochs;
-    `progress=True` shows a progress bar on a terminal.
-
-    Trustworthy runs: `resume` continues from a `TrainingState.state_dict()`; `checkpoint`
-    is called after every epoch to save one; a non-finite loss raises `TrainingDiverged`
-    before it reaches the weights; once `should_stop()` turns true (a signal arrived),
-    training checkpoints at the next batch boundary and raises `TrainingInterrupted`.
-    `on_epoch` receives every epoch's numbers (losses, learning rate, elapsed seconds).
+    Each epoch trains every batch (`train_step`) in `model.train()` mode, then measures the
+    loss on the validation split (or, without one, the test split) in `model.eval()` mode
+    under `torch.inference_mode()`. `cfg.patience` stops early and keeps the best epoch's
+    weights. `loss_fn` and `optimizer` default to the ones `cfg` names; `progress=True`
+    shows a bar on a terminal. `resume` continues from a `TrainingState.state_dict()`;
+    `checkpoint` is called after every epoch; a non-finite loss raises `TrainingDiverged`
+    before it reaches the weights; once `should_stop()` turns true, training checkpoints at
+    the next batch boundary and raises `TrainingInterrupted`. `on_epoch` receives every
+    epoch's numbers.
     """
     started = time.perf_counter()
-    cfg = cfg if cfg is not None else Config()
+    loop = _start(model, splits, cfg if cfg is not None else Config(), loss_fn, optimizer, resume)
+    cfg, state, history = loop.cfg, loop.state, loop.state.history
+    # Processes stop together, so under torchrun a stop request waits for the epoch's end.
+    stop_mid_epoch = should_stop if loop.world is None else None
+    last_epoch = len(history) if history.stopped_early else cfg.epochs
+    # disable=None: a bar on a terminal only, never in logs or pipes.
+    bar = tqdm(
+        range(state.epochs_done + 1, last_epoch + 1),
+        "training",
+        unit="epoch",
+        initial=state.epochs_done,
+        total=last_epoch,
+        disable=None if progress else True,
+    )
+    for epoch in bar:
+        train_loss = _train_epoch(loop, epoch, stop_mid_epoch, checkpoint)
+        eval_loss = _eval_epoch(loop)
+        numbers = _record(loop, epoch, train_loss, eval_loss, started, bar, on_epoch)
+        if on_epoch is not None:  # every epoch's numbers, for --tensorboard and the like
+            on_epoch(numbers)
+        out_of_patience = _update_early_stopping(loop, epoch, eval_loss)
+        stop_now = should_stop is not None and should_stop()
+        if loop.world is not None:  # every process stops, or none
+            stop_now = loop.world.any(stop_now)
+        if checkpoint is not None:
+            checkpoint(state, out_of_patience or stop_now or epoch == cfg.epochs)
+        if out_of_patience:
+            break
+        if stop_now and epoch < cfg.epochs:
+            raise _interrupted(state, None, epoch)  # the checkpoint was just written
+    bar.close()
+    if state.best_weights is not None:
+        _restore_best(model, state)
+    return history
+
+
+def _start(
+    model: nn.Module,
+    splits: Splits | StreamedTable,
+    cfg: Config,
+    loss_fn: LossFn | None,
+    optimizer: torch.optim.Optimizer | None,
+    resume: dict[str, Any] | None,
+) -> _Loop:
+    """Everything the epochs share, built once: the data on the model's device, the step."""
     loss_fn = loss_fn if loss_fn is not None else make_loss_fn(cfg.loss, cfg.huber_delta)
     optimizer = optimizer if optimizer is not None else optimizer_for(cfg, model)
     device = device_of(model)
-    if cfg.precision == "bf16":
-        check_bf16(device)
-    # bf16: the forward pass and loss run in bfloat16 where it is safe; weights stay float32.
-    precision = (
-        partial(torch.autocast, device.type, torch.bfloat16)
-        if cfg.precision == "bf16"
-        else nullcontext
-    )
+    options = StepOptions.of(cfg, device)
     data: TrainingData = (
         splits.on(device) if isinstance(splits, StreamedTable) else InMemory(splits, device)
     )
@@ -307,6 +416,7 @@ def train(
         data = Sharded(data, world)
         forward = wrap_model(model, data.share)
         torch.manual_seed(cfg.seed + world.rank)  # each process its own dropout masks
+    options = dataclasses.replace(options, finite=data.finite)
     # --compile: the same module and weights, its forward pass compiled on first use.
     forward = cast(nn.Module, torch.compile(forward)) if cfg.compile else forward
     batch_size = batch_size_for(cfg, data.train_rows)
@@ -320,125 +430,120 @@ def train(
     )
     if resume is not None:
         state.load_state_dict(resume)
-    history, schedule, eval_split = state.history, state.schedule, data.eval_split
-    # Processes stop together, so under torchrun a stop request waits for the epoch's end.
-    stop_mid_epoch = should_stop if world is None else None
-    last_epoch = len(history) if history.stopped_early else cfg.epochs
+    return _Loop(cfg, data, forward, loss_fn, state, options, batch_size, batches_per_epoch, world)
 
-    # disable=None: a bar on a terminal only, never in logs or pipes.
-    bar = tqdm(
-        range(state.epochs_done + 1, last_epoch + 1),
-        "training",
-        unit="epoch",
-        initial=state.epochs_done,
-        total=last_epoch,
-        disable=None if progress else True,
-    )
-    for epoch in bar:
-        model.train()  # training mode: dropout and friends on
-        if batches_per_epoch > 1:  # where this epoch's order starts, to redraw it on resume
-            state.epoch_start_order = state.batch_order.get_state()
-        for X, y in data.batches(batch_size, state.batch_order, state.batches_done):
-            with precision():
-                y_pred = forward(X)  # 1. forward pass
-                loss = loss_fn(y_pred, y)  # 2. calculate the loss
-            optimizer.zero_grad()  # 3. zero the gradients of the last step
-            loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
-            # 4b. Stop before a NaN or inf reaches the weights. Reading the number waits for
-            # the device once per batch: free on CPU, and the price of never training on NaN.
-            # (Under torchrun every process stops at the same batch: the exchange of
-            # gradients also carries whether any process's went non-finite.)
-            loss_value = loss.item()
-            if not data.finite(loss_value):
-                raise _diverged(loss_value, epoch, state.batches_done + 1, optimizer)
-            if cfg.clip_grad_norm is not None:  # 4c. cap the gradient's length
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-            optimizer.step()  # 5. update the parameters with those gradients
-            if schedule is not None:
-                schedule.after_batch()
-            state.loss_sum += loss_value * X.shape[0]
-            state.batches_done += 1
-            if (
-                stop_mid_epoch is not None
-                and stop_mid_epoch()
-                and state.batches_done < batches_per_epoch
-            ):
-                raise _interrupted(state, checkpoint, epoch)
-        # mean per sample, not per batch (under torchrun: summed over every process)
-        train_loss = data.sum(state.loss_sum) / data.train_rows
-        state.batches_done, state.loss_sum = 0, 0.0
 
-        # Testing: evaluation mode (dropout off), no autograd bookkeeping.
-        model.eval()
-        with torch.inference_mode():
-            eval_loss = data.eval_loss(forward, loss_fn)
-        history.append(epoch, train_loss, eval_loss, optimizer.param_groups[0]["lr"])
+def _train_epoch(
+    loop: _Loop,
+    epoch: int,
+    stop_mid_epoch: Callable[[], bool] | None,
+    checkpoint: CheckpointFn | None,
+) -> float:
+    """Train every batch of one epoch; return the mean training loss per row."""
+    state, optimizer, schedule = loop.state, loop.state.optimizer, loop.state.schedule
+    state.model.train()  # training mode: dropout and friends on
+    if loop.batches_per_epoch > 1:  # where this epoch's order starts, to redraw it on resume
+        state.epoch_start_order = state.batch_order.get_state()
+    for X, y in loop.data.batches(loop.batch_size, state.batch_order, state.batches_done):
+        step = train_step(loop.forward, loop.loss_fn, optimizer, X, y, loop.options)
+        if not step.updated:
+            raise _diverged(step.loss, epoch, state.batches_done + 1, optimizer)
         if schedule is not None:
-            schedule.after_epoch(eval_loss)
-        lr = history.lr[-1]
-        log_now = epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs)
-        if on_epoch is not None or log_now:  # a few microseconds: only when someone reads it
-            numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
-            numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
-            numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
-        if on_epoch is not None:  # every epoch's numbers, for --tensorboard and the like
-            on_epoch(numbers)
-        if log_now:
-            if not bar.disable:
-                bar.set_postfix(
-                    {
-                        "train_loss": f"{train_loss:.4g}",
-                        f"{eval_split}_loss": f"{eval_loss:.4g}",
-                        "lr": f"{lr:.3g}",
-                    }
-                )
-            logger.info(
-                "epoch %*d/%d | train loss %.6f | %s loss %.6f",
-                len(str(cfg.epochs)),
-                epoch,
-                cfg.epochs,
-                train_loss,
-                eval_split,
-                eval_loss,
-                extra={"epoch_record": numbers},  # for --log-format json
-            )
+            schedule.after_batch()
+        state.loss_sum += step.loss * X.shape[0]
+        state.batches_done += 1
+        if (
+            stop_mid_epoch is not None
+            and stop_mid_epoch()
+            and state.batches_done < loop.batches_per_epoch
+        ):
+            raise _interrupted(state, checkpoint, epoch)
+    # mean per sample, not per batch (under torchrun: summed over every process)
+    train_loss = loop.data.sum(state.loss_sum) / loop.data.train_rows
+    state.batches_done, state.loss_sum = 0, 0.0
+    return train_loss
 
-        # Early stopping: remember the best weights; stop when patience runs out.
-        if eval_loss < state.best_loss - cfg.min_delta:
-            state.best_loss, history.best_epoch, state.epochs_without_improvement = (
-                eval_loss,
-                epoch,
-                0,
-            )
-            if cfg.patience is not None:
-                state.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            state.epochs_without_improvement += 1
-        out_of_patience = (
-            cfg.patience is not None and state.epochs_without_improvement >= cfg.patience
-        )
-        history.stopped_early = out_of_patience and epoch < cfg.epochs
-        stop_now = should_stop is not None and should_stop()
-        if world is not None:  # every process stops, or none
-            stop_now = world.any(stop_now)
-        if checkpoint is not None:
-            checkpoint(state, out_of_patience or stop_now or epoch == cfg.epochs)
-        if out_of_patience:
-            break
-        if stop_now and epoch < cfg.epochs:
-            raise _interrupted(state, None, epoch)  # the checkpoint was just written
-    bar.close()
 
-    if state.best_weights is not None:
-        model.load_state_dict(state.best_weights)
+def _eval_epoch(loop: _Loop) -> float:
+    """The loss on the evaluation rows: eval mode (dropout off), no autograd bookkeeping."""
+    loop.state.model.eval()
+    with torch.inference_mode():
+        return loop.data.eval_loss(loop.forward, loop.loss_fn)
+
+
+def _record(
+    loop: _Loop,
+    epoch: int,
+    train_loss: float,
+    eval_loss: float,
+    started: float,
+    bar: Any,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    """Append the epoch to the history, step the schedule, and log every `log_every` epochs.
+
+    Returns the epoch's numbers when logged or asked for (`on_epoch`), else an empty dict:
+    building them costs a few microseconds an epoch.
+    """
+    cfg, state, history = loop.cfg, loop.state, loop.state.history
+    history.append(epoch, train_loss, eval_loss, state.optimizer.param_groups[0]["lr"])
+    if state.schedule is not None:
+        state.schedule.after_epoch(eval_loss)
+    log_now = epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs)
+    if on_epoch is None and not log_now:
+        return {}
+    eval_split, lr = history.eval_split, history.lr[-1]
+    numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
+    numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
+    numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
+    if log_now:
+        if not bar.disable:
+            bar.set_postfix(
+                {
+                    "train_loss": f"{train_loss:.4g}",
+                    f"{eval_split}_loss": f"{eval_loss:.4g}",
+                    "lr": f"{lr:.3g}",
+                }
+            )
         logger.info(
-            "restored the weights of epoch %d, the best %s loss %.6f%s",
-            history.best_epoch,
+            "epoch %*d/%d | train loss %.6f | %s loss %.6f",
+            len(str(cfg.epochs)),
+            epoch,
+            cfg.epochs,
+            train_loss,
             eval_split,
-            state.best_loss,
-            f" (stopped early at epoch {len(history)})" if history.stopped_early else "",
+            eval_loss,
+            extra={"epoch_record": numbers},  # for --log-format json
         )
-    return history
+    return numbers
+
+
+def _update_early_stopping(loop: _Loop, epoch: int, eval_loss: float) -> bool:
+    """Remember the best epoch (and its weights, with patience); True once patience runs out."""
+    cfg, state, history = loop.cfg, loop.state, loop.state.history
+    if eval_loss < state.best_loss - cfg.min_delta:
+        state.best_loss, history.best_epoch, state.epochs_without_improvement = eval_loss, epoch, 0
+        if cfg.patience is not None:
+            weights = state.model.state_dict().items()
+            state.best_weights = {k: v.detach().clone() for k, v in weights}
+    else:
+        state.epochs_without_improvement += 1
+    out_of_patience = cfg.patience is not None and state.epochs_without_improvement >= cfg.patience
+    history.stopped_early = out_of_patience and epoch < cfg.epochs
+    return out_of_patience
+
+
+def _restore_best(model: nn.Module, state: TrainingState) -> None:
+    assert state.best_weights is not None
+    model.load_state_dict(state.best_weights)
+    history = state.history
+    logger.info(
+        "restored the weights of epoch %d, the best %s loss %.6f%s",
+        history.best_epoch,
+        history.eval_split,
+        state.best_loss,
+        f" (stopped early at epoch {len(history)})" if history.stopped_early else "",
+    )
 
 
 def _all_random_states() -> dict[str, Any] | list[dict[str, Any]]:
