@@ -10,7 +10,7 @@ import torch
 
 import ptflow
 from ptflow import Config, WorkflowError
-from ptflow.models import resolve_device
+from ptflow.devices import resolve_device
 from tests.conftest import RunCli
 
 

@@ -33,8 +33,8 @@ from torch import nn
 from ptflow.errors import WorkflowError
 
 if TYPE_CHECKING:
+    from ptflow.batches import LossFn, TrainingData
     from ptflow.evaluation import MetricSums
-    from ptflow.training import LossFn, TrainingData
 
 __all__ = ["Sharded", "World", "launch", "process_group"]
 
@@ -152,7 +152,7 @@ def process_group(world: World | None, device_name: str = "auto") -> Iterator[No
     if world is None or dist.is_initialized():
         yield
         return
-    from ptflow.models import resolve_device
+    from ptflow.devices import resolve_device
 
     backend = "gloo"
     if resolve_device(device_name).type == "cuda":  # one GPU per process on each machine

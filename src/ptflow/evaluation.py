@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ptflow.data import READ_BLOCK_ROWS, Moments, iter_table
+from ptflow.devices import device_of
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
-from ptflow.models import device_of
 
 __all__ = [
     "LeastSquares",

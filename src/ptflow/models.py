@@ -22,11 +22,8 @@ __all__ = [
     "LinearRegressionModel",
     "Standardized",
     "build_model",
-    "check_bf16",
     "check_mlp_fits",
-    "device_of",
     "linear_parameters",
-    "resolve_device",
 ]
 
 
@@ -195,44 +192,6 @@ def linear_parameters(model: nn.Module) -> tuple[float, float] | None:
     if isinstance(model, LinearModel) and model.linear.weight.shape == (1, 1):
         return model.linear.weight.item(), model.linear.bias.item()
     return None
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """Return the device `name` means: "auto" is CUDA, then MPS, then the CPU."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise WorkflowError(
-            f"this machine has no {name} device that torch {torch.__version__} can use; "
-            f"choose --device cpu, or auto to take the best one there is."
-        )
-    if name not in ("cpu", "cuda", "mps"):
-        raise WorkflowError(f"unknown device {name!r}; choose auto, cpu, cuda or mps.")
-    return torch.device(name)
-
-
-def check_bf16(device: torch.device) -> None:
-    """Raise `WorkflowError` unless `device` can run bfloat16 autocast."""
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise WorkflowError(
-            f"{torch.cuda.get_device_name(device)} has no bfloat16 support; "
-            f"use --precision 32 or a newer GPU."
-        )
-    if device.type == "mps":
-        try:
-            torch.ones(1, device=device, dtype=torch.bfloat16)
-        except (RuntimeError, TypeError):
-            raise WorkflowError(
-                "this Mac's MPS device has no bfloat16 support (macOS 14 or later has it); "
-                "use --precision 32."
-            ) from None
-
-
-def device_of(model: nn.Module) -> torch.device:
-    """Return the device the model's parameters live on (CPU for a model without any)."""
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def check_mlp_fits(

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from ptflow.data import Split
 from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path
-from ptflow.training import History
+from ptflow.history import History
 
 __all__ = [
     "plot_loss_curves",

@@ -7,24 +7,25 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ptflow.batches import InMemory, LossFn, TrainingData
 from ptflow.checkpoint import check_compatible
 from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
+from ptflow.devices import check_bf16, device_of
 from ptflow.distributed import Sharded, World, wrap_model
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import mean_loss
-from ptflow.models import check_bf16, device_of
+from ptflow.history import History
 from ptflow.streaming import StreamedTable
 
 __all__ = [
@@ -51,34 +52,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
 # Without --batch-size, up to this many training rows go in one batch (the tutorial's full
 # batch); larger tables are cut into batches of this size, where full batch stops paying.
 AUTO_BATCH_ROWS = 4096
-
-
-@dataclass
-class History:
-    """Per-epoch record of a run; `eval_loss` was measured on `eval_split` ("val" or "test")."""
-
-    eval_split: str = "test"
-    epoch: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    eval_loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    best_epoch: int | None = None  # the epoch with the lowest eval loss
-    stopped_early: bool = False  # early stopping ended the run before cfg.epochs
-
-    def append(self, epoch: int, train_loss: float, eval_loss: float, lr: float) -> None:
-        """Record one finished epoch."""
-        self.epoch.append(epoch)
-        self.train_loss.append(train_loss)
-        self.eval_loss.append(eval_loss)
-        self.lr.append(lr)
-
-    def __len__(self) -> int:
-        return len(self.epoch)
 
 
 def make_loss_fn(name: str = "l1", huber_delta: float = 1.0) -> LossFn:
@@ -623,76 +599,3 @@ def _interrupted(
         checkpoint(state, True)
     where = f"epoch {epoch}" + (f", batch {state.batches_done}" if state.batches_done else "")
     return TrainingInterrupted(f"training stopped after {where}")
-
-
-class TrainingData(Protocol):
-    """Where `train` gets its batches and its per-epoch evaluation loss from."""
-
-    @property
-    def train_rows(self) -> int: ...
-
-    @property
-    def eval_split(self) -> str: ...  # "val" or "test": the part evaluated every epoch
-
-    def batches(
-        self, batch_size: int, generator: torch.Generator, skip: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
-
-    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float: ...
-
-    def eval_sums(
-        self, model: nn.Module, loss_fn: LossFn, share: Callable[[int], slice] | None = None
-    ) -> tuple[float, int]: ...  # the loss summed over (a share of) the rows, and their number
-
-    def sum(self, value: float) -> float: ...  # summed over every process
-
-    def finite(self, loss: float) -> bool: ...  # the batch's loss is finite (on every process)
-
-
-class InMemory:
-    """Splits held in memory, moved to the model's device once, not once per batch."""
-
-    def __init__(self, splits: Splits, device: torch.device) -> None:
-        self.X_train, self.y_train = splits.train.X.to(device), splits.train.y.to(device)
-        self.eval_split, part = (
-            ("val", splits.val) if splits.val is not None else ("test", splits.test)
-        )
-        self.X_eval, self.y_eval = part.X.to(device), part.y.to(device)
-        self.train_rows = len(self.X_train)
-
-    def batches(
-        self, batch_size: int, generator: torch.Generator, skip: int = 0
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (X, y) batches: the whole split at once, or shuffled slices of batch_size rows.
-
-        `skip` leaves out the epoch's first batches, already trained before a resume.
-        """
-        X, y = self.X_train, self.y_train
-        if batch_size >= self.train_rows:
-            yield X, y  # full batch, in order, as in the tutorial
-            return
-        # Index-gathering with one permutation per epoch: no per-sample Dataset/collate cost.
-        order = torch.randperm(len(X), generator=generator).to(X.device)
-        for start in range(skip * batch_size, len(X), batch_size):
-            rows = order[start : start + batch_size]
-            yield X[rows], y[rows]
-
-    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
-        """Return the mean loss on the validation split (or, without one, the test split)."""
-        return mean_loss(model, self.X_eval, self.y_eval, loss_fn)
-
-    def eval_sums(
-        self, model: nn.Module, loss_fn: LossFn, share: Callable[[int], slice] | None = None
-    ) -> tuple[float, int]:
-        """Return the loss summed over `share(rows)` of the evaluation rows, and their number."""
-        rows = share(len(self.X_eval)) if share is not None else slice(None)
-        X, y = self.X_eval[rows], self.y_eval[rows]
-        return (mean_loss(model, X, y, loss_fn) * len(X) if len(X) else 0.0), len(X)
-
-    def sum(self, value: float) -> float:
-        """One process: the value itself."""
-        return value
-
-    def finite(self, loss: float) -> bool:
-        """One process: whether the loss is a finite number."""
-        return math.isfinite(loss)

@@ -47,19 +47,12 @@ from ptflow.data import (
     scale_splits,
     split,
 )
+from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import Metrics, MetricSums, fit_least_squares, predict
 from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
-from ptflow.models import (
-    Standardized,
-    build_model,
-    check_bf16,
-    check_mlp_fits,
-    device_of,
-    linear_parameters,
-    resolve_device,
-)
+from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
 from ptflow.plots import (
     plot_loss_curves,
     plot_predicted_vs_actual,

@@ -1,0 +1,77 @@
+"""The shape of the package, as the README's Architecture table states it: no import cycles
+(counting imports for type checking too), plots free of training code, no library module
+importing the CLI, and one module owning the run folder's file names."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import ptflow
+
+PACKAGE = Path(ptflow.__file__).parent
+
+
+def _imports(path: Path, *, lazy: bool) -> set[str]:
+    """The ptflow modules `path` imports at import time (and, with `lazy`, inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = ast.walk(tree) if lazy else _module_level(tree.body)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ptflow."):
+            found.add(node.module.split(".")[1])
+    return {name for name in found if (PACKAGE / f"{name}.py").exists()}
+
+
+def _module_level(body: list[ast.stmt]) -> list[ast.stmt]:
+    nodes: list[ast.stmt] = []
+    for node in body:
+        nodes.append(node)
+        if isinstance(node, ast.If | ast.Try):  # `if TYPE_CHECKING:` and guarded imports
+            nodes += _module_level(node.body)
+    return nodes
+
+
+def _graph(lazy: bool = False) -> dict[str, set[str]]:
+    return {path.stem: _imports(path, lazy=lazy) for path in PACKAGE.glob("*.py")}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles = []
+
+    def walk(module: str, path: list[str]) -> None:
+        for imported in sorted(graph.get(module, ())):
+            if imported in path:
+                cycles.append([*path[path.index(imported) :], imported])
+            elif len(path) < len(graph):
+                walk(imported, [*path, imported])
+
+    for module in sorted(graph):
+        walk(module, [module])
+    return cycles
+
+
+def test_no_module_imports_itself_back_at_import_time() -> None:
+    graph = _graph()
+    assert _cycles(graph) == []
+    assert graph["distributed"] <= {"batches", "devices", "errors", "evaluation"}
+
+
+def test_plots_and_the_run_folder_need_no_training_code() -> None:
+    graph = _graph(lazy=True)
+    for module in ("plots", "run_folder", "runs", "history", "files", "errors", "config"):
+        assert not graph[module] & {"training", "workflow", "streaming", "distributed"}, module
+
+
+def test_no_library_module_imports_the_cli() -> None:
+    for module, imported in _graph(lazy=True).items():
+        if module not in ("cli", "__main__"):
+            assert "cli" not in imported, module
+
+
+def test_only_run_folder_names_the_lock_and_the_aside_folder() -> None:
+    for path in PACKAGE.glob("*.py"):
+        if path.stem != "run_folder":
+            text = path.read_text(encoding="utf-8")
+            assert not re.search(r"\.ptflow\.lock|\"\.replaced\"", text), path.name
