@@ -75,3 +75,11 @@ def test_only_run_folder_names_the_lock_and_the_aside_folder() -> None:
         if path.stem != "run_folder":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"\.ptflow\.lock|\"\.replaced\"", text), path.name
+
+
+def test_no_module_but_tasks_names_a_metric() -> None:
+    """cli, report, runs and explain print what the run's task declares (tasks.py)."""
+    named = re.compile(r"""["'](mae|mse|rmse|r2|MAE|RMSE|R²)["']|\.(mae|rmse|r2)\b""")
+    for module in ("cli", "report", "runs", "explain", "workflow"):
+        text = (PACKAGE / f"{module}.py").read_text(encoding="utf-8")
+        assert not named.search(text), (module, named.search(text))

@@ -42,9 +42,10 @@ from ptflow.config import (
     check_setting_names,
 )
 from ptflow.errors import TrainingInterrupted, WorkflowError
+from ptflow.runs import COLUMNS as _RUNS_COLUMNS
+from ptflow.tasks import REGRESSION, Task, format_metric
 
 if TYPE_CHECKING:
-    from ptflow.evaluation import Metrics
     from ptflow.workflow import RunResult
 
 __all__ = ["build_parser", "main"]
@@ -229,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a trained model on a table",
-        description="Print MAE, MSE, RMSE and R² of a run folder's model on every row of a "
+        description=f"Print {_metric_names(REGRESSION)} of a run folder's model on every row of a "
         "table that has the model's feature and target columns.",
     )
     evaluate.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
@@ -304,8 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--sort",
         default="date",
         metavar="COLUMN",
-        help="order by: name, date, data, model, epochs, best_val_loss, test_mae, test_r2, "
-        "wall_s or status (default: date)",
+        help=f"order by: {', '.join(_RUNS_COLUMNS)} (default: date)",
     )
     runs.add_argument("--desc", action="store_true", help="largest first (default: smallest)")
     runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
@@ -555,6 +555,11 @@ def _check_utf8(argv: list[str]) -> None:
             ) from None
 
 
+def _metric_names(task: Task) -> str:
+    labels = [metric.label for metric in task.metrics]
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}"
+
+
 def _path(text: str) -> Path:
     """A path argument; an empty one (an unset variable in a script) is refused, not '.'."""
     if not text.strip():
@@ -773,27 +778,24 @@ def _print_run_summary(result: RunResult) -> None:
     if cfg.patience is not None:
         stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
         print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
+    task = REGRESSION
     if cfg.data is None:
-        test = result.metrics["test"]
-        print(
-            f"Test metrics: MAE {test.mae:.4g} | MSE {test.mse:.4g} | "
-            f"RMSE {test.rmse:.4g} | R² {test.r2:.4f}"
-        )
+        test = result.metrics["test"].to_dict()
+        shown = (f"{m.label} {format_metric(m, test[m.name])}" for m in task.metrics)
+        print("Test metrics: " + " | ".join(shown))
     else:
-        rows = list(result.metrics.items())
-        rows.append(("test, least squares", result.baseline_metrics["test"]))
-        _print_metrics_table(rows)
+        rows = [(name, metrics.to_dict()) for name, metrics in result.metrics.items()]
+        rows.append((f"test, {task.baseline}", result.baseline_metrics["test"].to_dict()))
+        _print_metrics_table(task, rows)
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
 
 
-def _print_metrics_table(rows: list[tuple[str, Metrics]]) -> None:
+def _print_metrics_table(task: Task, rows: list[tuple[str, dict[str, float | None]]]) -> None:
     width = max(len(name) for name, _ in rows)
-    print(f"{'':{width}}  {'MAE':>10}  {'MSE':>10}  {'RMSE':>10}  {'R²':>8}")
-    for name, metrics in rows:
-        print(
-            f"{name:{width}}  {metrics.mae:10.4g}  {metrics.mse:10.4g}  "
-            f"{metrics.rmse:10.4g}  {metrics.r2:8.4f}"
-        )
+    print(f"{'':{width}}" + "".join(f"  {m.label:>{m.width}}" for m in task.metrics))
+    for name, values in rows:
+        cells = (format_metric(m, values[m.name], m.width) for m in task.metrics)
+        print(f"{name:{width}}" + "".join(f"  {cell}" for cell in cells))
 
 
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
@@ -825,7 +827,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         return 0
     dropped = f" ({measured.dropped_rows} dropped)" if measured.dropped_rows else ""
     print(f"{args.data.name}: {measured.rows} rows{dropped}")
-    _print_metrics_table(list(measured.by_target.items()))
+    by_target = [(name, metrics.to_dict()) for name, metrics in measured.by_target.items()]
+    _print_metrics_table(REGRESSION, by_target)
     return 0
 
 

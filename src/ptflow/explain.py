@@ -18,6 +18,7 @@ from torch import nn
 
 from ptflow.config import Config
 from ptflow.data import Splits
+from ptflow.tasks import task_of
 from ptflow.training import (
     InMemory,
     LossFn,
@@ -165,11 +166,14 @@ def _five_steps(
 
 def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
     """Steps 5, 2 and 6 in sentences: evaluation, the plots, and what was saved."""
-    test = summary["metrics"]["test"]
+    task = task_of(summary)
+    test, baseline = summary["metrics"]["test"], summary["baseline_metrics"]["test"]
+    headline = task.metrics[0]
+    scores = ", ".join(f"{m.label} {_number(test[m.name])}" for m in task.metrics)
     lines = [
         "5. Evaluate: in eval mode under torch.inference_mode(), the test rows give "
-        f"MAE {test['mae']:.6f}, RMSE {test['rmse']:.6f}, R² {_number(test['r2'])}; "
-        f"the least-squares line gives MAE {summary['baseline_metrics']['test']['mae']:.6f}.",
+        f"{scores}; the {task.baseline} baseline gives {headline.label} "
+        f"{_number(baseline[headline.name])}.",
     ]
     if learned := summary.get("learned_parameters"):
         lines.append(
@@ -187,4 +191,4 @@ def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
 
 
 def _number(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else "undefined"
+    return f"{value:.6f}" if isinstance(value, float) else "undefined"

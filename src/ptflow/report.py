@@ -19,6 +19,7 @@ from ptflow.errors import WorkflowError
 from ptflow.files import check_output_path, quoted, write_text
 from ptflow.run_folder import read_record, read_summary, run_folder_holding
 from ptflow.runs import read_history
+from ptflow.tasks import task_of
 
 __all__ = ["write_comparison", "write_report"]
 
@@ -115,20 +116,20 @@ def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> s
 
 
 def _metrics(summary: dict[str, Any]) -> str:
-    names = ("mae", "mse", "rmse", "r2")
+    task = task_of(summary)
     rows = []
-    for source, label in (("metrics", ""), ("baseline_metrics", ", least squares")):
+    for source, label in (("metrics", ""), ("baseline_metrics", f", {task.baseline}")):
         for part, values in summary.get(source, {}).items():
             cells = "".join(
-                f'<td class="number" data-metric="{source}.{part}.{name}" '
-                f'data-value="{_text(repr(values.get(name)))}">{_number(values.get(name))}</td>'
-                for name in names
+                f'<td class="number" data-metric="{source}.{part}.{m.name}" '
+                f'data-value="{_text(repr(values.get(m.name)))}">{_number(values.get(m.name))}</td>'
+                for m in task.metrics
             )
             rows.append(f"<tr><th>{_text(part + label)}</th>{cells}</tr>")
-    head = "<tr><th></th><th>MAE</th><th>MSE</th><th>RMSE</th><th>R²</th></tr>"
+    head = "<tr><th></th>" + "".join(f"<th>{_text(m.label)}</th>" for m in task.metrics) + "</tr>"
     return (
         "<section>\n<h2>Metrics</h2>\n"
-        "<p>In the data's own units; the least-squares line on the same training rows is the "
+        f"<p>In the data's own units; the {task.baseline} fit on the same training rows is the "
         "baseline to beat.</p>\n"
         f'<div class="scroll"><table>\n{head}\n' + "\n".join(rows) + "\n</table></div>\n</section>"
     )
@@ -334,12 +335,13 @@ def _comparison_figure(names: list[str], histories: list[dict[str, list[float]]]
 
 
 def _comparison_metrics(names: list[str], summaries: list[dict[str, Any]]) -> str:
-    head = "<tr><th>run</th><th>epochs</th><th>test MAE</th><th>test RMSE</th><th>test R²</th>"
-    head += "<th>wall s</th></tr>"
+    metrics = list(dict.fromkeys(m for summary in summaries for m in task_of(summary).metrics))
+    head = "<tr><th>run</th><th>epochs</th>"
+    head += "".join(f"<th>test {_text(m.label)}</th>" for m in metrics) + "<th>wall s</th></tr>"
     rows = []
     for name, summary in zip(names, summaries, strict=True):
         test = summary.get("metrics", {}).get("test", {})
-        cells = [summary.get("epochs"), test.get("mae"), test.get("rmse"), test.get("r2")]
+        cells = [summary.get("epochs"), *(test.get(m.name) for m in metrics)]
         cells.append(summary.get("wall_s"))
         rows.append(
             f"<tr><th>{_text(name)}</th>"

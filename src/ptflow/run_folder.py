@@ -29,6 +29,7 @@ from typing import Any
 
 from ptflow.errors import WorkflowError
 from ptflow.files import quoted
+from ptflow.tasks import TASKS
 
 __all__ = [
     "LINE_PLOTS",
@@ -63,12 +64,7 @@ RUN_FILES = (
     "loss_curves.png",
 )
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
-TABLE_PLOTS = (
-    "data.png",
-    "predicted_vs_actual_before.png",
-    "predicted_vs_actual.png",
-    "residuals.png",
-)
+TABLE_PLOTS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.table_plots))
 _OPTIONAL = ("tensorboard", REPLACED)  # written only when asked for, or while replacing
 _NAMES = frozenset(RUN_FILES + LINE_PLOTS + TABLE_PLOTS + _OPTIONAL)
 _TEMPORARY = re.compile(r"^\..+\.tmp$")  # files.atomic_path's names

@@ -10,12 +10,13 @@ import csv
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
 from ptflow.run_folder import read_record, read_summary
+from ptflow.tasks import TASKS, task_of
 
 __all__ = [
     "COLUMNS",
@@ -38,13 +39,28 @@ class RunRow:
     model: str
     epochs: int | None  # epochs trained; None for an unfinished run
     best_val_loss: float | None  # the lowest validation loss (None without a validation split)
-    test_mae: float | None
-    test_r2: float | None
+    test: dict[str, float | None]  # the task's brief metrics on the test rows, by name
     wall_s: float | None
     status: str  # "finished", "unfinished", or "damaged" (its files cannot be read)
 
+    def value(self, column: str) -> Any:
+        """The row's value in `column` (one of COLUMNS; test_<metric> for a test metric)."""
+        if column.startswith("test_"):
+            return self.test.get(column.removeprefix("test_"))
+        return getattr(self, column)
 
-COLUMNS = tuple(RunRow.__dataclass_fields__)
+    def to_dict(self) -> dict[str, Any]:
+        """The row as one flat object, as COLUMNS orders it."""
+        return {column: self.value(column) for column in COLUMNS}
+
+
+# The test metrics every task lists here, as columns test_<name>, in the tasks' order.
+_TEST_METRICS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.brief))
+COLUMNS = (
+    "name", "date", "data", "model", "epochs", "best_val_loss",
+    *(f"test_{name}" for name in _TEST_METRICS),
+    "wall_s", "status",
+)  # fmt: skip
 
 
 def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
@@ -66,7 +82,7 @@ def _row(run: Path) -> RunRow:
         config = record["config"]
         summary = read_summary(run)
     except (OSError, WorkflowError):
-        return RunRow(run.name, "", "", "", None, None, None, None, None, "damaged")
+        return RunRow(run.name, "", "", "", None, None, {}, None, "damaged")
     model = str(config.get("model", ""))
     if model == "mlp":
         model += "(" + ",".join(str(size) for size in config.get("hidden", [])) + ")"
@@ -78,8 +94,7 @@ def _row(run: Path) -> RunRow:
         model=model,
         epochs=summary.get("epochs") if summary else None,
         best_val_loss=_best_val_loss(run / "history.csv"),
-        test_mae=test.get("mae"),
-        test_r2=test.get("r2"),
+        test={name: test.get(name) for name in task_of(summary).brief},
         wall_s=summary.get("wall_s") if summary else None,
         status="finished" if summary else "unfinished",
     )
@@ -106,22 +121,32 @@ def sort_runs(rows: list[RunRow], column: str, descending: bool = False) -> list
     """Rows ordered by a column; rows without a value come last either way."""
     if column not in COLUMNS:
         raise WorkflowError(f"cannot sort by {column!r}; choose one of {', '.join(COLUMNS)}.")
-    present = [row for row in rows if getattr(row, column) is not None]
-    missing = [row for row in rows if getattr(row, column) is None]
-    ordered = sorted(present, key=lambda row: getattr(row, column), reverse=descending)
+    present = [row for row in rows if row.value(column) is not None]
+    missing = [row for row in rows if row.value(column) is None]
+    ordered = sorted(present, key=lambda row: row.value(column), reverse=descending)
     return ordered + missing
 
 
 def format_table(rows: list[RunRow]) -> str:
     """The rows as an aligned text table with a header."""
-    header = ["name", "date", "data", "model", "epochs", "best val", "test MAE", "test R²"]
-    header += ["wall s", "status"]
-    lines = [header, *([_cell(value) for value in asdict(row).values()] for row in rows)]
+    header = [_HEADERS.get(column, column) for column in COLUMNS]
+    lines = [header, *([_cell(row.value(column)) for column in COLUMNS] for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in lines
     )
+
+
+_HEADERS = {
+    "best_val_loss": "best val",
+    "wall_s": "wall s",
+    **{
+        f"test_{metric.name}": f"test {metric.label}"
+        for task in TASKS.values()
+        for metric in task.metrics
+    },
+}
 
 
 def _cell(value: Any) -> str:
@@ -136,4 +161,4 @@ def _cell(value: Any) -> str:
 
 def rows_as_json(rows: list[RunRow]) -> str:
     """The rows as a JSON list of objects, for scripts."""
-    return json.dumps([asdict(row) for row in rows], indent=2, allow_nan=False, default=str)
+    return json.dumps([row.to_dict() for row in rows], indent=2, allow_nan=False, default=str)

@@ -70,6 +70,7 @@ from ptflow.run_folder import (
     writing,
 )
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
+from ptflow.tasks import REGRESSION
 from ptflow.training import History, TrainingState, batch_size_for, train
 
 __all__ = [
@@ -87,6 +88,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_TASK = REGRESSION  # the one task so far; classification will come from the settings
 
 # Without --checkpoint-every, a checkpoint is written once this long has passed since the
 # last one: long runs lose little to a crash, short runs do not pay for many writes.
@@ -349,7 +351,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
             f"finish it with: {resume_command(cfg, run_dir, record.get('processes', 1))}"
         )
     features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
-    model = _build_network(cfg, len(features), len(target), seed=None)
+    model = _build_network(cfg, len(features), _TASK.out_features(len(target)), seed=None)
     if cfg.scale == "standard":
         model = Standardized(model, None, len(features), len(target))
     load_weights(model, run_dir / "model.pt")
@@ -376,11 +378,12 @@ def _prepare(cfg: Config) -> _Prepared:
     # 3. model, seeded right before it is built (on the CPU: the same start on any device);
     # trained on standardised columns if asked; then moved to its device, once
     device = _device(cfg)
+    outputs = _TASK.out_features(len(data.target))
     if cfg.model == "mlp":  # the batches' activations too, before any is allocated
         rows = max(len(part.X) for part in (splits.train, splits.test))
         batch_rows = max(batch_size_for(cfg, len(splits.train.X)), min(rows, 65_536))
-        check_mlp_fits(len(data.features), len(data.target), cfg.hidden, batch_rows)
-    network = _build_network(cfg, len(data.features), len(data.target), seed=cfg.seed)
+        check_mlp_fits(len(data.features), outputs, cfg.hidden, batch_rows)
+    network = _build_network(cfg, len(data.features), outputs, seed=cfg.seed)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
         model: nn.Module = Standardized(network, scaling)
@@ -421,7 +424,8 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
     # 3. model, as for a table in memory
     device = _device(cfg)
-    network = _build_network(cfg, len(table.features), len(table.target), seed=cfg.seed)
+    outputs = _TASK.out_features(len(table.target))
+    network = _build_network(cfg, len(table.features), outputs, seed=cfg.seed)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
     model.to(device)
     return _Prepared(table, None, model, network, table, None)
@@ -607,7 +611,7 @@ def _write_run_record(
         "model": {
             "name": cfg.model,
             "in_features": len(data.features),
-            "out_features": len(data.target),
+            "out_features": _TASK.out_features(len(data.target)),
             "features": list(data.features),
             "target": list(data.target),
         },
@@ -717,6 +721,7 @@ def _history_csv(history: History) -> str:
 def _summary(result: RunResult) -> dict[str, Any]:
     cfg, history = result.config, result.history
     summary: dict[str, Any] = {
+        "task": _TASK.name,
         "epochs": len(history),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,

@@ -1,0 +1,98 @@
+"""What differs between tasks, as data: its metrics, its baseline, its outputs and its plots.
+
+Everything that prints, stores or compares metrics (the CLI, the report, `ptflow runs`,
+`--explain`) iterates over what the run's task declares here, and never names MAE or R²
+itself. Today there is one task, regression; classification registers a second `Task`.
+This module imports nothing heavy, so `ptflow runs` stays instant.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ptflow.errors import WorkflowError
+
+__all__ = ["REGRESSION", "TASKS", "Metric", "Task", "format_metric", "task_named", "task_of"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a task reports: its key in summary.json, its label, how it prints."""
+
+    name: str  # the key in summary.json, --json output and `runs --sort test_<name>`
+    label: str  # the column header
+    format: str  # for format(); `width` more characters in a table
+    width: int = 10
+    lower_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A kind of problem: what its targets are, how it is scored, what it is compared with."""
+
+    name: str
+    metrics: tuple[Metric, ...]  # in the order shown
+    brief: tuple[str, ...]  # the metrics shown where space is short: runs, compare, explain
+    baseline: str  # the simple model every run is compared with, in words
+    default_loss: str
+    scales_targets: bool  # targets are standardised for training, predictions unscaled
+    table_plots: tuple[str, ...]  # the plots of a table run, as file names
+
+    def out_features(self, targets: int) -> int:
+        """The model's outputs for this many target columns."""
+        return targets
+
+    def metric(self, name: str) -> Metric:
+        """The metric called `name`."""
+        for metric in self.metrics:
+            if metric.name == name:
+                return metric
+        raise WorkflowError(f"the {self.name} task has no metric {name!r}.")
+
+
+REGRESSION = Task(
+    name="regression",
+    metrics=(
+        Metric("mae", "MAE", ".4g"),
+        Metric("mse", "MSE", ".4g"),
+        Metric("rmse", "RMSE", ".4g"),
+        Metric("r2", "R²", ".4f", width=8, lower_is_better=False),
+    ),
+    brief=("mae", "rmse", "r2"),
+    baseline="least squares",
+    default_loss="l1",
+    scales_targets=True,
+    table_plots=(
+        "data.png",
+        "predicted_vs_actual_before.png",
+        "predicted_vs_actual.png",
+        "residuals.png",
+    ),
+)
+
+TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION,)}
+
+
+def task_named(name: str) -> Task:
+    """The task called `name`."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise WorkflowError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}.") from None
+
+
+def task_of(summary: Mapping[str, Any] | None) -> Task:
+    """The task a run's summary.json records (runs from before tasks were regression)."""
+    name = (summary or {}).get("task", REGRESSION.name)
+    return task_named(name) if isinstance(name, str) else REGRESSION
+
+
+def format_metric(metric: Metric, value: Any, width: int | None = None) -> str:
+    """A metric's value as text: `metric.format`, or "undefined" (R² of a constant target)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        text = "undefined"
+        return f"{text:>{width}}" if width else text
+    return format(value, f"{width or ''}{metric.format}")
