@@ -11,14 +11,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
-import logging
 import math
-import os
-import signal
 import sys
-import time
 import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,7 +36,14 @@ from ptflow.config import (
     Config,
     check_setting_names,
 )
-from ptflow.errors import TrainingInterrupted, WorkflowError
+from ptflow.console import (
+    check_utf8,
+    launched_rank,
+    logging_to_stdout,
+    run_reporting_errors,
+    stop_on_signals,
+)
+from ptflow.errors import WorkflowError
 from ptflow.runs import COLUMNS as _RUNS_COLUMNS
 from ptflow.tasks import REGRESSION, Task, format_metric
 
@@ -52,9 +54,7 @@ __all__ = ["build_parser", "main"]
 
 _FIELDS = {field.name: field.default for field in dataclasses.fields(Config)}
 # This process's rank when torchrun started it with others, else None.
-_RANK = int(os.environ["RANK"]) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
 _FLOAT32_MAX = 3.4028234663852886e38
-_GRACE_S = 3.0  # how long another rank leaves rank 0 to report an error they share
 _RUN_DEFAULTS: dict[str, Any] = dict(_FIELDS)
 _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 
@@ -62,110 +62,14 @@ _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ptflow command line with `argv` (default: sys.argv[1:]); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    try:
-        _check_utf8(argv)
-        args = parser.parse_args(argv)
-        handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
-        with _terminate_as_exception():
-            return handler(args, argv)
-    except _Terminated:
-        print("error: terminated (SIGTERM); files already written are complete.", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except TrainingInterrupted as stop:
-        if _RANK in (None, 0):
-            print(f"stopped: {stop}", file=sys.stderr)
-        return stop.exit_code
-    except WorkflowError as error:
-        _report_error(str(error))
-        return error.exit_code
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
-        print("error: interrupted; files already written are complete.", file=sys.stderr)
-        return 130
-    except SystemExit as stop:  # --help and --version end the parse early
-        return stop.code if isinstance(stop.code, int) else 0
-    except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as error:  # the file system said no: a full disk, a read-only folder...
-        if _RANK is not None and isinstance(error, ConnectionError):
-            _report_error(f"{type(error).__name__}: {error}", unexpected=True)  # see below
-            return 1
-        _report_error(_os_error_line(error))
-        return 2
-    except Exception as error:
-        if _RANK is None:
-            raise
-        # Under torchrun, a process that lost the others (one was killed, say) ends in one
-        # line, not a traceback from each: usually the launcher's, which names the process
-        # that died, as torchrun stops the rest while they wait (see _report_error).
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        _report_error(f"{type(error).__name__}: {detail}", unexpected=True)
-        return 1
+    return run_reporting_errors(lambda: _dispatch(argv))
 
 
-class _Terminated(BaseException):
-    """SIGTERM outside training: unwinds like Ctrl-C, so temporary files are removed."""
-
-
-@contextmanager
-def _terminate_as_exception() -> Iterator[None]:
-    def terminate(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, terminate)
-    except ValueError:  # not the main thread (main() called from a thread): leave it be
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# What to do about an error of the operating system, by its errno name.
-_OS_FIXES = {
-    "ENOSPC": "free some space, or write elsewhere",
-    "EDQUOT": "free some space, or write elsewhere",
-    "EROFS": "the file system is read-only: choose a folder you can write",
-    "EACCES": "check its permissions, or choose another path",
-    "EPERM": "check its permissions, or choose another path",
-    "ENOENT": "check the path",
-    "ENOTDIR": "a part of the path is a file, not a folder: check the path",
-    "EISDIR": "it is a folder: give a file",
-    "ENAMETOOLONG": "use a shorter path",
-    "EMFILE": "too many open files: raise the limit (ulimit -n)",
-}
-
-
-def _os_error_line(error: OSError) -> str:
-    """One line for an OSError: what the system said, about which path, and what to do."""
-    from ptflow.files import quoted
-
-    code = errno.errorcode.get(error.errno or 0, "")
-    what = error.strerror or str(error) or type(error).__name__
-    where = f" {quoted(error.filename)}" if error.filename is not None else ""
-    fix = _OS_FIXES.get(code, "check the path and the file system")
-    return f"cannot use{where}: {what}{f' ({code})' if code else ''}; {fix}."
-
-
-def _report_error(message: str, unexpected: bool = False) -> None:
-    """Print one error line; under torchrun, rank 0 speaks for every process.
-
-    Bad input and a NaN reach every process alike. Another rank waits a moment first: if
-    rank 0 met the same error it has said so and torchrun stops this process before it
-    repeats it; if not, the error is this process's own, and it says so. An `unexpected`
-    error under torchrun is most often a lost connection to a process that died, which the
-    launcher reports: every rank then waits a moment longer, and is usually stopped first.
-    """
-    if _RANK is not None:
-        time.sleep((_GRACE_S if unexpected else 0.0) + (_GRACE_S if _RANK != 0 else 0.0))
-    if _RANK not in (None, 0):
-        message = f"process {_RANK}: {message}"
-    # One line, always: a path or a header cell holding a line break cannot fake a second one.
-    message = message.replace("\r", "\\r").replace("\n", "\\n")
-    print(f"error: {message}", file=sys.stderr)
+def _dispatch(argv: list[str]) -> int:
+    check_utf8(argv)
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
+    return handler(args, argv)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -543,18 +447,6 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     )
 
 
-def _check_utf8(argv: list[str]) -> None:
-    """Refuse arguments whose bytes are not UTF-8: run folders record them as JSON text."""
-    for token in argv:
-        try:
-            token.encode("utf-8")
-        except UnicodeEncodeError:
-            raise WorkflowError(
-                f"argument {token!r} is not valid UTF-8 (a file name in another encoding?); "
-                f"rename the file or folder."
-            ) from None
-
-
 def _metric_names(task: Task) -> str:
     labels = [metric.label for metric in task.metrics]
     return ", ".join(labels[:-1]) + f" and {labels[-1]}"
@@ -634,7 +526,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 "`ptflow run` trains on the tutorial's line."
             )
         device = cfg.device
-    if (args.nproc or 1) > 1 and _RANK is None:
+    if (args.nproc or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
 
     from ptflow.distributed import World, process_group
@@ -650,9 +542,9 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     writes = world is None or world.is_main
     with (
         process_group(world, device),
-        _logging_to_stdout(quiet=quiet, as_json=as_json),
+        logging_to_stdout(quiet=quiet, as_json=as_json),
         _tensorboard(args.resume or out, enabled=args.tensorboard and writes) as on_epoch,
-        _stop_on_signals() as stop,
+        stop_on_signals() as stop,
     ):
         if args.resume is not None:
             from ptflow.workflow import resume_workflow
@@ -722,42 +614,6 @@ def _saved_device(run_dir: Path) -> str:
         return str(read_record(run_dir)["config"]["device"])
     except (OSError, KeyError, WorkflowError):
         return "auto"  # resume_workflow reports what is wrong with the folder
-
-
-class _StopRequest:
-    """Set by SIGINT (Ctrl-C) or SIGTERM; training checks it after every batch."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-
-    def __call__(self) -> bool:
-        return self.signal is not None
-
-    def handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:  # asked twice: stop at once, without a checkpoint
-            raise KeyboardInterrupt
-        self.signal = signum
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[_StopRequest]:
-    """Turn SIGINT and SIGTERM into a request to stop at the next batch, for the duration."""
-    stop = _StopRequest()
-    previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    except TrainingInterrupted as interrupted:
-        interrupted.exit_code = 128 + (stop.signal or signal.SIGINT)  # as a shell reports it
-        raise
-    except Exception:
-        if stop.signal is not None and _RANK is not None:
-            # torchrun's agent stops every process once one has died, and the collective
-            # this one was in broke meanwhile: no news, the launcher says which one died.
-            sys.exit(128 + stop.signal)
-        raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _report_run(result: RunResult, quiet: bool) -> int:
@@ -989,32 +845,3 @@ def _tensorboard(run_dir: Path | None, enabled: bool) -> Iterator[Any]:
         yield writer
     finally:
         writer.close()
-
-
-class _JsonLines(logging.Formatter):
-    """A log record as one JSON object: an epoch's numbers, or any other line's text."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        values = getattr(record, "epoch_record", None)
-        if values is not None:
-            return json.dumps({"event": "epoch", **values})
-        return json.dumps({"event": "log", "message": record.getMessage()})
-
-
-@contextmanager
-def _logging_to_stdout(quiet: bool, as_json: bool = False) -> Iterator[None]:
-    """Send ptflow's log lines to stdout, above the progress bar, for the duration."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    logger = logging.getLogger("ptflow")
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_JsonLines() if as_json else logging.Formatter("%(message)s"))
-    previous_level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    try:
-        with logging_redirect_tqdm(loggers=[logger]):
-            yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous_level)

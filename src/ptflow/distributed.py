@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ptflow.console import launched_rank
 from ptflow.errors import WorkflowError
 
 if TYPE_CHECKING:
@@ -59,10 +60,11 @@ class World:
     @staticmethod
     def launched() -> World | None:
         """The world torchrun describes in the environment, or None for a single process."""
-        size = int(os.environ.get("WORLD_SIZE", "1"))
-        if size <= 1:
+        rank = launched_rank()  # the one reading of torchrun's environment
+        if rank is None:
             return None
-        return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+        size = int(os.environ["WORLD_SIZE"])
+        return World(rank, size, int(os.environ.get("LOCAL_RANK", "0")))
 
     @staticmethod
     def current() -> World | None:
