@@ -1,8 +1,13 @@
-"""Shared fixtures: tiny seeded data, one tutorial run, and a CLI runner that runs `ptflow`
-as a user does, in a subprocess."""
+"""Shared fixtures: tiny seeded data, one tutorial run, and two CLI runners: `cli` calls
+`ptflow.cli.main` in-process (the same code as the `ptflow` command, without a new
+interpreter that imports torch), `run_cli` runs `python -m ptflow` in a subprocess, as a user
+does, for what needs a real process (signals, the interpreter's exit code, imports)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,8 +17,21 @@ import pytest
 import torch
 
 import ptflow
+from ptflow.cli import main
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class CliResult:
+    """What one in-process `ptflow` command returned and printed."""
+
+    code: int
+    out: str
+    err: str
+
+
+Cli = Callable[..., CliResult]
 
 
 @pytest.fixture
@@ -41,19 +59,48 @@ def linear_problem() -> tuple[torch.Tensor, torch.Tensor]:
     return X, y
 
 
+def _ptflow_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ptflow", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def ptflow_process() -> RunCli:
+    """Run `python -m ptflow ARGS...` in the folder `cwd=` (required), for wider-scoped fixtures."""
+    return _ptflow_process
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> RunCli:
     """Run `python -m ptflow ARGS...` in a fresh folder and return the finished process."""
 
     def run(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "ptflow", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return _ptflow_process(*args, cwd=cwd)
+
+    return run
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Cli:
+    """Run `ptflow ARGS...` in-process, in the test's folder (or `cwd=`), and return its exit
+    code, stdout and stderr. The working folder is restored when the command returns; an
+    uncaught exception (a user's traceback) propagates and fails the test."""
+
+    def run(*args: str, cwd: Path = tmp_path) -> CliResult:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            contextlib.chdir(cwd),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = main(list(args))
+        return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
 

@@ -1,4 +1,6 @@
-"""The command line as a user runs it: `python -m ptflow ...` in a subprocess."""
+"""The command line: whole runs and `--help` as a user runs them, `python -m ptflow ...` in a
+subprocess; bad input through `ptflow.cli.main` in-process, the same code without a new
+interpreter per error line."""
 
 from __future__ import annotations
 
@@ -7,11 +9,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 import ptflow
-from tests.conftest import RunCli
+
+if TYPE_CHECKING:
+    from tests.conftest import Cli, RunCli
 
 
 def test_run_with_no_arguments_reproduces_the_tutorial(run_cli: RunCli, tmp_path: Path) -> None:
@@ -100,10 +105,10 @@ def test_help_shows_defaults_without_importing_torch(command: list[str]) -> None
             assert default in " ".join(done.stdout.split())  # help text wraps lines
 
 
-def test_no_command_prints_help(run_cli: RunCli) -> None:
-    done = run_cli()
-    assert done.returncode == 0
-    assert "run" in done.stdout and "predict" in done.stdout
+def test_no_command_prints_help(cli: Cli) -> None:
+    done = cli()
+    assert done.code == 0
+    assert "run" in done.out and "predict" in done.out
 
 
 @pytest.fixture
@@ -143,16 +148,30 @@ def broken_inputs(tmp_path: Path, tutorial_run: ptflow.RunResult) -> Path:
     ],
 )
 def test_bad_input_is_one_error_line_with_exit_code_2(
-    run_cli: RunCli, broken_inputs: Path, args: list[str], message: str
+    cli: Cli, broken_inputs: Path, args: list[str], message: str
 ) -> None:
     before = sorted(p.name for p in broken_inputs.iterdir())
-    done = run_cli(*args, cwd=broken_inputs)
+    done = cli(*args, cwd=broken_inputs)
+    assert done.code == 2
+    assert done.out == ""
+    lines = done.err.splitlines()
+    assert len(lines) == 1, done.err
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in done.err
+    assert sorted(p.name for p in broken_inputs.iterdir()) == before  # nothing written
+    assert [p.name for p in (broken_inputs / "occupied").iterdir()] == ["keep.txt"]
+
+
+def test_an_error_reaches_the_shell_as_one_line_and_exit_code_2(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """The in-process test above checks every message; this checks the real interpreter's exit
+    code, with a usage error found before torch is imported: a fraction of a second."""
+    done = run_cli("run", "--epochs", "ten")
     assert done.returncode == 2
     assert done.stdout == ""
     lines = done.stderr.splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: ")
-    assert message in lines[0]
-    assert "Traceback" not in done.stderr
-    assert sorted(p.name for p in broken_inputs.iterdir()) == before  # nothing written
-    assert [p.name for p in (broken_inputs / "occupied").iterdir()] == ["keep.txt"]
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert "invalid int value: 'ten'" in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing written

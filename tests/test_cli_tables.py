@@ -1,33 +1,31 @@
-"""`ptflow train`, `evaluate` and `predict` on tables, as a user runs them."""
+"""`ptflow train`, `evaluate` and `predict` on tables: whole runs as a user runs them, in a
+subprocess; bad tables and configs through `ptflow.cli.main` in-process."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import RunCli, write_sine_table
+from tests.conftest import write_sine_table
+
+if TYPE_CHECKING:
+    from tests.conftest import Cli, RunCli
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, ptflow_process: RunCli) -> Path:
     """One MLP trained on the sine table by `ptflow train`, shared by the tests that read it."""
     folder = tmp_path_factory.mktemp("trained")
     data = write_sine_table(folder)
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "ptflow", "train", "--data", str(data), "--target", "y"),
-            *("--features", "a", "b", "--model", "mlp", "--hidden", "32,32", "--epochs", "150"),
-            *("--out", str(folder / "run")),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
+    done = ptflow_process(
+        *("train", "--data", str(data), "--target", "y", "--features", "a", "b"),
+        *("--model", "mlp", "--hidden", "32,32", "--epochs", "150", "--out", str(folder / "run")),
+        cwd=folder,
     )
     assert done.returncode == 0, done.stderr
     assert "test, least squares" in done.stdout
@@ -195,15 +193,15 @@ def bad_files(tmp_path: Path, sine_table: Path) -> Path:
     ],
 )
 def test_bad_tables_and_configs_fail_cleanly(
-    run_cli: RunCli, bad_files: Path, args: list[str], message: str
+    cli: Cli, bad_files: Path, args: list[str], message: str
 ) -> None:
     before = sorted(p.name for p in bad_files.iterdir())
-    done = run_cli("train", *args, cwd=bad_files)
-    assert done.returncode == 2
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    done = cli("train", *args, cwd=bad_files)
+    assert done.code == 2
+    lines = done.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.err
     assert message in lines[0]
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.err
     assert sorted(p.name for p in bad_files.iterdir()) == before  # no run folder
 
 
@@ -219,9 +217,12 @@ def test_bad_tables_and_configs_fail_cleanly(
     ],
 )
 def test_predict_checks_the_saved_schema(
-    run_cli: RunCli, trained: Path, tmp_path: Path, frame: pd.DataFrame, message: str
+    cli: Cli, trained: Path, tmp_path: Path, frame: pd.DataFrame, message: str
 ) -> None:
     frame.to_csv(tmp_path / "new.csv", index=False)
-    done = run_cli("predict", str(trained), "--data", "new.csv")
-    assert done.returncode == 2
-    assert message in done.stderr and "Traceback" not in done.stderr
+    done = cli("predict", str(trained), "--data", "new.csv")
+    assert done.code == 2
+    assert message in done.err and "Traceback" not in done.err
+    lines = done.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.err
+    assert done.out == ""  # no prediction printed before the bad row

@@ -1,23 +1,35 @@
 """Trustworthy runs through the command line, as a user meets them: killed and resumed runs,
-Ctrl-C and SIGTERM, a diverging loss, crafted pickles, and files that survive a kill."""
+Ctrl-C and SIGTERM, a diverging loss, crafted pickles, and files that survive a kill.
+
+Kills and signals need a real process (`python -m ptflow`); the error lines and exit codes
+of a refused resume, a diverging loss and a crafted pickle are checked in-process. The
+random epoch and delay of a kill come from `random.Random(SEED)`, and every assertion
+message names the seed and what it drew, so a failure can be replayed.
+"""
 
 from __future__ import annotations
 
 import pickle
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 
 import ptflow
 from ptflow import WorkflowError
-from tests.conftest import RunCli
+
+if TYPE_CHECKING:
+    from tests.conftest import Cli, RunCli
+
+SEED = 20240611  # of the random epochs and delays below: fixed, so that a failure replays
 
 # An MLP with dropout and mini-batches: about 0.1 s per epoch here, long enough to be
 # interrupted at a chosen epoch, short enough for the default suite.
@@ -41,21 +53,14 @@ def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def reference(table: Path) -> Path:
+def reference(table: Path, ptflow_process: RunCli) -> Path:
     """The uninterrupted run every interrupted one must reproduce."""
     out = table.parent / "reference"
-    _ptflow("train", "--data", str(table), *TRAIN_ARGS, "--out", str(out), check=True)
-    return out
-
-
-def _ptflow(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ptflow", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=check,
+    done = ptflow_process(
+        "train", "--data", str(table), *TRAIN_ARGS, "--out", str(out), cwd=out.parent
     )
+    assert done.returncode == 0, done.stderr
+    return out
 
 
 def _start(*args: str) -> subprocess.Popen[str]:
@@ -67,46 +72,53 @@ def _start(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for_checkpoint(process: subprocess.Popen[str], folder: Path, epoch: int) -> None:
+def _wait_for_checkpoint(
+    process: subprocess.Popen[str], folder: Path, epoch: int, drawn: str
+) -> None:
     """Return once `folder` holds a checkpoint of `epoch` or later."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the run ended before epoch {epoch}: {process.communicate()}")
+            raise AssertionError(
+                f"{drawn}: the run ended before epoch {epoch}: {process.communicate()}"
+            )
         names = [p.name for p in folder.glob("epoch-*.json")] if folder.is_dir() else []
         if any(int(name[6:12]) >= epoch for name in names):
             return
         time.sleep(0.005)
-    raise AssertionError(f"no checkpoint of epoch {epoch} within two minutes")
+    raise AssertionError(f"{drawn}: no checkpoint of epoch {epoch} within two minutes")
 
 
-def _assert_same_run(run: Path, reference: Path) -> None:
-    assert (run / "history.csv").read_text() == (reference / "history.csv").read_text()
-    assert (run / "model.pt").read_bytes() == (reference / "model.pt").read_bytes()
+def _assert_same_run(run: Path, reference: Path, drawn: str) -> None:
+    assert (run / "history.csv").read_text() == (reference / "history.csv").read_text(), drawn
+    assert (run / "model.pt").read_bytes() == (reference / "model.pt").read_bytes(), drawn
     assert (run / "model.safetensors").read_bytes() == (
         reference / "model.safetensors"
-    ).read_bytes()
+    ).read_bytes(), drawn
 
 
 @pytest.mark.slow  # subprocess-heavy: keeps the default suite under five minutes
 def test_sigkill_at_a_random_epoch_then_resume_is_bit_identical(
-    table: Path, reference: Path, tmp_path: Path
+    table: Path, reference: Path, tmp_path: Path, cli: Cli, run_cli: RunCli
 ) -> None:
-    epoch = random.randint(2, 20)
+    epoch = random.Random(SEED).randint(2, 20)
+    drawn = f"seed {SEED}: SIGKILL at epoch {epoch}"
     out = tmp_path / "run"
     process = _start("train", "--data", str(table), *TRAIN_ARGS, "--out", str(out))
-    _wait_for_checkpoint(process, out / "checkpoints", epoch)
+    _wait_for_checkpoint(process, out / "checkpoints", epoch, drawn)
     process.kill()  # SIGKILL: no handler runs, no file is closed properly
     process.communicate()
-    assert not (out / "summary.json").exists()
+    assert not (out / "summary.json").exists(), drawn
 
-    unfinished = _ptflow("predict", str(out), "--data", str(table))
-    assert unfinished.returncode == 2
-    assert f"finish it with: ptflow train --resume {out}" in unfinished.stderr
+    unfinished = cli("predict", str(out), "--data", str(table))
+    assert unfinished.code == 2, (drawn, unfinished.err)
+    assert f"finish it with: ptflow train --resume {out}" in unfinished.err, drawn
+    assert len(unfinished.err.splitlines()) == 1, (drawn, unfinished.err)
+    assert unfinished.err.startswith("error: "), (drawn, unfinished.err)
 
-    resumed = _ptflow("train", "--resume", str(out), "--quiet")
-    assert resumed.returncode == 0, (epoch, resumed.stderr)
-    _assert_same_run(out, reference)
+    resumed = run_cli("train", "--resume", str(out), "--quiet")
+    assert resumed.returncode == 0, (drawn, resumed.stderr)
+    _assert_same_run(out, reference, drawn)
 
 
 @pytest.mark.parametrize(
@@ -117,58 +129,63 @@ def test_sigkill_at_a_random_epoch_then_resume_is_bit_identical(
     ],
 )
 def test_a_signal_checkpoints_at_the_next_batch_and_resume_is_bit_identical(
-    table: Path, reference: Path, tmp_path: Path, signum: int, exit_code: int
+    table: Path, reference: Path, tmp_path: Path, run_cli: RunCli, signum: int, exit_code: int
 ) -> None:
+    rng = random.Random(SEED)
+    epoch, delay = rng.randint(2, 15), rng.uniform(0, 0.1)  # anywhere within an epoch
+    drawn = f"seed {SEED}: {signal.Signals(signum).name} {delay:.3f} s after epoch {epoch}"
     out = tmp_path / "run"
     process = _start("train", "--data", str(table), *TRAIN_ARGS, "--out", str(out))
-    _wait_for_checkpoint(process, out / "checkpoints", random.randint(2, 15))
-    time.sleep(random.uniform(0, 0.1))  # anywhere within an epoch
+    _wait_for_checkpoint(process, out / "checkpoints", epoch, drawn)
+    time.sleep(delay)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == exit_code, stderr
-    assert "Traceback" not in stderr
-    assert stderr.startswith("stopped: training stopped after epoch ")
-    assert f"resume with: ptflow train --resume {out}" in stderr
-    assert len(stderr.strip().splitlines()) == 1
+    assert process.returncode == exit_code, (drawn, stderr)
+    assert "Traceback" not in stderr, (drawn, stderr)
+    assert stderr.startswith("stopped: training stopped after epoch "), (drawn, stderr)
+    assert f"resume with: ptflow train --resume {out}" in stderr, (drawn, stderr)
+    assert len(stderr.strip().splitlines()) == 1, (drawn, stderr)
 
-    resumed = _ptflow("train", "--resume", str(out), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
-    _assert_same_run(out, reference)
+    resumed = run_cli("train", "--resume", str(out), "--quiet")
+    assert resumed.returncode == 0, (drawn, resumed.stderr)
+    _assert_same_run(out, reference, drawn)
 
 
 def test_resume_from_the_command_line_refuses_changed_settings(
-    reference: Path, tmp_path: Path
+    cli: Cli, reference: Path, tmp_path: Path
 ) -> None:
-    changed = _ptflow("train", "--resume", str(reference), "--lr", "0.5")
-    assert changed.returncode == 2
-    assert changed.stderr.startswith("error: cannot resume with changed lr (0.01 -> 0.5)")
-    with_out = _ptflow("train", "--resume", str(reference), "--out", str(tmp_path / "x"))
-    assert with_out.returncode == 2 and "drop --out" in with_out.stderr
+    before = sorted(p.relative_to(reference) for p in reference.rglob("*"))
+    changed = cli("train", "--resume", str(reference), "--lr", "0.5")
+    assert changed.code == 2
+    assert changed.err.startswith("error: cannot resume with changed lr (0.01 -> 0.5)")
+    with_out = cli("train", "--resume", str(reference), "--out", str(tmp_path / "x"))
+    assert with_out.code == 2 and "drop --out" in with_out.err
     assert not (tmp_path / "x").exists()
+    for result in (changed, with_out):
+        assert len(result.err.splitlines()) == 1 and "Traceback" not in result.err, result.err
+    assert sorted(p.relative_to(reference) for p in reference.rglob("*")) == before
 
 
 def test_a_diverging_loss_exits_3_and_keeps_the_last_good_checkpoint(
-    run_cli: RunCli, tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
-    result = run_cli(
-        "run", "--loss", "mse", "--lr", "50", "--checkpoint-every", "1", "--out", "run"
-    )
-    assert result.returncode == 3, result.stderr
-    assert result.stderr.startswith("error: the training loss became inf at epoch 11, batch 1")
-    assert "lower --lr" in result.stderr
-    assert "keeps its last good checkpoint, epoch-000010.json" in result.stderr
-    assert "Traceback" not in result.stderr
+    result = cli("run", "--loss", "mse", "--lr", "50", "--checkpoint-every", "1", "--out", "run")
+    assert result.code == 3, result.err
+    assert result.err.startswith("error: the training loss became inf at epoch 11, batch 1")
+    assert "lower --lr" in result.err
+    assert "keeps its last good checkpoint, epoch-000010.json" in result.err
+    assert "Traceback" not in result.err
+    assert len(result.err.splitlines()) == 1, result.err
     checkpoint = ptflow.latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert checkpoint is not None and checkpoint.epoch == 10
     assert all(torch.isfinite(value).all() for value in checkpoint.state["model"].values())
 
 
-def test_a_diverging_loss_without_checkpoints_leaves_no_folder(
-    run_cli: RunCli, tmp_path: Path
-) -> None:
-    result = run_cli("run", "--loss", "mse", "--lr", "50", "--out", "run")
-    assert result.returncode == 3
-    assert "No checkpoint had been written" in result.stderr
+def test_a_diverging_loss_without_checkpoints_leaves_no_folder(cli: Cli, tmp_path: Path) -> None:
+    result = cli("run", "--loss", "mse", "--lr", "50", "--out", "run")
+    assert result.code == 3
+    assert "No checkpoint had been written" in result.err
+    assert len(result.err.splitlines()) == 1 and result.err.startswith("error: "), result.err
     assert not (tmp_path / "run").exists()
 
 
@@ -187,10 +204,8 @@ def _evil_pickle(marker: Path) -> bytes:
 
 
 def test_a_malicious_pickle_never_runs_through_any_entry_point(
-    tutorial_run: ptflow.RunResult, tmp_path: Path
+    cli: Cli, tutorial_run: ptflow.RunResult, tmp_path: Path
 ) -> None:
-    import shutil
-
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
     shutil.copytree(tutorial_run.run_dir, run)
@@ -205,21 +220,22 @@ def test_a_malicious_pickle_never_runs_through_any_entry_point(
         with pytest.raises(WorkflowError, match="corrupt"):
             ptflow.load_weights(ptflow.build_model(), run / name)
     # the command line: predict and evaluate read model.pt
-    predicted = _ptflow("predict", str(run), "--x", "0.5")
-    assert predicted.returncode == 2 and "corrupt" in predicted.stderr
+    predicted = cli("predict", str(run), "--x", "0.5")
+    assert predicted.code == 2 and "corrupt" in predicted.err
     table = tmp_path / "line.csv"
     table.write_text("X,y\n0.1,0.37\n0.2,0.44\n")
-    evaluated = _ptflow("evaluate", str(run), "--data", str(table))
-    assert evaluated.returncode == 2 and "corrupt" in evaluated.stderr
+    evaluated = cli("evaluate", str(run), "--data", str(table))
+    assert evaluated.code == 2 and "corrupt" in evaluated.err
     # resume reads checkpoints: a pickle there, in either file, is refused as well
     for checkpoint in (run / "checkpoints").iterdir():
         checkpoint.write_bytes(evil)
-    resumed = _ptflow("run", "--resume", str(run))
-    assert resumed.returncode == 2 and "no usable checkpoint" in resumed.stderr
+    resumed = cli("run", "--resume", str(run))
+    assert resumed.code == 2 and "no usable checkpoint" in resumed.err
     with pytest.raises(WorkflowError, match="no usable checkpoint"):
         ptflow.resume_workflow(run)
     for result in (predicted, evaluated, resumed):
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.err
+        assert len(result.err.splitlines()) == 1 and result.err.startswith("error: "), result.err
     assert not marker.exists()
 
 
@@ -241,12 +257,15 @@ _WRITER = textwrap.dedent(
 def test_a_kill_during_writes_leaves_the_old_or_the_new_file(tmp_path: Path) -> None:
     path, started = tmp_path / "file.txt", tmp_path / "started"
     whole = {"a" * 4_000_000, "b" * 3_000_000}
+    rng = random.Random(SEED)
     for attempt in range(12):
         started.unlink(missing_ok=True)
         writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(started)])
         while not started.exists():
             time.sleep(0.001)
-        time.sleep(random.uniform(0, 0.2))
+        delay = rng.uniform(0, 0.2)
+        time.sleep(delay)
         writer.kill()
         writer.wait()
-        assert path.read_text() in whole, f"a partial file after kill {attempt}"
+        drawn = f"seed {SEED}: kill {attempt} after {delay:.3f} s"
+        assert path.read_text() in whole, f"{drawn}: a partial file"
