@@ -84,3 +84,11 @@ def test_no_module_but_tasks_names_a_metric() -> None:
     for module in ("cli", "report", "runs", "explain", "workflow"):
         text = (PACKAGE / f"{module}.py").read_text(encoding="utf-8")
         assert not named.search(text), (module, named.search(text))
+
+
+def test_the_readme_module_table_matches_the_code() -> None:
+    readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)\.py` \| .+ \| (.+) \|$", section, flags=re.MULTILINE)
+    listed = {module: set(re.findall(r"`(\w+)`", imports)) for module, imports in rows}
+    assert listed == _graph()  # every module, with exactly what it imports
