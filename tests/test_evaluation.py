@@ -148,3 +148,41 @@ def test_evaluate_table_says_r2_is_undefined_for_a_constant_target(tmp_path: Pat
     path.write_text("a,y\n1,3\n2,3\n3,3\n")
     measured = ptflow.evaluate_table(ptflow.build_model("linear", 1, 1, seed=0), path, ["a"], ["y"])
     assert math.isnan(measured.overall.r2) and measured.overall.mae > 0
+
+
+def test_one_metric_loop_scores_every_predictor_on_every_part_block_by_block() -> None:
+    """evaluate_blocks: blocks of any size give the metrics of all rows at once, per target
+    too; a merge of two halves (as two processes would) gives the same; keep sees rows."""
+    from ptflow.evaluation import MetricSums, compute_metrics, evaluate_blocks
+
+    generator = torch.Generator().manual_seed(3)
+    X, y = torch.randn(90, 2, generator=generator), torch.randn(90, 2, generator=generator)
+    predictors = {"double": lambda X: 2 * X, "zero": torch.zeros_like}
+    blocks = [("train", X[i : i + 7], y[i : i + 7]) for i in range(0, 56, 7)]
+    blocks.append(("train", X[56:60], y[56:60]))
+    blocks += [("test", X[60:], y[60:]), ("val", X[:0], y[:0])]
+    kept: list[tuple[str, str, int]] = []
+    sums = evaluate_blocks(
+        blocks, ["train", "val", "test"], predictors,
+        keep=lambda name, part, y_pred, _: kept.append((name, part, len(y_pred))),
+    )  # fmt: skip
+    whole = compute_metrics(2 * X[:60], y[:60])
+    got = sums["double"]["train"].metrics()
+    assert got.mae == pytest.approx(whole.mae) and got.r2 == pytest.approx(whole.r2)
+    column = compute_metrics(torch.zeros(30, 1), y[60:, 1:])
+    one = sums["zero"]["test"].target_metrics(1)
+    assert (one.mae, one.mse, one.r2) == pytest.approx((column.mae, column.mse, column.r2))
+    assert sums["zero"]["val"].values == 0  # a part without rows is still there, empty
+    assert ("zero", "test", 30) in kept and len(kept) == 2 * 10  # empty blocks are skipped
+
+    halves = [MetricSums(), MetricSums()]
+    halves[0].add(2 * X[:40], y[:40])
+    halves[1].add(2 * X[40:60], y[40:60])
+    merged = MetricSums.unpack(halves[0].pack())
+    merged.merge(MetricSums.unpack(halves[1].pack()))  # what World.merge_metric_sums does
+    assert merged.metrics().mae == pytest.approx(whole.mae)
+    assert merged.target_metrics(0).mae == pytest.approx(got_first_target(X, y))
+
+
+def got_first_target(X: torch.Tensor, y: torch.Tensor) -> float:
+    return float((2 * X[:60, 0] - y[:60, 0]).abs().mean())

@@ -14,11 +14,9 @@ import torch
 from torch import nn
 
 from ptflow.data import Splits
-from ptflow.evaluation import mean_loss
+from ptflow.evaluation import LossFn, mean_loss
 
 __all__ = ["InMemory", "LossFn", "TrainingData"]
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingData(Protocol):

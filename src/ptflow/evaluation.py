@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import torch
 from torch import nn
@@ -17,11 +18,14 @@ from ptflow.files import to_json_safe
 
 __all__ = [
     "LeastSquares",
+    "LossFn",
     "MetricSums",
     "Metrics",
+    "Predictor",
     "TableMetrics",
     "compute_metrics",
     "evaluate",
+    "evaluate_blocks",
     "evaluate_table",
     "fit_least_squares",
     "mean_loss",
@@ -29,7 +33,7 @@ __all__ = [
     "predict",
 ]
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y_pred, y) -> mean loss
 
 
 def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = 65_536) -> torch.Tensor:
@@ -89,6 +93,7 @@ class MetricSums:
     abs_error: float = 0.0
     squared_error: torch.Tensor | None = None  # per target, for R²
     truth: Moments = field(default_factory=Moments)  # per target: R²'s total sum of squares
+    abs_by_target: torch.Tensor | None = None  # per target, for each target's own MAE
 
     def add(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None:
         """Add a block of predictions and the targets they should have matched."""
@@ -104,7 +109,12 @@ class MetricSums:
         error = y_pred - y_true
         squared = error.square().sum(dim=0)
         self.squared_error = squared if self.squared_error is None else self.squared_error + squared
-        self.abs_error += error.abs().sum().item()
+        absolute = error.abs()
+        self.abs_error += absolute.sum().item()
+        by_target = absolute.sum(dim=0)
+        self.abs_by_target = (
+            by_target if self.abs_by_target is None else self.abs_by_target + by_target
+        )
         self.values += error.numel()
         self.truth.add(y_true)
 
@@ -119,6 +129,11 @@ class MetricSums:
             if self.squared_error is None
             else self.squared_error + other.squared_error
         )
+        self.abs_by_target = (
+            other.abs_by_target
+            if self.abs_by_target is None or other.abs_by_target is None
+            else self.abs_by_target + other.abs_by_target
+        )
         self.truth.merge(other.truth)
 
     def pack(self) -> torch.Tensor:
@@ -126,7 +141,9 @@ class MetricSums:
         if self.squared_error is None or self.truth.mean is None or self.truth.m2 is None:
             return torch.zeros(3, dtype=torch.float64)
         head = torch.tensor([self.values, self.abs_error, self.truth.count], dtype=torch.float64)
-        return torch.cat([head, self.squared_error, self.truth.mean, self.truth.m2])
+        assert self.abs_by_target is not None  # added with squared_error
+        columns = [self.squared_error, self.truth.mean, self.truth.m2, self.abs_by_target]
+        return torch.cat([head, *columns])
 
     @staticmethod
     def unpack(packed: torch.Tensor) -> MetricSums:
@@ -134,10 +151,25 @@ class MetricSums:
         values, abs_error, count = (packed[i].item() for i in range(3))
         sums = MetricSums(int(values), abs_error)
         if len(packed) > 3:
-            squared_error, mean, m2 = packed[3:].reshape(3, -1)
+            squared_error, mean, m2, abs_by_target = packed[3:].reshape(4, -1)
             sums.squared_error = squared_error.clone()
             sums.truth = Moments(int(count), mean.clone(), m2.clone())
+            sums.abs_by_target = abs_by_target.clone()
         return sums
+
+    def target_metrics(self, target: int) -> Metrics:
+        """Return the metrics of one target column (by position) over every block so far."""
+        if self.truth.m2 is None or self.squared_error is None or self.abs_by_target is None:
+            raise WorkflowError("there are no rows to evaluate; give at least one row.")
+        rows = self.truth.count
+        squared, ss_tot = self.squared_error[target].item(), self.truth.m2[target].item()
+        mse = squared / rows
+        return Metrics(
+            mae=self.abs_by_target[target].item() / rows,
+            mse=mse,
+            rmse=math.sqrt(mse),
+            r2=1 - squared / ss_tot if ss_tot > 0 else math.nan,
+        )
 
     def metrics(self) -> Metrics:
         """Return the metrics of every block added so far."""
@@ -209,29 +241,61 @@ def evaluate_table(
 
     Memory is one block, whatever the file's size: the metrics are running sums.
     """
-    overall = MetricSums()
-    by_target = {name: MetricSums() for name in target}
-    rows = dropped_rows = 0
-    blocks = iter_table(
+    counts = {"rows": 0, "dropped": 0}
+    table = iter_table(
         path, features, target=target, format=format, drop_missing=drop_missing,
         block_rows=block_rows,
     )  # fmt: skip
-    for block in blocks:
-        assert block.y is not None  # targets were asked for
-        y_pred = predict(model, block.X)
-        overall.add(y_pred, block.y)
-        for i, sums in enumerate(by_target.values()):
-            sums.add(y_pred[:, i : i + 1], block.y[:, i : i + 1])
-        rows, dropped_rows = rows + len(block.X), dropped_rows + block.dropped_rows
-    if rows == 0:
+
+    def blocks() -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        for block in table:
+            assert block.y is not None  # targets were asked for
+            counts["rows"] += len(block.X)
+            counts["dropped"] += block.dropped_rows
+            yield "rows", block.X, block.y
+
+    sums = evaluate_blocks(blocks(), ["rows"], {"model": partial(predict, model)})["model"]
+    if counts["rows"] == 0:
         name = os.path.basename(path)
         raise WorkflowError(f"every row of {name} has a missing value; clean the data.")
-    return TableMetrics(
-        rows,
-        dropped_rows,
-        {name: sums.metrics() for name, sums in by_target.items()},
-        overall.metrics(),
-    )
+    rows = sums["rows"]
+    by_target = {name: rows.target_metrics(i) for i, name in enumerate(target)}
+    return TableMetrics(counts["rows"], counts["dropped"], by_target, rows.metrics())
+
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+def evaluate_blocks(
+    blocks: Iterable[tuple[str, torch.Tensor, torch.Tensor]],
+    parts: Sequence[str],
+    predictors: Mapping[str, Predictor],
+    merge: Callable[[MetricSums], MetricSums] | None = None,
+    keep: Callable[[str, str, torch.Tensor, torch.Tensor], None] | None = None,
+) -> dict[str, dict[str, MetricSums]]:
+    """Score every predictor on blocks of (part, X, y) rows: the one metric loop of ptflow.
+
+    Returns running sums by predictor and part (`parts` names them all, so that every
+    process has the same ones, rows or none). Under torchrun each process scores its own
+    blocks and `merge` (`World.merge_metric_sums`) merges the sums, as if one process had
+    seen every row. `keep` sees every
+    (predictor, part, y_pred, y): to keep some rows for a plot.
+    """
+    sums = {name: {part: MetricSums() for part in parts} for name in predictors}
+    for part, X, y in blocks:
+        if not len(X):
+            continue
+        for name, predictor in predictors.items():
+            y_pred = predictor(X)
+            sums[name][part].add(y_pred, y)
+            if keep is not None:
+                keep(name, part, y_pred, y)
+    if merge is not None:  # the same order on every process: predictors, then parts
+        sums = {
+            name: {part: merge(part_sums) for part, part_sums in by_part.items()}
+            for name, by_part in sums.items()
+        }
+    return sums
 
 
 @dataclass(frozen=True)

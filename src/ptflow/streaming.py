@@ -39,7 +39,14 @@ from ptflow.data import (
 )
 from ptflow.distributed import World
 from ptflow.errors import WorkflowError
-from ptflow.evaluation import LeastSquares, Metrics, MetricSums, mean_loss, predict
+from ptflow.evaluation import (
+    LeastSquares,
+    LossFn,
+    Metrics,
+    evaluate_blocks,
+    mean_loss,
+    predict,
+)
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -241,7 +248,7 @@ class StreamedTraining:
         if carry_X is not None and carry_y is not None and len(carry_X):
             yield carry_X, carry_y
 
-    def eval_loss(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> float:
+    def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
         """Return the mean loss on the validation rows (or, without any, the test rows)."""
         total, rows = self.eval_sums(model, loss_fn)
         return total / rows
@@ -249,7 +256,7 @@ class StreamedTraining:
     def eval_sums(
         self,
         model: nn.Module,
-        loss_fn: Callable[..., torch.Tensor],
+        loss_fn: LossFn,
         share: Callable[[int], slice] | None = None,
     ) -> tuple[float, int]:
         """Return the evaluation loss summed over rows, and their number.
@@ -383,32 +390,32 @@ def evaluate_streamed(
     names = [
         name for name, part in zip(PARTS, (TRAIN, VAL, TEST), strict=True) if table.part_size(part)
     ]
-    model_sums = {name: MetricSums() for name in names}
-    baseline_sums = {name: MetricSums() for name in names}
-    shown_y: list[torch.Tensor] = []
-    shown_pred: list[torch.Tensor] = []
-    shown = 0
     groups = list(range(len(table.group_rows)))
-    for _, rows in table.groups(groups[world.share(len(groups))] if world else groups):
-        for name in names:
-            X, y = table.select(rows, PARTS.index(name), scaled=False)
-            if not len(X):
-                continue
-            y_pred = predict(model, X).cpu()
-            model_sums[name].add(y_pred, y)
-            baseline_sums[name].add(table.baseline.predict(X), y)
-            if name == "test" and shown < PLOT_ROWS:
-                shown_y.append(y[: PLOT_ROWS - shown])
-                shown_pred.append(y_pred[: PLOT_ROWS - shown])
-                shown += len(shown_y[-1])
-    if world is not None:
-        model_sums = {name: world.merge_metric_sums(s) for name, s in model_sums.items()}
-        baseline_sums = {name: world.merge_metric_sums(s) for name, s in baseline_sums.items()}
+    mine = groups[world.share(len(groups))] if world else groups
+
+    def blocks() -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
+        for _, rows in table.groups(mine):
+            for name in names:
+                X, y = table.select(rows, PARTS.index(name), scaled=False)
+                yield name, X, y
+
+    shown: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def keep(predictor: str, part: str, y_pred: torch.Tensor, y: torch.Tensor) -> None:
+        wanted = PLOT_ROWS - sum(len(kept) for kept, _ in shown)
+        if predictor == "model" and part == "test" and wanted > 0:
+            shown.append((y[:wanted], y_pred[:wanted]))
+
+    predictors = {"model": lambda X: predict(model, X).cpu(), "baseline": table.baseline.predict}
+    merge = world.merge_metric_sums if world is not None else None
+    sums = evaluate_blocks(blocks(), names, predictors, merge, keep)
     empty = torch.empty(0, len(table.target))
     return (
-        {name: sums.metrics() for name, sums in model_sums.items()},
-        {name: sums.metrics() for name, sums in baseline_sums.items()},
-        Split(torch.cat([empty, *shown_y]), torch.cat([empty, *shown_pred])),
+        {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
+        {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
+        Split(
+            torch.cat([empty, *(y for y, _ in shown)]), torch.cat([empty, *(p for _, p in shown)])
+        ),
     )
 
 

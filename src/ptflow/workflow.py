@@ -50,7 +50,7 @@ from ptflow.data import (
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import Metrics, MetricSums, fit_least_squares, predict
+from ptflow.evaluation import Metrics, Predictor, evaluate_blocks, fit_least_squares, predict
 from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
 from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
 from ptflow.plots import (
@@ -481,13 +481,7 @@ def _train_and_finish(
         assert isinstance(prepared.data, StreamedTable)
         metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
     else:
-        parts = {"train": splits.train, "val": splits.val, "test": splits.test}
-        baseline = fit_least_squares(*splits.train)
-        metrics, baseline_metrics = {}, {}
-        for name, part in parts.items():
-            if part is not None:
-                metrics[name] = _measure(partial(predict, model), part, world)
-                baseline_metrics[name] = _measure(baseline.predict, part, world)
+        metrics, baseline_metrics = _evaluate_in_memory(model, splits, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -518,14 +512,27 @@ def _train_and_finish(
     return result
 
 
-def _measure(
-    predictor: Callable[[torch.Tensor], torch.Tensor], part: Split, world: World | None
-) -> Metrics:
-    """The metrics of `predictor` on a part; under torchrun, sums merged over processes."""
-    rows = world.share(len(part.X)) if world is not None else slice(None)
-    sums = MetricSums()
-    sums.add(predictor(part.X[rows]), part.y[rows])
-    return (world.merge_metric_sums(sums) if world is not None else sums).metrics()
+def _evaluate_in_memory(
+    model: nn.Module, splits: Splits, world: World | None
+) -> tuple[dict[str, Metrics], dict[str, Metrics]]:
+    """The model's and the baseline's metrics on every part; under torchrun, each process
+    scores its share of each part's rows and the sums are merged."""
+    parts = {"train": splits.train, "val": splits.val, "test": splits.test}
+    present = {name: part for name, part in parts.items() if part is not None}
+    shares = {
+        name: world.share(len(part.X)) if world else slice(None) for name, part in present.items()
+    }
+    blocks = ((name, part.X[shares[name]], part.y[shares[name]]) for name, part in present.items())
+    predictors: dict[str, Predictor] = {
+        "model": partial(predict, model),
+        "baseline": fit_least_squares(*splits.train).predict,
+    }
+    merge = world.merge_metric_sums if world is not None else None
+    sums = evaluate_blocks(blocks, list(present), predictors, merge)
+    return (
+        {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
+        {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
+    )
 
 
 @dataclass
