@@ -77,7 +77,7 @@ def test_evaluate_uses_the_models_predictions(tutorial_splits: ptflow.Splits) ->
 
 
 def test_least_squares_matches_numpy(linear_problem: tuple[torch.Tensor, torch.Tensor]) -> None:
-    from ptflow.evaluation import fit_least_squares
+    from ptflow.stats import fit_least_squares
 
     X, y = linear_problem
     fit = fit_least_squares(X, y)

@@ -61,8 +61,8 @@ def test_mlp_layers_activation_and_dropout() -> None:
 
 
 def test_standardized_takes_and_returns_raw_units() -> None:
-    from ptflow.data import Scaling
     from ptflow.models import Standardized
+    from ptflow.stats import Scaling
 
     inner = build_model("linear", 1, 1)
     scaling = Scaling(

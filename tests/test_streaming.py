@@ -15,8 +15,7 @@ import torch
 import ptflow
 import ptflow.data
 from ptflow import Config, TrainingInterrupted, WorkflowError
-from ptflow.data import fit_scaling
-from ptflow.evaluation import fit_least_squares
+from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import TEST, TRAIN, VAL, RowSplit, evaluate_streamed, scan_table
 from tests.conftest import RunCli
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from ptflow import WorkflowError
-from ptflow.data import fit_scaling, load_table, scale_splits, split
+from ptflow.data import load_table, scale_splits, split
+from ptflow.stats import fit_scaling
 
 
 def test_default_features_are_the_other_numeric_columns(sine_table: Path) -> None:

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from ptflow.config import ROW_GROUP_ROWS, check_line_points
 from ptflow.errors import WorkflowError
+from ptflow.stats import Scaling
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "READ_BLOCK_ROWS",
-    "Moments",
-    "Scaling",
     "Split",
     "Splits",
     "Table",
@@ -38,13 +37,11 @@ __all__ = [
     "check_parquet_numeric",
     "convert_table",
     "file_fingerprint",
-    "fit_scaling",
     "iter_table",
     "load_table",
     "make_linear_data",
     "resolve_columns",
     "scale_splits",
-    "scaling_from",
     "split",
     "table_format",
 ]
@@ -141,73 +138,6 @@ def split(
 def _count(fraction: float, n: int) -> int:
     # The tutorial's int(0.8 * len(X)), made robust to 0.29 * 100 == 28.999999999999996.
     return math.floor(fraction * n + 1e-9)
-
-
-@dataclass(frozen=True)
-class Scaling:
-    """Column means and standard deviations of the training rows, for standardising."""
-
-    x_mean: torch.Tensor  # (features,)
-    x_std: torch.Tensor
-    y_mean: torch.Tensor  # (targets,)
-    y_std: torch.Tensor
-
-
-@dataclass
-class Moments:
-    """Running count, mean and sum of squared deviations of columns, in float64.
-
-    Blocks of rows are merged with Chan et al.'s pairwise formula, which stays exact where
-    summing squares would cancel: the statistics of a table too large to hold at once.
-    """
-
-    count: int = 0
-    mean: torch.Tensor | None = None  # (columns,)
-    m2: torch.Tensor | None = None  # sum of squared deviations from the mean, (columns,)
-
-    def add(self, values: torch.Tensor) -> None:
-        """Merge in a block of rows, shape (rows, columns)."""
-        if len(values) == 0:
-            return
-        block = values.detach().to("cpu", torch.float64)
-        block_mean = block.mean(dim=0)
-        self.merge(Moments(len(block), block_mean, (block - block_mean).square().sum(dim=0)))
-
-    def merge(self, other: Moments) -> None:
-        """Merge in the moments of other rows (another block's, or another process's)."""
-        if other.mean is None or other.m2 is None:
-            return
-        if self.mean is None or self.m2 is None:
-            self.count, self.mean, self.m2 = other.count, other.mean, other.m2
-            return
-        total = self.count + other.count
-        delta = other.mean - self.mean
-        self.mean = self.mean + delta * (other.count / total)
-        self.m2 = self.m2 + other.m2 + delta.square() * (self.count * other.count / total)
-        self.count = total
-
-    def std(self) -> torch.Tensor:
-        """The population standard deviation; 1 for a constant column (never divide by 0)."""
-        assert self.m2 is not None, "no rows were added"
-        std = (self.m2 / self.count).sqrt() if self.count > 1 else torch.ones_like(self.m2)
-        return torch.where(std > 0, std, torch.ones_like(std))
-
-
-def fit_scaling(X: torch.Tensor, y: torch.Tensor) -> Scaling:
-    """Return the means and standard deviations of X's and y's columns.
-
-    A constant column keeps a standard deviation of 1, so scaling never divides by zero.
-    """
-    x_moments, y_moments = Moments(), Moments()
-    x_moments.add(X)
-    y_moments.add(y)
-    return scaling_from(x_moments, y_moments, X.dtype)
-
-
-def scaling_from(x: Moments, y: Moments, dtype: torch.dtype = torch.float32) -> Scaling:
-    """Return the Scaling of columns whose moments are `x` (features) and `y` (targets)."""
-    assert x.mean is not None and y.mean is not None, "no rows were added"
-    return Scaling(x.mean.to(dtype), x.std().to(dtype), y.mean.to(dtype), y.std().to(dtype))
 
 
 def scale_splits(splits: Splits, scaling: Scaling) -> Splits:

@@ -11,13 +11,13 @@ from functools import partial
 import torch
 from torch import nn
 
-from ptflow.data import READ_BLOCK_ROWS, Moments, iter_table
+from ptflow.data import READ_BLOCK_ROWS, iter_table
 from ptflow.devices import device_of
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
+from ptflow.stats import Moments
 
 __all__ = [
-    "LeastSquares",
     "LossFn",
     "MetricSums",
     "Metrics",
@@ -27,7 +27,6 @@ __all__ = [
     "evaluate",
     "evaluate_blocks",
     "evaluate_table",
-    "fit_least_squares",
     "mean_loss",
     "metrics_by_target",
     "predict",
@@ -296,27 +295,3 @@ def evaluate_blocks(
             for name, by_part in sums.items()
         }
     return sums
-
-
-@dataclass(frozen=True)
-class LeastSquares:
-    """The closed-form linear fit y = X @ coef + intercept with the least squared error."""
-
-    coef: torch.Tensor  # (features, targets), float64
-    intercept: torch.Tensor  # (targets,), float64
-
-    def predict(self, X: torch.Tensor) -> torch.Tensor:
-        """Return the fit's predictions for X, in X's dtype."""
-        y_pred = X.to(self.coef.dtype) @ self.coef + self.intercept
-        return y_pred.to(X.dtype)
-
-
-def fit_least_squares(X: torch.Tensor, y: torch.Tensor) -> LeastSquares:
-    """Solve the least-squares linear fit of y on X (with an intercept) in float64.
-
-    The baseline every run is compared against: a model that cannot beat it has learned
-    nothing a straight line could not, and a linear model should match it once converged.
-    """
-    design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
-    solution = torch.linalg.lstsq(design, y.double()).solution  # (features + 1, targets)
-    return LeastSquares(coef=solution[:-1], intercept=solution[-1])

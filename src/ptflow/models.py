@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ptflow.config import MODELS
-from ptflow.data import Scaling
 from ptflow.errors import WorkflowError
+from ptflow.stats import Scaling
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 

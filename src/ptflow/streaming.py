@@ -26,27 +26,24 @@ from numpy.typing import NDArray
 from torch import nn
 
 from ptflow.data import (
-    Moments,
-    Scaling,
     Split,
     _count,
     _first_missing,
     check_parquet_numeric,
     file_fingerprint,
     resolve_columns,
-    scaling_from,
     table_format,
 )
 from ptflow.distributed import World
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
-    LeastSquares,
     LossFn,
     Metrics,
     evaluate_blocks,
     mean_loss,
     predict,
 )
+from ptflow.stats import LeastSquares, Moments, NormalEquations, Scaling, scaling_from
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -338,7 +335,7 @@ def scan_table(
         baseline=LeastSquares(torch.zeros(0), torch.zeros(0)),
     )
     x_moments, y_moments = Moments(), Moments()
-    normal = _NormalEquations(len(features), len(target))
+    normal = NormalEquations(len(features), len(target))
     y_low = np.full(len(target), np.inf)
     y_high = np.full(len(target), -np.inf)
     dropped = 0
@@ -417,24 +414,6 @@ def evaluate_streamed(
             torch.cat([empty, *(y for y, _ in shown)]), torch.cat([empty, *(p for _, p in shown)])
         ),
     )
-
-
-class _NormalEquations:
-    """Running [X 1]ᵀ[X 1] and [X 1]ᵀy in float64: the least-squares fit, block by block."""
-
-    def __init__(self, features: int, targets: int) -> None:
-        self.gram = torch.zeros(features + 1, features + 1, dtype=torch.float64)
-        self.moment = torch.zeros(features + 1, targets, dtype=torch.float64)
-
-    def add(self, X: torch.Tensor, y: torch.Tensor) -> None:
-        design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
-        self.gram += design.T @ design
-        self.moment += design.T @ y.double()
-
-    def solve(self) -> LeastSquares:
-        # lstsq rather than solve: a constant or repeated column leaves the system singular.
-        solution = torch.linalg.lstsq(self.gram, self.moment, driver="gelsd").solution
-        return LeastSquares(coef=solution[:-1], intercept=solution[-1])
 
 
 def _read_group(

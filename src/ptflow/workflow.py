@@ -41,7 +41,6 @@ from ptflow.data import (
     Split,
     Splits,
     Table,
-    fit_scaling,
     load_table,
     make_linear_data,
     scale_splits,
@@ -50,7 +49,7 @@ from ptflow.data import (
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import Metrics, Predictor, evaluate_blocks, fit_least_squares, predict
+from ptflow.evaluation import Metrics, Predictor, evaluate_blocks, predict
 from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
 from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
 from ptflow.plots import (
@@ -69,6 +68,7 @@ from ptflow.run_folder import (
     read_summary,
     writing,
 )
+from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
 from ptflow.tasks import REGRESSION
 from ptflow.training import History, TrainingState, batch_size_for, train
