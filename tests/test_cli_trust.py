@@ -25,6 +25,7 @@ import torch
 
 import ptflow
 from ptflow import WorkflowError
+from ptflow.checkpoint import checkpoint_position, list_checkpoints
 
 if TYPE_CHECKING:
     from tests.conftest import Cli, RunCli
@@ -82,8 +83,8 @@ def _wait_for_checkpoint(
             raise AssertionError(
                 f"{drawn}: the run ended before epoch {epoch}: {process.communicate()}"
             )
-        names = [p.name for p in folder.glob("epoch-*.json")] if folder.is_dir() else []
-        if any(int(name[6:12]) >= epoch for name in names):
+        saved = [checkpoint_position(path) for path in list_checkpoints(folder)]
+        if any(at is not None and at[0] >= epoch for at in saved):
             return
         time.sleep(0.005)
     raise AssertionError(f"{drawn}: no checkpoint of epoch {epoch} within two minutes")

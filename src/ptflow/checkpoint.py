@@ -17,9 +17,12 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,9 +31,13 @@ from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path, check_regular_file, write_text
 
 __all__ = [
+    "CHECKPOINT_SECONDS",
     "Checkpoint",
+    "CheckpointSchedule",
     "check_compatible",
+    "checkpoint_label",
     "checkpoint_name",
+    "checkpoint_position",
     "latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
@@ -132,6 +139,21 @@ class Checkpoint:
     info: dict[str, Any]  # what the caller recorded beside it: configuration, versions
 
 
+def checkpoint_position(path: Path) -> tuple[int, int] | None:
+    """(epochs, batches) a checkpoint file's name says it holds; None if not a checkpoint's."""
+    match = _NAME.match(path.name)
+    return (int(match[1]), int(match[2] or 0)) if match else None
+
+
+def checkpoint_label(path: Path) -> str:
+    """Where a checkpoint file stands, in words: "epoch 7" or "epoch 7 and 31 batches"."""
+    position = checkpoint_position(path)
+    if position is None:
+        return path.name
+    epoch, batch = position
+    return f"epoch {epoch}" + (f" and {batch} batches" if batch else "")
+
+
 def checkpoint_name(epoch: int, batch: int = 0) -> str:
     """Return the JSON file name of the checkpoint after `epoch` epochs and `batch` batches."""
     return f"epoch-{epoch:06d}.json" if batch == 0 else f"epoch-{epoch:06d}-batch-{batch:06d}.json"
@@ -187,9 +209,8 @@ def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    found = [(m, p) for p in folder.iterdir() if (m := _NAME.match(p.name))]
-    found.sort(key=lambda item: (int(item[0][1]), int(item[0][2] or 0)))
-    return [path for _, path in found]
+    found = [(at, p) for p in folder.iterdir() if (at := checkpoint_position(p)) is not None]
+    return [path for _, path in sorted(found)]
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -291,3 +312,63 @@ def _unpack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+# Without --checkpoint-every, a checkpoint is written once this long has passed since the
+# last one: long runs lose little to a crash, short runs do not pay for many writes.
+CHECKPOINT_SECONDS = 60.0
+
+
+class Progress(Protocol):
+    """What a schedule needs of the training state (`training.TrainingState`)."""
+
+    @property
+    def epochs_done(self) -> int: ...
+
+    @property
+    def batches_done(self) -> int: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class CheckpointSchedule:
+    """Saves a checkpoint every `every` epochs, or every CHECKPOINT_SECONDS; `train` calls it.
+
+    Under torchrun every process calls it: rank 0's clock decides (`decide`, the world's
+    broadcast), every process hands in its random generators' states, and rank 0 writes.
+    """
+
+    folder: Path
+    every: int | None  # epochs between checkpoints; None: by time
+    keep: int  # the newest checkpoints kept
+    info: dict[str, Any]  # stored beside the state: configuration, versions
+    decide: Callable[[bool], bool] | None = None  # under torchrun: rank 0's decision, for all
+    writes: bool = True  # False on every process but rank 0
+    on_saved: Callable[[], None] | None = None  # told after each checkpoint is on disk
+    last_saved: float = field(default_factory=time.monotonic)
+
+    def __call__(self, state: Progress, final: bool) -> None:
+        if self.every is not None:
+            due = state.epochs_done % self.every == 0
+        else:
+            due = time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS
+        if self.decide is not None:
+            due = self.decide(final or due)
+        if not (final or due):
+            return
+        saved_state = state.state_dict()  # under torchrun, gathers every process's generators
+        if not self.writes:
+            self.last_saved = time.monotonic()
+            return
+        save_checkpoint(
+            self.folder,
+            saved_state,
+            epoch=state.epochs_done,
+            batch=state.batches_done,
+            info={**self.info, "saved": datetime.now().astimezone().isoformat(timespec="seconds")},
+            keep=self.keep,
+        )
+        if self.on_saved is not None:
+            self.on_saved()
+        self.last_saved = time.monotonic()

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -29,11 +29,13 @@ from torch import nn
 
 from ptflow import __version__
 from ptflow.checkpoint import (
+    CHECKPOINT_SECONDS,
     Checkpoint,
+    CheckpointSchedule,
+    checkpoint_label,
     latest_checkpoint,
     list_checkpoints,
     load_weights,
-    save_checkpoint,
     save_weights,
 )
 from ptflow.config import Config, check_resumable
@@ -71,7 +73,7 @@ from ptflow.run_folder import (
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
 from ptflow.tasks import REGRESSION
-from ptflow.training import History, TrainingState, batch_size_for, train
+from ptflow.training import History, batch_size_for, train
 
 __all__ = [
     "CHECKPOINT_SECONDS",
@@ -89,10 +91,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 _TASK = REGRESSION  # the one task so far; classification will come from the settings
-
-# Without --checkpoint-every, a checkpoint is written once this long has passed since the
-# last one: long runs lose little to a crash, short runs do not pay for many writes.
-CHECKPOINT_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -310,7 +308,7 @@ def _resume(
     fewest = checkpoint.epoch + (1 if checkpoint.batch else 0)
     if cfg.epochs < fewest:
         raise WorkflowError(
-            f"--epochs {cfg.epochs} is fewer than the {_checkpoint_label(checkpoint.path)} "
+            f"--epochs {cfg.epochs} is fewer than the {checkpoint_label(checkpoint.path)} "
             f"{run_dir} has trained; resume with --epochs {fewest} or more, or train a new run."
         )
     prepared = _prepare(cfg)
@@ -345,7 +343,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     cfg, record = _read_run_record(run_dir)
     if read_summary(run_dir) is None:
         done = list_checkpoints(run_dir / "checkpoints")
-        progress = f" after {_checkpoint_label(done[-1])}" if done else ""
+        progress = f" after {checkpoint_label(done[-1])}" if done else ""
         raise WorkflowError(
             f"{run_dir} is an unfinished run (it stopped{progress} of {cfg.epochs} epochs); "
             f"finish it with: {resume_command(cfg, run_dir, record.get('processes', 1))}"
@@ -453,7 +451,15 @@ def _train_and_finish(
     splits, model = prepared.splits, prepared.model
     info = {"config": cfg.to_dict(), "versions": _versions()}
     world = World.current()
-    checkpoints = _Checkpointer(run_dir / "checkpoints", cfg, info, world, on_checkpoint)
+    checkpoints = CheckpointSchedule(
+        run_dir / "checkpoints",
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        info,
+        decide=world.decide if world is not None else None,
+        writes=world is None or world.is_main,
+        on_saved=on_checkpoint,
+    )
     # 4. train, checkpointing on the way
     try:
         history = train(
@@ -535,58 +541,11 @@ def _evaluate_in_memory(
     )
 
 
-@dataclass
-class _Checkpointer:
-    """Saves a checkpoint every `checkpoint_every` epochs, or every CHECKPOINT_SECONDS.
-
-    Under torchrun every process calls it: rank 0's clock decides, every process hands in
-    its random generators' states, and rank 0 writes.
-    """
-
-    folder: Path
-    cfg: Config
-    info: dict[str, Any]
-    world: World | None = None
-    on_saved: Callable[[], None] | None = None  # told after each checkpoint is on disk
-    last_saved: float = field(default_factory=time.monotonic)
-
-    def __call__(self, state: TrainingState, final: bool) -> None:
-        every = self.cfg.checkpoint_every
-        if every is not None:
-            due = state.epochs_done % every == 0
-        else:
-            due = time.monotonic() - self.last_saved >= CHECKPOINT_SECONDS
-        if self.world is not None:
-            due = self.world.decide(final or due)
-        if not (final or due):
-            return
-        saved_state = state.state_dict()  # under torchrun, gathers every process's generators
-        if self.world is not None and not self.world.is_main:
-            self.last_saved = time.monotonic()
-            return
-        save_checkpoint(
-            self.folder,
-            saved_state,
-            epoch=state.epochs_done,
-            batch=state.batches_done,
-            info={**self.info, "saved": datetime.now().astimezone().isoformat(timespec="seconds")},
-            keep=self.cfg.keep_checkpoints,
-        )
-        if self.on_saved is not None:
-            self.on_saved()
-        self.last_saved = time.monotonic()
-
-
 def _kept_checkpoint(run_dir: Path) -> str:
     if done := list_checkpoints(run_dir / "checkpoints"):
         return f"The run folder {run_dir} keeps its last good checkpoint, {done[-1].name}."
     # run_folder.writing removes the new run and puts back any run it replaced
     return "No checkpoint had been written, so no run folder was kept."
-
-
-def _checkpoint_label(path: Path) -> str:
-    epoch, _, batch = path.stem.removeprefix("epoch-").partition("-batch-")
-    return f"epoch {int(epoch)}" + (f" and {int(batch)} batches" if batch else "")
 
 
 def _read_run_record(run_dir: Path) -> tuple[Config, dict[str, Any]]:
