@@ -92,3 +92,12 @@ def test_the_readme_module_table_matches_the_code() -> None:
     rows = re.findall(r"^\| `(\w+)\.py` \| .+ \| (.+) \|$", section, flags=re.MULTILINE)
     listed = {module: set(re.findall(r"`(\w+)`", imports)) for module, imports in rows}
     assert listed == _graph()  # every module, with exactly what it imports
+
+
+def test_only_run_folder_names_the_run_folders_files() -> None:
+    """Its record, results, history and split are read and written by run_folder.py alone."""
+    names = re.compile(r"""["'](config\.json|summary\.json|history\.csv|split_indices\.npz)["']""")
+    for path in PACKAGE.glob("*.py"):
+        if path.stem != "run_folder":
+            found = names.search(path.read_text(encoding="utf-8"))
+            assert found is None, (path.name, found)

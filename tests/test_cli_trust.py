@@ -125,7 +125,8 @@ def test_sigkill_at_a_random_epoch_then_resume_is_bit_identical(
 @pytest.mark.parametrize(
     ("signum", "exit_code"),
     [
-        (signal.SIGINT, 130),
+        # 31 s each (three whole processes): with the slow tests, which CI runs
+        pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow),
         pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow),
     ],
 )

@@ -61,6 +61,7 @@ def test_metric_sums_merge_as_if_one_process_saw_every_row() -> None:
         assert getattr(merged.metrics(), name) == pytest.approx(getattr(whole, name), rel=1e-12)
 
 
+@pytest.mark.slow  # 29 s: a torchrun of two processes beside one process; CI runs it
 def test_two_processes_train_the_one_process_model(
     tmp_path: Path, run_cli: RunCli, linear_table: Path
 ) -> None:

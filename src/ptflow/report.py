@@ -17,21 +17,18 @@ from typing import Any
 
 from ptflow.errors import WorkflowError
 from ptflow.files import check_output_path, quoted, write_text
-from ptflow.run_folder import read_record, read_summary, run_folder_holding
-from ptflow.runs import read_history
+from ptflow.run_folder import (
+    PLOT_CAPTIONS,
+    REPORT,
+    SUMMARY,
+    read_history,
+    read_record,
+    read_summary,
+    run_folder_holding,
+)
 from ptflow.tasks import task_of
 
 __all__ = ["write_comparison", "write_report"]
-
-# The run folder's own plots, in the order the page shows them, with their captions.
-PLOTS = (
-    ("data.png", "The data: train blue, test green"),
-    ("predictions_before.png", "Predictions before training (red)"),
-    ("predictions_after.png", "Predictions after training (red)"),
-    ("predicted_vs_actual_before.png", "Test rows before training: predicted against actual"),
-    ("predicted_vs_actual.png", "Test rows after training: predicted against actual"),
-    ("residuals.png", "Test rows after training: residuals against predictions"),
-)
 
 _STYLE = """
 body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1b1b1b; background: #fff; }
@@ -55,7 +52,7 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
     """Write `run_dir/report.html` from the run folder's files and return its path.
 
     `summary` is the run's summary when it is not yet on disk (the workflow writes the
-    report just before `summary.json`, which marks the run finished).
+    report just before the summary, which marks the run finished).
     """
     run_dir = Path(run_dir)
     hint = "report on a finished run folder (see `ptflow runs`)"
@@ -77,7 +74,7 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
         "</head>\n<body>\n<main>\n" + "\n".join(s for s in sections if s) + "\n</main>\n"
         "</body>\n</html>\n"
     )
-    path = run_dir / "report.html"
+    path = run_dir / REPORT
     write_text(path, page)
     return path
 
@@ -85,17 +82,12 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
 def _read_run(
     run_dir: Path, hint: str, summary: dict[str, Any] | None = None
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, list[float]]]:
-    """A finished run folder's config.json, summary.json (unless given) and history.csv."""
+    """A finished run folder's record, results (unless given) and history."""
     record = read_record(run_dir)
     summary = summary if summary is not None else read_summary(run_dir)
     if summary is None:
-        raise WorkflowError(f"{quoted(run_dir)} lacks summary.json: {hint}.")
-    try:
-        return record, summary, read_history(run_dir / "history.csv")
-    except FileNotFoundError:
-        raise WorkflowError(f"{quoted(run_dir)} lacks history.csv: {hint}.") from None
-    except (ValueError, KeyError) as error:
-        raise WorkflowError(f"cannot read {quoted(run_dir / 'history.csv')} ({error}).") from None
+        raise WorkflowError(f"{quoted(run_dir)} lacks {SUMMARY}: {hint}.")
+    return record, summary, read_history(run_dir)
 
 
 def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> str:
@@ -206,7 +198,7 @@ def _history_figure(history: dict[str, list[float]], best_epoch: int | None) -> 
 def _plots(run_dir: Path) -> str:
     figures = [
         _figure((run_dir / name).read_bytes(), caption)
-        for name, caption in PLOTS
+        for name, caption in PLOT_CAPTIONS.items()
         if (run_dir / name).is_file()
     ]
     return "<section>\n<h2>Plots</h2>\n" + "".join(figures) + "</section>" if figures else ""

@@ -16,6 +16,8 @@ that diverged on the first epoch, a full disk) is removed and the old run is put
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -28,41 +30,73 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
-from ptflow.files import quoted
+from ptflow.files import atomic_path, quoted, write_json, write_text
 from ptflow.tasks import TASKS
 
 __all__ = [
+    "CHECKPOINTS",
+    "CONFIG",
+    "CONFIG_TOML",
+    "HISTORY",
     "LINE_PLOTS",
     "LOCK_FILE",
+    "MODEL",
+    "PLOT_CAPTIONS",
+    "REPORT",
     "RUN_FILES",
+    "SPLIT",
+    "SUMMARY",
     "TABLE_PLOTS",
     "FolderWriter",
     "check_new_run_dir",
     "is_run_folder",
     "locked",
+    "read_history",
     "read_json",
     "read_record",
     "read_summary",
     "run_folder_holding",
+    "write_config_toml",
+    "write_history",
+    "write_record",
+    "write_split",
+    "write_summary",
     "writing",
 ]
 
 LOCK_FILE = ".ptflow.lock"
+CONFIG = "config.json"  # the run's record: settings, data, model shape, command, versions
+CONFIG_TOML = "config.toml"  # the settings alone, as `--config` reads them
+SUMMARY = "summary.json"  # its results; written last, it marks the run finished
+HISTORY = "history.csv"  # one row per epoch
+SPLIT = "split_indices.npz"  # which rows went to train, validation and test
+MODEL = "model.pt"  # the trained weights, a state_dict
+REPORT = "report.html"  # everything on one page, to look at and share
+CHECKPOINTS = "checkpoints"
 REPLACED = ".replaced"  # the run --overwrite replaces, until the new one has a checkpoint
 # Every run folder holds these; the plots differ between the tutorial's line and tables.
 RUN_FILES = (
     LOCK_FILE,  # which process writes the folder (see `writing`)
-    "checkpoints",  # the newest training checkpoints, to resume or continue the run
-    "model.pt",
+    CHECKPOINTS,  # the newest training checkpoints, to resume or continue the run
+    MODEL,
     "model.safetensors",
-    "config.json",
-    "config.toml",
-    "history.csv",
-    "summary.json",
-    "report.html",  # everything above on one page, to look at and share
-    "split_indices.npz",
+    CONFIG,
+    CONFIG_TOML,
+    HISTORY,
+    SUMMARY,
+    REPORT,
+    SPLIT,
     "loss_curves.png",
 )
+# Every plot a run folder may hold, in the order the report shows them, with its caption.
+PLOT_CAPTIONS = {
+    "data.png": "The data: train blue, test green",
+    "predictions_before.png": "Predictions before training (red)",
+    "predictions_after.png": "Predictions after training (red)",
+    "predicted_vs_actual_before.png": "Test rows before training: predicted against actual",
+    "predicted_vs_actual.png": "Test rows after training: predicted against actual",
+    "residuals.png": "Test rows after training: residuals against predictions",
+}
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
 TABLE_PLOTS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.table_plots))
 _OPTIONAL = ("tensorboard", REPLACED)  # written only when asked for, or while replacing
@@ -102,8 +136,8 @@ def _foreign_entry(path: Path) -> str | None:
         elif entry.is_dir():
             return name
     meaningful = [e.name for e in entries if e.name not in (LOCK_FILE, REPLACED)]
-    if meaningful and not _is_ptflow_record(path / "config.json"):
-        return "config.json" if (path / "config.json").exists() else meaningful[0]
+    if meaningful and not _is_ptflow_record(path / CONFIG):
+        return CONFIG if (path / CONFIG).exists() else meaningful[0]
     return None
 
 
@@ -141,7 +175,7 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, *, holding: bool = False) 
         raise _in_use(run_dir, holder)
     if not any(e.name != LOCK_FILE for e in run_dir.iterdir()):
         return  # empty: nothing to lose
-    unfinished = (run_dir / "config.json").is_file() and not (run_dir / "summary.json").is_file()
+    unfinished = (run_dir / CONFIG).is_file() and not (run_dir / SUMMARY).is_file()
     if not overwrite:
         if unfinished:
             raise WorkflowError(
@@ -266,7 +300,7 @@ def locked(run_dir: Path) -> Iterator[None]:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    folder = run_dir / "checkpoints"
+    folder = run_dir / CHECKPOINTS
     return folder.is_dir() and any(folder.glob("epoch-*.json"))
 
 
@@ -345,7 +379,7 @@ def _command() -> list[str]:
 def run_folder_holding(path: Path) -> Path | None:
     """The ptflow run folder that `path` lies inside (any depth), or None."""
     for folder in Path(path).resolve().parents:
-        if _is_ptflow_record(folder / "config.json"):
+        if _is_ptflow_record(folder / CONFIG):
             return folder
     return None
 
@@ -394,7 +428,7 @@ def read_record(run_dir: Path) -> dict[str, Any]:
         raise WorkflowError(
             f"run folder {quoted(run_dir)} does not exist; pass a folder ptflow made."
         )
-    path = run_dir / "config.json"
+    path = run_dir / CONFIG
     if not path.is_file():
         raise WorkflowError(
             f"{quoted(run_dir)} has no config.json, so it is not a ptflow run folder; "
@@ -409,7 +443,7 @@ def read_record(run_dir: Path) -> dict[str, Any]:
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
     """A run folder's summary.json (its results), or None while the run is unfinished."""
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY
     if not path.is_file():
         return None
     summary = _checked(read_json(path), _SUMMARY_SHAPE, path)
@@ -435,3 +469,54 @@ def _damaged(path: Path, detail: str) -> WorkflowError:
     return WorkflowError(
         f"{quoted(path)} is damaged ({detail}); train again to make a fresh run folder."
     )
+
+
+def write_record(run_dir: Path, record: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Write config.json (the whole record) and config.toml (the settings), atomically."""
+    write_json(run_dir / CONFIG, record)
+    write_config_toml(settings, run_dir / CONFIG_TOML)
+
+
+def write_config_toml(settings: dict[str, Any], path: Path) -> None:
+    """Write settings as TOML, the format `--config` reads, atomically."""
+    import tomli_w
+
+    # TOML has no null: an unset setting is left out and comes back as its default.
+    values = {key: value for key, value in settings.items() if value is not None}
+    write_text(path, tomli_w.dumps(values))
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    """Write summary.json, the mark of a finished run: call it last."""
+    write_json(run_dir / SUMMARY, summary)
+
+
+def write_history(run_dir: Path, columns: dict[str, list[Any]]) -> None:
+    """Write history.csv: one row per epoch, one column per entry of `columns`, in order."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values(), strict=True))
+    write_text(run_dir / HISTORY, buffer.getvalue())
+
+
+def read_history(run_dir: Path) -> dict[str, list[float]]:
+    """A run's history.csv as columns of numbers, by column name."""
+    path = run_dir / HISTORY
+    try:
+        with open(path, encoding="utf-8", newline="") as file:
+            rows = list(csv.DictReader(file))
+        columns = rows[0].keys() if rows else []
+        return {name: [float(row[name]) for row in rows] for name in columns}
+    except FileNotFoundError:
+        raise WorkflowError(f"{quoted(run_dir)} lacks {HISTORY}; train again.") from None
+    except (ValueError, TypeError, KeyError, csv.Error) as error:
+        raise _damaged(path, str(error)) from None
+
+
+def write_split(run_dir: Path, **indices: Any) -> None:
+    """Write split_indices.npz: the row numbers of each part (train=..., val=..., test=...)."""
+    import numpy as np
+
+    with atomic_path(run_dir / SPLIT) as tmp, open(tmp, "wb") as file:
+        np.savez_compressed(file, **indices)

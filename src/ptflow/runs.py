@@ -1,12 +1,11 @@
 """Looking back: the run folders in a folder, side by side, from their files alone.
 
-Reads `config.json`, `summary.json` and `history.csv`; imports nothing heavy, so
+Reads each run's record, summary and history through `run_folder`; imports nothing heavy, so
 `ptflow runs` answers at once.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
-from ptflow.run_folder import read_record, read_summary
+from ptflow.run_folder import CONFIG, read_history, read_record, read_summary
 from ptflow.tasks import TASKS, task_of
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "RunRow",
     "format_table",
     "list_runs",
-    "read_history",
     "rows_as_json",
     "sort_runs",
 ]
@@ -66,13 +64,13 @@ COLUMNS = (
 def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
     """Return a row for every run folder directly inside `folder`, oldest first.
 
-    A folder without `config.json` is not a run and is skipped; one without `summary.json`
-    is an unfinished run; a run whose files cannot be read is listed as "damaged".
+    A folder without a record (config.json) is not a run and is skipped; one without a
+    summary is an unfinished run; a run whose files cannot be read is listed as "damaged".
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise WorkflowError(f"{folder} is not a folder; pass the folder that holds the runs.")
-    rows = [_row(path) for path in sorted(folder.iterdir()) if (path / "config.json").is_file()]
+    rows = [_row(path) for path in sorted(folder.iterdir()) if (path / CONFIG).is_file()]
     return sorted(rows, key=lambda row: (row.date, row.name))
 
 
@@ -93,25 +91,17 @@ def _row(run: Path) -> RunRow:
         data=Path(config["data"]).name if config.get("data") else "line",
         model=model,
         epochs=summary.get("epochs") if summary else None,
-        best_val_loss=_best_val_loss(run / "history.csv"),
+        best_val_loss=_best_val_loss(run),
         test={name: test.get(name) for name in task_of(summary).brief},
         wall_s=summary.get("wall_s") if summary else None,
         status="finished" if summary else "unfinished",
     )
 
 
-def read_history(path: Path) -> dict[str, list[float]]:
-    """A run's history.csv as columns of numbers, by column name."""
-    with open(path, encoding="utf-8", newline="") as file:
-        rows = list(csv.DictReader(file))
-    columns = rows[0].keys() if rows else []
-    return {name: [float(row[name]) for row in rows] for name in columns}
-
-
-def _best_val_loss(history: Path) -> float | None:
+def _best_val_loss(run: Path) -> float | None:
     try:
-        losses = read_history(history).get("val_loss", [])
-    except (OSError, KeyError, ValueError):
+        losses = read_history(run).get("val_loss", [])
+    except (OSError, WorkflowError):
         return None
     finite = [loss for loss in losses if math.isfinite(loss)]
     return min(finite) if finite else None

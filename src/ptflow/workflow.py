@@ -7,8 +7,6 @@ over `resume_workflow`; `ptflow predict` and `ptflow evaluate` over `load_run`.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import platform
@@ -52,7 +50,7 @@ from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import Metrics, Predictor, evaluate_blocks, predict
-from ptflow.files import atomic_path, remove_stale_temporaries, write_json, write_text
+from ptflow.files import remove_stale_temporaries
 from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
 from ptflow.plots import (
     plot_loss_curves,
@@ -63,12 +61,22 @@ from ptflow.plots import (
 )
 from ptflow.report import write_report
 from ptflow.run_folder import (
+    CHECKPOINTS,
+    CONFIG,
+    MODEL,
     RUN_FILES,
     check_new_run_dir,
     locked,
     read_record,
     read_summary,
+    write_history,
+    write_record,
+    write_split,
+    write_summary,
     writing,
+)
+from ptflow.run_folder import (
+    write_config_toml as write_settings_toml,
 )
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
@@ -197,13 +205,12 @@ def run_workflow(
     with writing(run_dir, overwrite=overwrite) as folder:
         _write_run_record(run_dir, cfg, prepared, command)
         if (splits := prepared.splits) is not None:  # a streamed split is a rule, in config.json
-            with atomic_path(run_dir / "split_indices.npz") as tmp, open(tmp, "wb") as file:
-                np.savez_compressed(
-                    file,
-                    train=splits.train_indices.numpy(),
-                    val=splits.val_indices.numpy(),
-                    test=splits.test_indices.numpy(),
-                )
+            write_split(
+                run_dir,
+                train=splits.train_indices.numpy(),
+                val=splits.val_indices.numpy(),
+                test=splits.test_indices.numpy(),
+            )
         if narrate is not None:
             _narrate_start(cfg, prepared, narrate)
         return _train_and_finish(
@@ -296,8 +303,8 @@ def _resume(
         )
     if main:
         remove_stale_temporaries(run_dir)
-        remove_stale_temporaries(run_dir / "checkpoints")
-    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+        remove_stale_temporaries(run_dir / CHECKPOINTS)
+    checkpoint = latest_checkpoint(run_dir / CHECKPOINTS)
     if checkpoint is None:
         raise WorkflowError(
             f"{run_dir} has no checkpoint to resume from; "
@@ -342,7 +349,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     run_dir = Path(run_dir)
     cfg, record = _read_run_record(run_dir)
     if read_summary(run_dir) is None:
-        done = list_checkpoints(run_dir / "checkpoints")
+        done = list_checkpoints(run_dir / CHECKPOINTS)
         progress = f" after {checkpoint_label(done[-1])}" if done else ""
         raise WorkflowError(
             f"{run_dir} is an unfinished run (it stopped{progress} of {cfg.epochs} epochs); "
@@ -352,7 +359,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     model = _build_network(cfg, len(features), _TASK.out_features(len(target)), seed=None)
     if cfg.scale == "standard":
         model = Standardized(model, None, len(features), len(target))
-    load_weights(model, run_dir / "model.pt")
+    load_weights(model, run_dir / MODEL)
     return LoadedRun(run_dir=run_dir, config=cfg, model=model, features=features, target=target)
 
 
@@ -452,7 +459,7 @@ def _train_and_finish(
     info = {"config": cfg.to_dict(), "versions": _versions()}
     world = World.current()
     checkpoints = CheckpointSchedule(
-        run_dir / "checkpoints",
+        run_dir / CHECKPOINTS,
         cfg.checkpoint_every,
         cfg.keep_checkpoints,
         info,
@@ -509,7 +516,7 @@ def _train_and_finish(
     if checkpoint is not None:
         summary["resumed_from"] = checkpoint.path.name
     write_report(run_dir, summary)
-    write_json(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     if narrate is not None:
         from ptflow.explain import describe_result
 
@@ -542,7 +549,7 @@ def _evaluate_in_memory(
 
 
 def _kept_checkpoint(run_dir: Path) -> str:
-    if done := list_checkpoints(run_dir / "checkpoints"):
+    if done := list_checkpoints(run_dir / CHECKPOINTS):
         return f"The run folder {run_dir} keeps its last good checkpoint, {done[-1].name}."
     # run_folder.writing removes the new run and puts back any run it replaced
     return "No checkpoint had been written, so no run folder was kept."
@@ -555,8 +562,7 @@ def _read_run_record(run_dir: Path) -> tuple[Config, dict[str, Any]]:
         return Config.from_dict(record["config"]), record
     except WorkflowError as error:
         raise WorkflowError(
-            f"{run_dir / 'config.json'} is corrupt ({error}); train again to make a fresh run "
-            f"folder."
+            f"{run_dir / CONFIG} is corrupt ({error}); train again to make a fresh run folder."
         ) from None
 
 
@@ -589,17 +595,12 @@ def _write_run_record(
     }
     if resumed_by is not None:
         record["resumed_by"] = resumed_by
-    write_json(run_dir / "config.json", record)
-    write_config_toml(cfg, run_dir / "config.toml")
+    write_record(run_dir, record, cfg.to_dict())
 
 
 def write_config_toml(cfg: Config, path: str | os.PathLike[str]) -> None:
     """Write the configuration as TOML, the format `--config` reads, atomically."""
-    import tomli_w
-
-    # TOML has no null: an unset setting is left out and comes back as its default.
-    values = {key: value for key, value in cfg.to_dict().items() if value is not None}
-    write_text(path, tomli_w.dumps(values))
+    write_settings_toml(cfg.to_dict(), Path(path))
 
 
 def _build_network(cfg: Config, in_features: int, out_features: int, seed: int | None) -> nn.Module:
@@ -619,9 +620,18 @@ def _write_run_files(
 ) -> None:
     """Save the model, history and plots; `shown` holds test targets and their predictions."""
     cfg, splits, model, data = result.config, result.splits, result.model, result.data
-    save_weights(model, folder / "model.pt")
+    save_weights(model, folder / MODEL)
     save_weights(model, folder / "model.safetensors")
-    write_text(folder / "history.csv", _history_csv(result.history))
+    history = result.history
+    write_history(
+        folder,
+        {
+            "epoch": history.epoch,
+            "train_loss": history.train_loss,
+            f"{history.eval_split}_loss": history.eval_loss,
+            "lr": history.lr,
+        },
+    )
     plot_loss_curves(result.history, path=folder / "loss_curves.png")
     y_test, y_pred_after = shown
     if cfg.data is not None or splits is None:
@@ -673,15 +683,6 @@ def _write_run_files(
         title="Predictions after training",
         path=folder / "predictions_after.png",
     )
-
-
-def _history_csv(history: History) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["epoch", "train_loss", f"{history.eval_split}_loss", "lr"])
-    rows = zip(history.epoch, history.train_loss, history.eval_loss, history.lr, strict=True)
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def _summary(result: RunResult) -> dict[str, Any]:
