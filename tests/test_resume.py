@@ -14,7 +14,7 @@ import torch
 import ptflow
 from ptflow import Config, TrainingInterrupted, WorkflowError
 from ptflow.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
-from ptflow.training import TrainingState
+from ptflow.training import EpochEnd
 
 
 def _splits() -> ptflow.Splits:
@@ -53,11 +53,9 @@ def _train(
     )
     batches = 0
 
-    def checkpoint(state: TrainingState, final: bool) -> None:
+    def checkpoint(end: EpochEnd) -> None:
         if folder is not None:
-            save_checkpoint(
-                folder, state.state_dict(), epoch=state.epochs_done, batch=state.batches_done
-            )
+            save_checkpoint(folder, end.state_dict(), epoch=end.epochs_done, batch=end.batches_done)
 
     def should_stop() -> bool:
         nonlocal batches
@@ -66,7 +64,7 @@ def _train(
 
     try:
         history = ptflow.train(
-            model, _splits(), cfg, resume=resume, checkpoint=checkpoint, should_stop=should_stop
+            model, _splits(), cfg, resume=resume, on_epoch_end=checkpoint, should_stop=should_stop
         )
     except TrainingInterrupted:
         return model, None
@@ -256,12 +254,12 @@ def test_a_nan_loss_stops_before_the_update(tmp_path: Path) -> None:
 
     before: dict[str, torch.Tensor] = {}
 
-    def remember(state: TrainingState, final: bool) -> None:
-        before.update({k: v.clone() for k, v in state.model.state_dict().items()})
+    def remember(end: EpochEnd) -> None:
+        before.update({k: v.clone() for k, v in model.state_dict().items()})
 
     cfg = Config(batch_size=64, model="linear", val_fraction=0.2, train_fraction=0.6)
     with pytest.raises(ptflow.TrainingDiverged, match=r"became nan at epoch 3, batch 2") as caught:
-        ptflow.train(model, splits, cfg, loss_fn=loss_fn, checkpoint=remember)
+        ptflow.train(model, splits, cfg, loss_fn=loss_fn, on_epoch_end=remember)
     assert caught.value.exit_code == 3
     assert "learning rate 0.01" in str(caught.value) and "lower --lr" in str(caught.value)
     # Epoch 2 ended with `before`; batch 1 of epoch 3 updated once more, batch 2 not at all.

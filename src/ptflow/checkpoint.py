@@ -320,7 +320,7 @@ CHECKPOINT_SECONDS = 60.0
 
 
 class Progress(Protocol):
-    """What a schedule needs of the training state (`training.TrainingState`)."""
+    """What a schedule needs to know at an epoch's end (`training.EpochEnd`)."""
 
     @property
     def epochs_done(self) -> int: ...
@@ -328,12 +328,17 @@ class Progress(Protocol):
     @property
     def batches_done(self) -> int: ...
 
+    @property
+    def final(self) -> bool: ...  # the run's last call: always saved
+
     def state_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
 class CheckpointSchedule:
-    """Saves a checkpoint every `every` epochs, or every CHECKPOINT_SECONDS; `train` calls it.
+    """Saves a checkpoint every `every` epochs, or every CHECKPOINT_SECONDS, and at the end.
+
+    Called with `train`'s `EpochEnd` after every epoch (and when a stop cuts one short).
 
     Under torchrun every process calls it: rank 0's clock decides (`decide`, the world's
     broadcast), every process hands in its random generators' states, and rank 0 writes.
@@ -348,7 +353,8 @@ class CheckpointSchedule:
     on_saved: Callable[[], None] | None = None  # told after each checkpoint is on disk
     last_saved: float = field(default_factory=time.monotonic)
 
-    def __call__(self, state: Progress, final: bool) -> None:
+    def __call__(self, state: Progress) -> None:
+        final = state.final
         if self.every is not None:
             due = state.epochs_done % self.every == 0
         else:

@@ -9,7 +9,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
@@ -30,7 +30,8 @@ from ptflow.streaming import StreamedTable
 
 __all__ = [
     "AUTO_BATCH_ROWS",
-    "CheckpointFn",
+    "EpochEnd",
+    "EpochEndFn",
     "History",
     "InMemory",
     "LossFn",
@@ -231,9 +232,43 @@ class TrainingState:
         set_random_states(_own_random_states(state["random"]))
 
 
-# Called after every epoch with the state and whether this is the last call of the run;
-# it decides whether to write a checkpoint.
-CheckpointFn = Callable[[TrainingState, bool], None]
+@dataclass(frozen=True, slots=True)
+class EpochEnd:
+    """What `train` tells `on_epoch_end` after every epoch, and when it stops mid-epoch.
+
+    A snapshot of numbers, plus `state_dict()` for whoever saves a checkpoint; the state
+    itself stays `train`'s to change.
+    """
+
+    epoch: int  # the epoch that ended, or that a stop request cut short
+    epochs: int  # the epochs the run asks for
+    epochs_done: int
+    batches_done: int  # batches of the next epoch already trained: above 0 only mid-epoch
+    train_loss: float | None  # None when the epoch was cut short
+    eval_loss: float | None
+    eval_split: str  # "val" or "test"
+    lr: float
+    elapsed_s: float
+    final: bool  # the run's last call: its last epoch, out of patience, or stopping
+    state: TrainingState = field(repr=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole training state, as `TrainingState.state_dict` gives it, to resume from."""
+        return self.state.state_dict()
+
+    def numbers(self) -> dict[str, Any]:
+        """The epoch's numbers, as logs and TensorBoard show them."""
+        return {
+            "epoch": self.epoch,
+            "epochs": self.epochs,
+            "train_loss": self.train_loss,
+            f"{self.eval_split}_loss": self.eval_loss,
+            "lr": self.lr,
+            "elapsed_s": round(self.elapsed_s, 4),
+        }
+
+
+EpochEndFn = Callable[[EpochEnd], None]
 
 
 @dataclass(frozen=True)
@@ -317,9 +352,8 @@ def train(
     optimizer: torch.optim.Optimizer | None = None,
     progress: bool = False,
     resume: dict[str, Any] | None = None,
-    checkpoint: CheckpointFn | None = None,
     should_stop: Callable[[], bool] | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch_end: EpochEndFn | None = None,
 ) -> History:
     """Train `model` on `splits.train` for `cfg.epochs` epochs and return the loss history.
 
@@ -328,10 +362,10 @@ def train(
     under `torch.inference_mode()`. `cfg.patience` stops early and keeps the best epoch's
     weights. `loss_fn` and `optimizer` default to the ones `cfg` names; `progress=True`
     shows a bar on a terminal. `resume` continues from a `TrainingState.state_dict()`;
-    `checkpoint` is called after every epoch; a non-finite loss raises `TrainingDiverged`
-    before it reaches the weights; once `should_stop()` turns true, training checkpoints at
-    the next batch boundary and raises `TrainingInterrupted`. `on_epoch` receives every
-    epoch's numbers.
+    `on_epoch_end` receives an `EpochEnd` after every epoch (to checkpoint, to log); a
+    non-finite loss raises `TrainingDiverged` before it reaches the weights; once
+    `should_stop()` turns true, training stops at the next batch boundary, tells
+    `on_epoch_end` (final), and raises `TrainingInterrupted`.
     """
     started = time.perf_counter()
     loop = _start(model, splits, cfg if cfg is not None else Config(), loss_fn, optimizer, resume)
@@ -349,21 +383,20 @@ def train(
         disable=None if progress else True,
     )
     for epoch in bar:
-        train_loss = _train_epoch(loop, epoch, stop_mid_epoch, checkpoint)
+        train_loss = _train_epoch(loop, epoch, stop_mid_epoch, on_epoch_end, started)
         eval_loss = _eval_epoch(loop)
-        numbers = _record(loop, epoch, train_loss, eval_loss, started, bar, on_epoch)
-        if on_epoch is not None:  # every epoch's numbers, for --tensorboard and the like
-            on_epoch(numbers)
+        _record(loop, epoch, train_loss, eval_loss, started, bar)
         out_of_patience = _update_early_stopping(loop, epoch, eval_loss)
         stop_now = should_stop is not None and should_stop()
         if loop.world is not None:  # every process stops, or none
             stop_now = loop.world.any(stop_now)
-        if checkpoint is not None:
-            checkpoint(state, out_of_patience or stop_now or epoch == cfg.epochs)
+        if on_epoch_end is not None:  # checkpoints, TensorBoard: after the epoch is complete
+            final = out_of_patience or stop_now or epoch == cfg.epochs
+            on_epoch_end(_epoch_end(loop, epoch, started, final))
         if out_of_patience:
             break
         if stop_now and epoch < cfg.epochs:
-            raise _interrupted(state, None, epoch)  # the checkpoint was just written
+            raise _interrupted(state, epoch)  # on_epoch_end was just told
     bar.close()
     if state.best_weights is not None:
         _restore_best(model, state)
@@ -413,7 +446,8 @@ def _train_epoch(
     loop: _Loop,
     epoch: int,
     stop_mid_epoch: Callable[[], bool] | None,
-    checkpoint: CheckpointFn | None,
+    on_epoch_end: EpochEndFn | None,
+    started: float,
 ) -> float:
     """Train every batch of one epoch; return the mean training loss per row."""
     state, optimizer, schedule = loop.state, loop.state.optimizer, loop.state.schedule
@@ -433,7 +467,9 @@ def _train_epoch(
             and stop_mid_epoch()
             and state.batches_done < loop.batches_per_epoch
         ):
-            raise _interrupted(state, checkpoint, epoch)
+            if on_epoch_end is not None:  # cut short: a checkpoint mid-epoch
+                on_epoch_end(_epoch_end(loop, epoch, started, final=True))
+            raise _interrupted(state, epoch)
     # mean per sample, not per batch (under torchrun: summed over every process)
     train_loss = loop.data.sum(state.loss_sum) / loop.data.train_rows
     state.batches_done, state.loss_sum = 0, 0.0
@@ -448,50 +484,54 @@ def _eval_epoch(loop: _Loop) -> float:
 
 
 def _record(
-    loop: _Loop,
-    epoch: int,
-    train_loss: float,
-    eval_loss: float,
-    started: float,
-    bar: Any,
-    on_epoch: Callable[[dict[str, Any]], None] | None,
-) -> dict[str, Any]:
-    """Append the epoch to the history, step the schedule, and log every `log_every` epochs.
-
-    Returns the epoch's numbers when logged or asked for (`on_epoch`), else an empty dict:
-    building them costs a few microseconds an epoch.
-    """
+    loop: _Loop, epoch: int, train_loss: float, eval_loss: float, started: float, bar: Any
+) -> None:
+    """Append the epoch to the history, step the schedule, and log every `log_every` epochs."""
     cfg, state, history = loop.cfg, loop.state, loop.state.history
     history.append(epoch, train_loss, eval_loss, state.optimizer.param_groups[0]["lr"])
     if state.schedule is not None:
         state.schedule.after_epoch(eval_loss)
-    log_now = epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs)
-    if on_epoch is None and not log_now:
-        return {}
+    if not (epoch % cfg.log_every == 0 or epoch in (1, cfg.epochs)):
+        return  # the numbers below cost a few microseconds: only when logged
     eval_split, lr = history.eval_split, history.lr[-1]
-    numbers = {"epoch": epoch, "epochs": cfg.epochs, "train_loss": train_loss}
-    numbers |= {f"{eval_split}_loss": eval_loss, "lr": lr}
-    numbers["elapsed_s"] = round(time.perf_counter() - started, 4)
-    if log_now:
-        if not bar.disable:
-            bar.set_postfix(
-                {
-                    "train_loss": f"{train_loss:.4g}",
-                    f"{eval_split}_loss": f"{eval_loss:.4g}",
-                    "lr": f"{lr:.3g}",
-                }
-            )
-        logger.info(
-            "epoch %*d/%d | train loss %.6f | %s loss %.6f",
-            len(str(cfg.epochs)),
-            epoch,
-            cfg.epochs,
-            train_loss,
-            eval_split,
-            eval_loss,
-            extra={"epoch_record": numbers},  # for --log-format json
+    numbers = _epoch_end(loop, epoch, started, final=False).numbers()
+    if not bar.disable:
+        bar.set_postfix(
+            {
+                "train_loss": f"{train_loss:.4g}",
+                f"{eval_split}_loss": f"{eval_loss:.4g}",
+                "lr": f"{lr:.3g}",
+            }
         )
-    return numbers
+    logger.info(
+        "epoch %*d/%d | train loss %.6f | %s loss %.6f",
+        len(str(cfg.epochs)),
+        epoch,
+        cfg.epochs,
+        train_loss,
+        eval_split,
+        eval_loss,
+        extra={"epoch_record": numbers},  # for --log-format json
+    )
+
+
+def _epoch_end(loop: _Loop, epoch: int, started: float, final: bool) -> EpochEnd:
+    """The record `on_epoch_end` gets: after a whole epoch, or mid-epoch when cut short."""
+    state, history = loop.state, loop.state.history
+    whole = state.batches_done == 0 and len(history) == epoch
+    return EpochEnd(
+        epoch=epoch,
+        epochs=loop.cfg.epochs,
+        epochs_done=state.epochs_done,
+        batches_done=state.batches_done,
+        train_loss=history.train_loss[-1] if whole else None,
+        eval_loss=history.eval_loss[-1] if whole else None,
+        eval_split=history.eval_split,
+        lr=history.lr[-1] if whole else state.optimizer.param_groups[0]["lr"],
+        elapsed_s=time.perf_counter() - started,
+        final=final,
+        state=state,
+    )
 
 
 def _update_early_stopping(loop: _Loop, epoch: int, eval_loss: float) -> bool:
@@ -592,10 +632,6 @@ def _diverged(
     )
 
 
-def _interrupted(
-    state: TrainingState, checkpoint: CheckpointFn | None, epoch: int
-) -> TrainingInterrupted:
-    if checkpoint is not None:
-        checkpoint(state, True)
+def _interrupted(state: TrainingState, epoch: int) -> TrainingInterrupted:
     where = f"epoch {epoch}" + (f", batch {state.batches_done}" if state.batches_done else "")
     return TrainingInterrupted(f"training stopped after {where}")

@@ -81,7 +81,7 @@ from ptflow.run_folder import (
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
 from ptflow.tasks import REGRESSION
-from ptflow.training import History, batch_size_for, train
+from ptflow.training import EpochEnd, History, batch_size_for, train
 
 __all__ = [
     "CHECKPOINT_SECONDS",
@@ -475,9 +475,8 @@ def _train_and_finish(
             cfg,
             progress=progress,
             resume=checkpoint.state if checkpoint is not None else None,
-            checkpoint=checkpoints,
             should_stop=should_stop,
-            on_epoch=on_epoch,
+            on_epoch_end=partial(_on_epoch_end, checkpoints, on_epoch),
         )
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
@@ -546,6 +545,17 @@ def _evaluate_in_memory(
         {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
         {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
     )
+
+
+def _on_epoch_end(
+    checkpoints: CheckpointSchedule,
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+    end: EpochEnd,
+) -> None:
+    """After every epoch: a checkpoint when due; the epoch's numbers to `on_epoch`."""
+    checkpoints(end)
+    if on_epoch is not None and end.train_loss is not None:  # a whole epoch, not cut short
+        on_epoch(end.numbers())
 
 
 def _kept_checkpoint(run_dir: Path) -> str:
