@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from ptflow.config import CHECKPOINT_SECONDS
 from ptflow.errors import WorkflowError
 from ptflow.files import atomic_path, check_regular_file, write_text
 
@@ -312,11 +313,6 @@ def _unpack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-# Without --checkpoint-every, a checkpoint is written once this long has passed since the
-# last one: long runs lose little to a crash, short runs do not pay for many writes.
-CHECKPOINT_SECONDS = 60.0
 
 
 class Progress(Protocol):

@@ -15,6 +15,7 @@ import json
 import math
 import sys
 import tomllib
+import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,16 +23,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ptflow import __version__
 from ptflow.config import (
-    ACTIVATIONS,
-    DEVICES,
     FORMATS,
-    LOSSES,
-    MODELS,
-    OPTIMIZERS,
-    PRECISIONS,
     ROW_GROUP_ROWS,
-    SCALES,
-    SCHEDULES,
     TABLE_DEFAULTS,
     Config,
     check_setting_names,
@@ -81,7 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ptflow {__version__}")
     parser.set_defaults(handler=lambda args, argv: _print_help(parser))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add_command in _COMMANDS:  # in the order `ptflow --help` lists them
+        add_command(commands)
+    return parser
 
+
+def _add_run(commands: Any) -> None:
     run = commands.add_parser(
         "run",
         help="train on the tutorial's straight-line data and save a run folder",
@@ -89,15 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         "bias, split it, build a model, train it, evaluate it, and save the model, config, "
         "history, metrics and plots in a run folder. Every default reproduces the tutorial.",
     )
-    line = run.add_argument_group("data: the line y = weight * X + bias")
-    _option(line, _RUN_DEFAULTS, "--weight", float, "true weight of the line")
-    _option(line, _RUN_DEFAULTS, "--bias", float, "true bias of the line")
-    _option(line, _RUN_DEFAULTS, "--start", float, "first X value")
-    _option(line, _RUN_DEFAULTS, "--end", float, "X stops before this value")
-    _option(line, _RUN_DEFAULTS, "--step", float, "spacing of the X values")
+    _add_settings(
+        run.add_argument_group("data: the line y = weight * X + bias"), "line", _RUN_DEFAULTS
+    )
     _add_common_options(run, _RUN_DEFAULTS)
-    run.set_defaults(handler=_run, defaults=_RUN_DEFAULTS)
+    run.set_defaults(handler=_run, command="run", defaults=_RUN_DEFAULTS)
 
+
+def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train",
         help="train a regression model on a CSV or Parquet table",
@@ -107,30 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         "can also come from a TOML file (--config); options given here override it.",
     )
     table = train.add_argument_group("data: a table")
-    table.add_argument(
-        "--data", type=_path, metavar="FILE", help="CSV or Parquet file to learn from"
-    )
-    table.add_argument(
-        "--target", nargs="+", action="extend", metavar="COLUMN", help="column(s) to predict"
-    )
-    table.add_argument(
-        "--features",
-        nargs="+",
-        action="extend",
-        metavar="COLUMN",
-        help="columns to learn from (default: every other numeric column)",
-    )
-    _add_table_read_options(table, _TRAIN_DEFAULTS)
-    table.add_argument(
-        "--stream",
-        action="store_true",
-        default=None,
-        help="for Parquet tables larger than memory: read one row group at a time on every "
-        "pass, never the whole table (default: off, read it once into memory)",
-    )
+    table.add_argument("--data", type=_path, metavar="FILE", help=_help("data"))
+    for name in ("target", "features"):  # --target a b, or --target a --target b
+        table.add_argument(
+            f"--{name}", nargs="+", action="extend", metavar="COLUMN", help=_help(name)
+        )
+    _add_settings(table, "table", _TRAIN_DEFAULTS, skip=("data", "target", "features"))
     _add_common_options(train, _TRAIN_DEFAULTS)
-    train.set_defaults(handler=_run, defaults=_TRAIN_DEFAULTS)
+    train.set_defaults(handler=_run, command="train", defaults=_TRAIN_DEFAULTS)
 
+
+def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a trained model on a table",
@@ -150,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     evaluate.set_defaults(handler=_evaluate)
 
+
+def _add_predict(commands: Any) -> None:
     predict = commands.add_parser(
         "predict",
         help="predict with the model saved in a run folder",
@@ -178,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.set_defaults(handler=_predict)
 
+
+def _add_convert(commands: Any) -> None:
     convert = commands.add_parser(
         "convert",
         help="convert a CSV file to Parquet, for --stream",
@@ -198,11 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.set_defaults(handler=_convert)
 
+
+def _add_runs(commands: Any) -> None:
     runs = commands.add_parser(
         "runs",
         help="list the runs in a folder",
         description="List the run folders in a folder as a table: name, date, data, model, "
-        "epochs, best validation loss, test MAE and R², wall time, and whether it finished.",
+        f"epochs, best validation loss, test {_metric_names(REGRESSION, brief=True)}, wall "
+        "time, and whether it finished.",
     )
     runs.add_argument("folder", type=_path, nargs="?", default=Path("runs"), help="(default: runs)")
     runs.add_argument(
@@ -215,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     runs.set_defaults(handler=_runs)
 
+
+def _add_report(commands: Any) -> None:
     report = commands.add_parser(
         "report",
         help="write a run folder's report.html again",
@@ -225,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
     report.set_defaults(handler=_report)
 
+
+def _add_compare(commands: Any) -> None:
     compare = commands.add_parser(
         "compare",
         help="compare runs on one page",
@@ -240,7 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="the page to write; the PNG goes beside it (default: compare.html)",
     )
     compare.set_defaults(handler=_compare)
-    return parser
+
+
+_COMMANDS = (
+    _add_run,
+    _add_train,
+    _add_evaluate,
+    _add_predict,
+    _add_convert,
+    _add_runs,
+    _add_report,
+    _add_compare,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -250,19 +256,57 @@ class _Parser(argparse.ArgumentParser):
         raise WorkflowError(f"{message}; see '{self.prog} --help'.")
 
 
-def _option(
+_SETTINGS = {setting.name: setting for setting in dataclasses.fields(Config)}
+_HINTS = typing.get_type_hints(Config)
+_GROUPS = {  # the help sections that list Config's settings, in order
+    "split": "split and scaling",
+    "model": "model",
+    "training": "training",
+    "hardware": "hardware",
+    "checkpoints": "checkpoints and resuming",
+}
+
+
+def _help(name: str) -> str:
+    """A setting's help text, as Config declares it."""
+    return str(_SETTINGS[name].metadata["help"])
+
+
+def _add_settings(
     group: argparse._ActionsContainer,
+    section: str,
     defaults: dict[str, Any],
-    flag: str,
-    kind: Callable[[str], Any],
-    text: str,
-    **options: Any,
+    skip: tuple[str, ...] = (),
 ) -> None:
-    """Add --flag whose help shows its default; unset, it stays None (config or default wins)."""
-    name = flag.removeprefix("--").replace("-", "_")
-    if "action" not in options:
-        options["type"] = kind
-    group.add_argument(flag, help=f"{text} (default: {_shown(defaults[name])})", **options)
+    """Add an option for each setting of `section`, as Config declares it, showing its default.
+
+    Unset, an option stays None, so a TOML file (--config) or the default decides.
+    """
+    for setting in dataclasses.fields(Config):
+        if setting.metadata["group"] != section or setting.name in skip:
+            continue
+        flag = "--" + setting.name.replace("_", "-")
+        text = f"{_help(setting.name)} (default: {_shown(defaults[setting.name])})"
+        hint = _HINTS[setting.name]
+        if hint is bool:
+            negatable = setting.metadata["negatable"]
+            action = argparse.BooleanOptionalAction if negatable else "store_true"
+            group.add_argument(flag, action=action, default=None, help=text)
+            continue
+        kind, choices = _parse_as(hint)
+        group.add_argument(flag, type=kind, choices=choices, help=text)
+
+
+def _parse_as(hint: Any) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
+    """How to read a setting of type `hint` from the command line, and its choices."""
+    arguments = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) is typing.Literal:
+        return str, typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:  # tuple[int, ...]: hidden layer sizes
+        return _int_list, None
+    if arguments:  # X | None: read as X
+        return _parse_as(arguments[0])
+    return hint, None
 
 
 def _shown(value: Any) -> str:
@@ -282,137 +326,27 @@ def _add_format_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_table_read_options(group: argparse._ActionsContainer, defaults: dict[str, Any]) -> None:
-    _option(group, defaults, "--format", str, "file format", choices=FORMATS)
-    group.add_argument(
-        "--drop-missing",
-        action="store_true",
-        default=None,
-        help="skip rows with missing or infinite values instead of stopping (default: off)",
-    )
-
-
 def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     parser.add_argument(
         "--config", type=_path, metavar="TOML", help="read settings from a TOML file first"
     )
-    split = parser.add_argument_group("split and scaling")
-    _option(split, defaults, "--train-fraction", float, "fraction of rows for training")
-    _option(
-        split,
-        defaults,
-        "--val-fraction",
-        float,
-        "fraction of rows for validation; with one, the per-epoch loss is measured on it and "
-        "the test rows are used only at the end",
-    )
-    _option(
-        split,
-        defaults,
-        "--shuffle",
-        bool,
-        "shuffle the rows (seeded) before splitting",
-        action=argparse.BooleanOptionalAction,
-    )
-    _option(
-        split, defaults, "--scale", str, "standardise columns on the training rows", choices=SCALES
-    )
-
-    model = parser.add_argument_group("model")
-    _option(model, defaults, "--model", str, "model to train", choices=MODELS)
-    _option(model, defaults, "--hidden", _int_list, "mlp: hidden layer sizes, comma-separated")
-    _option(model, defaults, "--activation", str, "mlp: activation", choices=ACTIVATIONS)
-    _option(model, defaults, "--dropout", float, "mlp: dropout probability")
-
-    training = parser.add_argument_group("training")
-    _option(training, defaults, "--seed", int, "random seed")
-    _option(training, defaults, "--epochs", int, "passes over the training data")
-    _option(training, defaults, "--lr", float, "learning rate")
-    _option(training, defaults, "--loss", str, "loss function", choices=LOSSES)
-    _option(training, defaults, "--huber-delta", float, "huber: where the loss turns linear")
-    _option(training, defaults, "--optimizer", str, "optimizer", choices=OPTIMIZERS)
-    _option(training, defaults, "--momentum", float, "sgd: momentum")
-    _option(
-        training,
-        defaults,
-        "--nesterov",
-        bool,
-        "sgd: Nesterov momentum",
-        action=argparse.BooleanOptionalAction,
-    )
-    _option(training, defaults, "--weight-decay", float, "weight decay")
-    _option(training, defaults, "--schedule", str, "learning-rate schedule", choices=SCHEDULES)
-    _option(training, defaults, "--step-size", int, "step: epochs between drops")
-    _option(training, defaults, "--gamma", float, "step, plateau: factor of each drop")
-    _option(training, defaults, "--plateau-patience", int, "plateau: epochs to wait before a drop")
-    _option(training, defaults, "--clip-grad-norm", float, "clip the gradient norm to this")
-    _option(
-        training,
-        defaults,
-        "--batch-size",
-        int,
-        "rows per step; none: all rows up to 4096 in one batch",
-    )
-    _option(
-        training,
-        defaults,
-        "--patience",
-        int,
-        "stop after this many epochs without validation improvement",
-    )
-    _option(
-        training, defaults, "--min-delta", float, "early stopping: smallest improvement that counts"
-    )
-    _option(training, defaults, "--log-every", int, "log the losses every N epochs")
-
-    hardware = parser.add_argument_group("hardware")
-    _option(
-        hardware,
-        defaults,
-        "--device",
-        str,
-        "where to train: auto is cuda, then mps, then cpu",
-        choices=DEVICES,
-    )
-    _option(
-        hardware,
-        defaults,
-        "--precision",
-        str,
-        "32: float32 throughout; bf16: bfloat16 autocast for the training passes",
-        choices=PRECISIONS,
-    )
-    hardware.add_argument(
+    groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
+    for name, group in groups.items():
+        _add_settings(group, name, defaults)
+    groups["hardware"].add_argument(
         "--nproc",
         type=int,
         metavar="N",
         help="train with N processes on this machine, data-parallel through torchrun and "
         "DDP: gloo on the CPU, NCCL on GPUs (default: 1)",
     )
-    hardware.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the model: seconds to compile, then faster MLP epochs on large "
-        "tables; slower for a linear model (default: off)",
-    )
-
-    checkpoints = parser.add_argument_group("checkpoints and resuming")
-    checkpoints.add_argument(
+    groups["checkpoints"].add_argument(
         "--resume",
         type=_path,
         metavar="RUN_DIR",
         help="continue an interrupted run from its newest checkpoint; only --epochs, "
         "--log-every and the checkpoint options may change",
     )
-    _option(
-        checkpoints,
-        defaults,
-        "--checkpoint-every",
-        int,
-        "write a checkpoint every N epochs; none: once a minute, and always at the end",
-    )
-    _option(checkpoints, defaults, "--keep-checkpoints", int, "how many checkpoints to keep")
 
     output = parser.add_argument_group("output")
     output.add_argument(
@@ -447,8 +381,9 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     )
 
 
-def _metric_names(task: Task) -> str:
-    labels = [metric.label for metric in task.metrics]
+def _metric_names(task: Task, brief: bool = False) -> str:
+    shown = [task.metric(name) for name in task.brief] if brief else task.metrics
+    labels = [metric.label for metric in shown]
     return ", ".join(labels[:-1]) + f" and {labels[-1]}"
 
 
@@ -520,7 +455,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         device = args.device or _saved_device(args.resume)
     else:
         cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
-        if args.defaults is _TRAIN_DEFAULTS and cfg.data is None:
+        if args.command == "train" and cfg.data is None:
             raise WorkflowError(
                 "ptflow train needs a table: give --data FILE (or data in --config); "
                 "`ptflow run` trains on the tutorial's line."

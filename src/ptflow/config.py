@@ -20,6 +20,8 @@ from ptflow.errors import WorkflowError
 
 __all__ = [
     "ACTIVATIONS",
+    "AUTO_BATCH_ROWS",
+    "CHECKPOINT_SECONDS",
     "DEVICES",
     "FORMATS",
     "LOSSES",
@@ -81,59 +83,120 @@ TABLE_DEFAULTS: dict[str, Any] = {
 }
 
 
+# Without --batch-size, up to this many training rows go in one batch (the tutorial's full
+# batch); larger tables are cut into batches of this size, where full batch stops paying.
+AUTO_BATCH_ROWS = 4096
+# Without --checkpoint-every, a checkpoint is written once this long has passed since the
+# last one: long runs lose little to a crash, short runs do not pay for many writes.
+CHECKPOINT_SECONDS = 60.0
+
+
+def _setting(default: Any, group: str, help: str, *, negatable: bool = False) -> Any:
+    """A setting's default, and what the command line shows of it (see cli.py).
+
+    `group` is the help section it is listed under (`line`, `split`, `model`, `training`,
+    `hardware`, `checkpoints`), or `table`, whose options `ptflow train` spells by hand;
+    `negatable` booleans get a --no- form (their default differs between run and train).
+    """
+    metadata = {"group": group, "help": help, "negatable": negatable}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """Every setting of a run; invalid values raise `WorkflowError` on construction."""
 
     # data: a table (`data`, `target`, `features`), or without one the tutorial's line
     # y = weight * X + bias with X = arange(start, end, step)
-    data: str | None = None
-    target: tuple[str, ...] = ()
-    features: tuple[str, ...] | None = None  # None: every other numeric column
-    format: FormatName = "auto"  # auto: by the file's extension
-    drop_missing: bool = False
-    stream: bool = False  # read a Parquet table a row group at a time, never all at once
-    weight: float = 0.7
-    bias: float = 0.3
-    start: float = 0.0
-    end: float = 1.0
-    step: float = 0.02
+    data: str | None = _setting(None, "table", "CSV or Parquet file to learn from")
+    target: tuple[str, ...] = _setting((), "table", "column(s) to predict")
+    features: tuple[str, ...] | None = _setting(  # None: every other numeric column
+        None, "table", "columns to learn from (default: every other numeric column)"
+    )
+    format: FormatName = _setting("auto", "table", "file format")  # auto: by the extension
+    drop_missing: bool = _setting(
+        False, "table", "skip rows with missing or infinite values instead of stopping"
+    )
+    stream: bool = _setting(  # read a Parquet table a row group at a time, never all at once
+        False,
+        "table",
+        "for Parquet tables larger than memory: read one row group at a time on every pass, "
+        "never the whole table (off: read it once into memory)",
+    )
+    weight: float = _setting(0.7, "line", "true weight of the line")
+    bias: float = _setting(0.3, "line", "true bias of the line")
+    start: float = _setting(0.0, "line", "first X value")
+    end: float = _setting(1.0, "line", "X stops before this value")
+    step: float = _setting(0.02, "line", "spacing of the X values")
     # split: sequential by default, as in the tutorial; the rest after train/val is test
-    train_fraction: float = 0.8
-    val_fraction: float = 0.0
-    shuffle: bool = False
-    scale: ScaleName = "none"  # standard: zero mean, unit variance, fitted on training rows
+    train_fraction: float = _setting(0.8, "split", "fraction of rows for training")
+    val_fraction: float = _setting(
+        0.0,
+        "split",
+        "fraction of rows for validation; with one, the per-epoch loss is measured on it and "
+        "the test rows are used only at the end",
+    )
+    shuffle: bool = _setting(
+        False, "split", "shuffle the rows (seeded) before splitting", negatable=True
+    )
+    scale: ScaleName = _setting(  # standard: zero mean, unit variance, fitted on training rows
+        "none", "split", "standardise columns on the training rows"
+    )
     # model
-    model: ModelName = "tutorial"
-    hidden: tuple[int, ...] = (64, 64)  # mlp: sizes of the hidden layers
-    activation: ActivationName = "relu"
-    dropout: float = 0.0
+    model: ModelName = _setting("tutorial", "model", "model to train")
+    hidden: tuple[int, ...] = _setting(
+        (64, 64), "model", "mlp: hidden layer sizes, comma-separated"
+    )
+    activation: ActivationName = _setting("relu", "model", "mlp: activation")
+    dropout: float = _setting(0.0, "model", "mlp: dropout probability")
     # training
-    seed: int = 42
-    epochs: int = 200
-    lr: float = 0.01
-    loss: LossName = "l1"
-    huber_delta: float = 1.0
-    optimizer: OptimizerName = "sgd"
-    momentum: float = 0.0  # sgd
-    nesterov: bool = False  # sgd
-    weight_decay: float = 0.0
-    schedule: ScheduleName = "none"
-    step_size: int = 30  # step: epochs between learning-rate drops
-    gamma: float = 0.1  # step and plateau: factor of each drop
-    plateau_patience: int = 10  # plateau: epochs without improvement before a drop
-    clip_grad_norm: float | None = None
-    batch_size: int | None = None  # None: full batch up to AUTO_BATCH_ROWS rows, else batches
-    patience: int | None = None  # early stopping: epochs without validation improvement
-    min_delta: float = 0.0  # early stopping: the smallest change that counts as improvement
-    log_every: int = 10
-    # hardware: auto is CUDA, then MPS, then the CPU; bf16 autocasts the training passes
-    device: DeviceName = "auto"
-    precision: PrecisionName = "32"
-    compile: bool = False  # torch.compile the model: pays for MLPs on large tables
-    # checkpoints: every N epochs, or None for every CHECKPOINT_SECONDS; always at the end
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 2  # the newest ones; the older is the fallback if one is damaged
+    seed: int = _setting(42, "training", "random seed")
+    epochs: int = _setting(200, "training", "passes over the training data")
+    lr: float = _setting(0.01, "training", "learning rate")
+    loss: LossName = _setting("l1", "training", "loss function")
+    huber_delta: float = _setting(1.0, "training", "huber: where the loss turns linear")
+    optimizer: OptimizerName = _setting("sgd", "training", "optimizer")
+    momentum: float = _setting(0.0, "training", "sgd: momentum")
+    nesterov: bool = _setting(False, "training", "sgd: Nesterov momentum", negatable=True)
+    weight_decay: float = _setting(0.0, "training", "weight decay")
+    schedule: ScheduleName = _setting("none", "training", "learning-rate schedule")
+    step_size: int = _setting(30, "training", "step: epochs between drops")
+    gamma: float = _setting(0.1, "training", "step, plateau: factor of each drop")
+    plateau_patience: int = _setting(10, "training", "plateau: epochs to wait before a drop")
+    clip_grad_norm: float | None = _setting(None, "training", "clip the gradient norm to this")
+    batch_size: int | None = _setting(
+        None, "training", f"rows per step; none: all rows up to {AUTO_BATCH_ROWS} in one batch"
+    )
+    patience: int | None = _setting(  # early stopping
+        None, "training", "stop after this many epochs without validation improvement"
+    )
+    min_delta: float = _setting(0.0, "training", "early stopping: smallest improvement that counts")
+    log_every: int = _setting(10, "training", "log the losses every N epochs")
+    # hardware
+    device: DeviceName = _setting(
+        "auto", "hardware", "where to train: auto is cuda, then mps, then cpu"
+    )
+    precision: PrecisionName = _setting(
+        "32",
+        "hardware",
+        "32: float32 throughout; bf16: bfloat16 autocast for the training passes",
+    )
+    compile: bool = _setting(
+        False,
+        "hardware",
+        "torch.compile the model: seconds to compile, then faster MLP epochs on large "
+        "tables; slower for a linear model",
+    )
+    # checkpoints: always at the end too
+    checkpoint_every: int | None = _setting(
+        None,
+        "checkpoints",
+        f"write a checkpoint every N epochs; none: every {CHECKPOINT_SECONDS:g} seconds, and "
+        f"always at the end",
+    )
+    keep_checkpoints: int = _setting(  # the older one is the fallback if one is damaged
+        2, "checkpoints", "how many checkpoints to keep"
+    )
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -35,7 +35,7 @@ class Task:
 
     name: str
     metrics: tuple[Metric, ...]  # in the order shown
-    brief: tuple[str, ...]  # the metrics shown where space is short: runs, compare, explain
+    brief: tuple[str, ...]  # the metrics shown where space is short: `ptflow runs`
     baseline: str  # the simple model every run is compared with, in words
     default_loss: str
     scales_targets: bool  # targets are standardised for training, predictions unscaled
@@ -61,7 +61,7 @@ REGRESSION = Task(
         Metric("rmse", "RMSE", ".4g"),
         Metric("r2", "R²", ".4f", width=8, lower_is_better=False),
     ),
-    brief=("mae", "rmse", "r2"),
+    brief=("mae", "r2"),
     baseline="least squares",
     default_loss="l1",
     scales_targets=True,

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ptflow.batches import InMemory, LossFn, TrainingData
 from ptflow.checkpoint import check_compatible
-from ptflow.config import LOSSES, OPTIMIZERS, SCHEDULES, Config
+from ptflow.config import AUTO_BATCH_ROWS, LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.devices import check_bf16, device_of
 from ptflow.distributed import Sharded, World, wrap_model
@@ -52,10 +52,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-# Without --batch-size, up to this many training rows go in one batch (the tutorial's full
-# batch); larger tables are cut into batches of this size, where full batch stops paying.
-AUTO_BATCH_ROWS = 4096
 
 
 def make_loss_fn(name: str = "l1", huber_delta: float = 1.0) -> LossFn:
