@@ -1,7 +1,9 @@
 """Property-based tests: random and malformed tables, TOML files and command lines.
 
 Whatever goes in, `ptflow` ends in one of a few clean ways: success with a finished run
-folder, or one `error: ...` line with exit code 2 and no run folder. (A loss that
+folder, or one `error: ...` line with exit code 2 and no run folder. The same holds for
+where the run is written (`--out`, `--overwrite`: no file of the user's may change) and for
+damaged run folders read by `report`, `compare`, `predict` and `runs`. (A loss that
 diverges is exit code 3, with the folder kept only if it holds a checkpoint.) An uncaught
 exception, which a user would see as a traceback, fails the test, and so does a warning.
 
@@ -30,6 +32,8 @@ from ptflow.config import Config
 # Few examples by default, each a real (one-epoch) run; more under -m slow.
 DEFAULT = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THOROUGH = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# For the run-folder generators, whose every example copies and reads whole run folders.
+FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -231,3 +235,114 @@ test_random_command_lines = DEFAULT(given(**_COMMAND_LINES)(_check_command_line)
 test_random_command_lines_thoroughly = pytest.mark.slow(
     THOROUGH(given(**_COMMAND_LINES)(_check_command_line))
 )
+
+
+# --- output folders: what --out and --overwrite may be pointed at ------------------------
+
+_OUT_KINDS = st.sampled_from(
+    ["", " ", ".", "..", "~", "/", "new", "new/deeper", "empty", "mine", "a_file", "a_file/x",
+     "link_to_mine", "finished_run", "mine/finished_run", "cr\rname", "line\nbreak"]
+)  # fmt: skip
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".cache" not in p.parts and ".config" not in p.parts
+    }
+
+
+def _check_out_folder(kind: str, overwrite: bool, finished_run: Path) -> None:
+    """Whatever --out is, files that ptflow did not write survive byte for byte."""
+    import os
+    import shutil
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "mine").mkdir()
+        (root / "mine" / "notes.txt").write_text("keep me")
+        (root / "empty").mkdir()
+        (root / "a_file").write_text("a file of mine")
+        (root / "link_to_mine").symlink_to(root / "mine")
+        for where in (root / "finished_run", root / "mine" / "finished_run"):
+            shutil.copytree(finished_run, where)
+        mine = {name: data for name, data in _snapshot(root).items() if "finished_run" not in name}
+        out = str(root / "home") if kind == "~" else kind
+        (root / "home").mkdir()
+        previous, home = Path.cwd(), os.environ.get("HOME")
+        os.chdir(root)
+        os.environ["HOME"] = str(root / "home")
+        try:
+            argv = ["run", "--epochs", "1", "--quiet", "--out", out]
+            code, stderr = _run([*argv, "--overwrite"] if overwrite else argv)
+        finally:
+            os.chdir(previous)
+            if home is not None:
+                os.environ["HOME"] = home
+        assert code in (0, 2), stderr
+        if code == 2:
+            assert stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+        after = _snapshot(root)
+        for name, data in mine.items():  # every file of the user's, unchanged
+            assert after.get(name) == data, (kind, overwrite, name, stderr)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import ptflow
+
+    run = tmp_path_factory.mktemp("finished") / "run"
+    ptflow.run_workflow(Config(epochs=1), run)
+    return run
+
+
+@FEW
+@given(kind=_OUT_KINDS, overwrite=st.booleans())
+def test_random_output_folders_never_lose_a_file(
+    finished_run: Path, kind: str, overwrite: bool
+) -> None:
+    _check_out_folder(kind, overwrite, finished_run)
+
+
+# --- damaged run folders: every reader of a run folder ends cleanly ----------------------
+
+_JSON_DAMAGE = st.one_of(
+    st.sampled_from(["", "[]", "{}", "null", "3", '"text"', "{", "[" * 5000, '{"a": NaN}']),
+    st.binary(max_size=40).map(lambda data: data.decode("latin-1")),
+    st.dictionaries(
+        st.sampled_from(["config", "metrics", "model", "features", "target", "epochs", "task"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers())),
+    ).map(lambda value: __import__("json").dumps(value)),
+)
+
+
+def _check_damaged_folder(file: str, text: str, finished_run: Path) -> None:
+    import shutil
+
+    with tempfile.TemporaryDirectory() as folder:
+        runs = Path(folder) / "runs"
+        for name in ("good", "bad"):
+            shutil.copytree(finished_run, runs / name)
+        (runs / "bad" / file).write_text(text, encoding="utf-8", errors="surrogateescape")
+        for argv in (
+            ["report", str(runs / "bad")],
+            ["compare", str(runs / "good"), str(runs / "bad"), "--out", f"{folder}/c.html"],
+            ["predict", str(runs / "bad"), "--x", "1"],
+            ["runs", str(runs)],
+            ["runs", str(runs), "--json", "--sort", "test_mae"],
+        ):
+            code, stderr = _run(argv)
+            assert code == 0 or (
+                code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1
+            ), (argv, code, stderr)
+            if argv[0] == "runs":
+                assert code == 0, stderr  # a damaged folder is listed, not fatal
+
+
+@FEW
+@given(file=st.sampled_from(["config.json", "summary.json", "history.csv"]), text=_JSON_DAMAGE)
+def test_random_damaged_run_folders_end_in_one_line(
+    finished_run: Path, file: str, text: str
+) -> None:
+    _check_damaged_folder(file, text, finished_run)

@@ -351,3 +351,24 @@ def test_a_damaged_run_folder_is_one_line_and_runs_lists_it_and_goes_on(
         assert listed.code == 0 and "damaged" in listed.out and "good" in listed.out, listed
     rows = json.loads(_ptflow("runs", "runs", "--json").out)
     assert [row["status"] for row in rows if row["name"] == "bad"] == ["damaged"]
+
+
+@pytest.mark.slow  # whole processes
+def test_the_other_order_a_process_is_refused_a_folder_this_one_writes(project: Path) -> None:
+    """The lock holds across processes both ways: here this process writes, another asks."""
+    assert _ptflow("run", "--quiet", "--epochs", "2", "--out", "run").code == 0
+    before = _snapshot(project / "run")
+    with writing(project / "run", overwrite=True):  # as a live --overwrite holds it
+        for args in (["--out", "run"], ["--out", "run", "--overwrite"], ["--resume", "run"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "ptflow", "run", "--epochs", "2", *args],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 2, done.stderr
+            assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+            assert f"in use by process {os.getpid()}" in done.stderr
+        aside = _snapshot(project / "run" / ".replaced")  # the old run, untouched by them
+        assert aside == {name: h for name, h in before.items() if name != ".ptflow.lock"}
