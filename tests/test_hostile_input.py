@@ -346,3 +346,21 @@ def test_random_damaged_run_folders_end_in_one_line(
     finished_run: Path, file: str, text: str
 ) -> None:
     _check_damaged_folder(file, text, finished_run)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(kind=_OUT_KINDS, overwrite=st.booleans())
+def test_random_output_folders_never_lose_a_file_thoroughly(
+    finished_run: Path, kind: str, overwrite: bool
+) -> None:
+    _check_out_folder(kind, overwrite, finished_run)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(file=st.sampled_from(["config.json", "summary.json", "history.csv"]), text=_JSON_DAMAGE)
+def test_random_damaged_run_folders_end_in_one_line_thoroughly(
+    finished_run: Path, file: str, text: str
+) -> None:
+    _check_damaged_folder(file, text, finished_run)
