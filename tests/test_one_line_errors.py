@@ -110,3 +110,10 @@ def test_a_line_break_in_a_name_cannot_make_a_second_error_line(tmp_path: Path) 
     data.write_text("a,y\n1,2\n2,3\n3,4\n")
     line = _error("train", "--data", str(data), "--target", "y\nerror: fake")
     assert "\\nerror: fake" in line  # escaped, inside the one line
+
+
+@pytest.mark.parametrize("out", ["/proc/ptflow-run", "/sys/ptflow-run", "/dev/null/run"])
+def test_an_output_folder_the_system_refuses_is_one_line(out: str) -> None:
+    line = _error("run", "--epochs", "1", "--out", out)
+    assert line.startswith("error: cannot use") or "not a folder" in line or "is a file" in line
+    assert not Path(out).exists() or out.startswith("/dev")

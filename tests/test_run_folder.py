@@ -291,6 +291,7 @@ def test_a_full_disk_for_predict_and_convert_is_one_line(
     predict = ("predict", "run", "--data", str(sine_table), "--output", "pred.csv")
     _one_error_line(_ptflow(*predict), "(ENOSPC)")
     _one_error_line(_ptflow("convert", str(sine_table), "sine2.parquet"), "(ENOSPC)")
+    _one_error_line(_ptflow("compare", "run", "run", "--out", "c.html"), "(ENOSPC)")
     assert _snapshot(project) == before
 
 
