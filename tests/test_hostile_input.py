@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import ptflow
 from ptflow.cli import main
 from ptflow.config import Config
 
@@ -289,12 +290,9 @@ def _check_out_folder(kind: str, overwrite: bool, finished_run: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import ptflow
-
-    run = tmp_path_factory.mktemp("finished") / "run"
-    ptflow.run_workflow(Config(epochs=1), run)
-    return run
+def finished_run(tutorial_run: ptflow.RunResult) -> Path:
+    """A finished run folder (the session's tutorial run): copy it before changing it."""
+    return tutorial_run.run_dir
 
 
 @FEW

@@ -12,7 +12,6 @@ import pytest
 
 import ptflow
 from ptflow.cli import main
-from ptflow.config import Config
 
 
 def _error(*args: str) -> str:
@@ -27,10 +26,9 @@ def _error(*args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("run") / "run"
-    ptflow.run_workflow(Config(epochs=2), run)
-    return run
+def run_dir(tutorial_run: ptflow.RunResult) -> Path:
+    """A finished run folder (the session's tutorial run): copy it before changing it."""
+    return tutorial_run.run_dir
 
 
 @pytest.mark.parametrize(

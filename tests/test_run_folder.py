@@ -322,10 +322,9 @@ def test_a_really_full_disk_leaves_an_unfinished_run_or_nothing(
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    run = tmp_path_factory.mktemp("finished") / "run"
-    ptflow.run_workflow(Config(epochs=2), run)
-    return run
+def finished_run(tutorial_run: ptflow.RunResult) -> Path:
+    """A finished run folder (the session's tutorial run): copy it before changing it."""
+    return tutorial_run.run_dir
 
 
 @pytest.mark.parametrize(
