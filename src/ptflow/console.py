@@ -52,7 +52,10 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
         with _terminate_as_exception():
             return command()
     except _Terminated:
-        print("error: terminated (SIGTERM); files already written are complete.", file=sys.stderr)
+        if _rank is None:  # under torchrun it is the agent stopping us: it says why
+            print(
+                "error: terminated (SIGTERM); files already written are complete.", file=sys.stderr
+            )
         return 128 + signal.SIGTERM
     except TrainingInterrupted as stop:
         if _rank in (None, 0):
