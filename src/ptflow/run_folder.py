@@ -371,9 +371,15 @@ def _in_use(run_dir: Path, holder: str) -> WorkflowError:
 
 
 def _command() -> list[str]:
+    """This process's command line, as the user typed it when it is ptflow's."""
     import sys
 
-    return ["ptflow", *sys.argv[1:]] if sys.argv and sys.argv[0].endswith("ptflow") else sys.argv
+    program = Path(sys.argv[0]) if sys.argv else Path()
+    if program.name == "ptflow" or (
+        program.name == "__main__.py" and program.parent.name == "ptflow"
+    ):
+        return ["ptflow", *sys.argv[1:]]  # `ptflow ...` or `python -m ptflow ...`
+    return sys.argv
 
 
 def run_folder_holding(path: Path) -> Path | None:
