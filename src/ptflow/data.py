@@ -35,6 +35,7 @@ __all__ = [
     "Table",
     "TableBlock",
     "check_parquet_numeric",
+    "check_varying_target",
     "convert_table",
     "file_fingerprint",
     "iter_table",
@@ -135,6 +136,17 @@ def split(
     )
 
 
+def check_varying_target(
+    target: Sequence[str], low: NDArray[np.floating[Any]], high: NDArray[np.floating[Any]]
+) -> None:
+    """Refuse a target column whose every value is the same (`low` and `high`: per column)."""
+    if constant := [name for name, lo, hi in zip(target, low, high, strict=True) if lo == hi]:
+        raise WorkflowError(
+            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
+            f"a model cannot learn from it, so choose another target."
+        )
+
+
 def _count(fraction: float, n: int) -> int:
     # The tutorial's int(0.8 * len(X)), made robust to 0.29 * 100 == 28.999999999999996.
     return math.floor(fraction * n + 1e-9)
@@ -207,13 +219,8 @@ def load_table(
         if len(X_values) == 0:
             raise WorkflowError(f"every row of {path.name} has a missing value; clean the data.")
     X, y = torch.from_numpy(X_values), torch.from_numpy(y_values)
-    if len(y) > 1 and (
-        constant := [n for n, c in zip(target, y.T, strict=True) if bool((c == c[0]).all())]
-    ):
-        raise WorkflowError(
-            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
-            f"a model cannot learn from it, so choose another target."
-        )
+    if len(y) > 1:
+        check_varying_target(target, y_values.min(axis=0), y_values.max(axis=0))
     return Table(
         X,
         y,

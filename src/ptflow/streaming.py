@@ -30,6 +30,7 @@ from ptflow.data import (
     _count,
     _first_missing,
     check_parquet_numeric,
+    check_varying_target,
     file_fingerprint,
     resolve_columns,
     table_format,
@@ -300,26 +301,9 @@ def scan_table(
     errors as `load_table`: missing columns, text, missing or infinite values (unless
     `drop_missing`), a constant target, too few rows for a part.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    if table_format(path, format) != "parquet":
-        raise WorkflowError(
-            f"streaming reads Parquet row groups, and {path.name} is CSV; convert it with "
-            f"`ptflow convert {path.name} {path.with_suffix('.parquet').name}`, or train "
-            f"without --stream."
-        )
-    columns, features = resolve_columns(path, "parquet", target, features)
+    file, path, columns, features = _open_parquet(Path(path), format, target, features)
     target = tuple(target)
-    try:
-        file = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
-        raise WorkflowError(f"cannot read {path.name} as Parquet ({error}).") from None
-    check_parquet_numeric(path, file, [*features, *target])
     metadata = file.metadata
-    if metadata.num_rows == 0:
-        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
     table = StreamedTable(  # filled in by the scan below
@@ -334,33 +318,12 @@ def scan_table(
         scaling=None,
         baseline=LeastSquares(torch.zeros(0), torch.zeros(0)),
     )
-    x_moments, y_moments = Moments(), Moments()
-    normal = NormalEquations(len(features), len(target))
-    y_low = np.full(len(target), np.inf)
-    y_high = np.full(len(target), -np.inf)
-    dropped = 0
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         fingerprint = background.submit(file_fingerprint, path)
-        starts = np.concatenate([[0], np.cumsum(group_rows)])
-        for group, rows in table.groups(check=False):
-            if rows.dropped and not drop_missing:
-                _raise_missing(file, path, group, int(starts[group]), [*features, *target])
-            dropped += rows.dropped
-            table.part_rows[group] = np.bincount(rows.parts, minlength=3)
-            X, y = table.select(rows, TRAIN, scaled=False)
-            x_moments.add(X)
-            y_moments.add(y)
-            normal.add(X, y)
-            if len(rows.y):
-                y_low = np.minimum(y_low, rows.y.min(axis=0))
-                y_high = np.maximum(y_high, rows.y.max(axis=0))
+        scan = _scan_groups(file, table, drop_missing)
         fingerprint_values = fingerprint.result()
     _check_parts(path, table.part_rows.sum(axis=0), split)
-    if constant := [n for n, lo, hi in zip(target, y_low, y_high, strict=True) if lo == hi]:
-        raise WorkflowError(
-            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
-            f"a model cannot learn from it, so choose another target."
-        )
+    check_varying_target(target, scan.y_low, scan.y_high)
     return dataclasses.replace(  # the scan's placeholders, now filled in
         table,
         fingerprint={
@@ -369,10 +332,72 @@ def scan_table(
             "columns": len(columns),
             "row_groups": len(group_rows),
         },
-        dropped_rows=dropped,
-        scaling=scaling_from(x_moments, y_moments) if scale else None,
-        baseline=normal.solve(),
+        dropped_rows=scan.dropped,
+        scaling=scaling_from(scan.x_moments, scan.y_moments) if scale else None,
+        baseline=scan.normal.solve(),
     )
+
+
+def _open_parquet(
+    path: Path, format: str, target: Sequence[str], features: Sequence[str] | None
+) -> tuple[pq.ParquetFile, Path, list[str], tuple[str, ...]]:
+    """The Parquet file to stream, its columns and the features, checked before any row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if table_format(path, format) != "parquet":
+        raise WorkflowError(
+            f"streaming reads Parquet row groups, and {path.name} is CSV; convert it with "
+            f"`ptflow convert {path.name} {path.with_suffix('.parquet').name}`, or train "
+            f"without --stream."
+        )
+    columns, chosen = resolve_columns(path, "parquet", target, features)
+    try:
+        file = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise WorkflowError(f"cannot read {path.name} as Parquet ({error}).") from None
+    check_parquet_numeric(path, file, [*chosen, *target])
+    if file.metadata.num_rows == 0:
+        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+    return file, path, columns, tuple(chosen)
+
+
+@dataclass
+class _Scan:
+    """What one pass over the row groups learns: the training rows' statistics."""
+
+    x_moments: Moments
+    y_moments: Moments
+    normal: NormalEquations
+    y_low: NDArray[np.float64]  # each target's smallest value, over every part
+    y_high: NDArray[np.float64]
+    dropped: int = 0
+
+
+def _scan_groups(file: pq.ParquetFile, table: StreamedTable, drop_missing: bool) -> _Scan:
+    """One pass: count each group's parts (into `table.part_rows`) and sum the statistics."""
+    features, target = table.features, table.target
+    scan = _Scan(
+        Moments(),
+        Moments(),
+        NormalEquations(len(features), len(target)),
+        np.full(len(target), np.inf),
+        np.full(len(target), -np.inf),
+    )
+    starts = np.concatenate([[0], np.cumsum(table.group_rows)])
+    for group, rows in table.groups(check=False):
+        if rows.dropped and not drop_missing:
+            _raise_missing(file, table.path, group, int(starts[group]), [*features, *target])
+        scan.dropped += rows.dropped
+        table.part_rows[group] = np.bincount(rows.parts, minlength=3)
+        X, y = table.select(rows, TRAIN, scaled=False)
+        scan.x_moments.add(X)
+        scan.y_moments.add(y)
+        scan.normal.add(X, y)
+        if len(rows.y):
+            scan.y_low = np.minimum(scan.y_low, rows.y.min(axis=0))
+            scan.y_high = np.maximum(scan.y_high, rows.y.max(axis=0))
+    return scan
 
 
 def evaluate_streamed(
