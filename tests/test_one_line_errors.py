@@ -115,3 +115,12 @@ def test_an_output_folder_the_system_refuses_is_one_line(out: str) -> None:
     line = _error("run", "--epochs", "1", "--out", out)
     assert line.startswith("error: cannot use") or "not a folder" in line or "is a file" in line
     assert not Path(out).exists() or out.startswith("/dev")
+
+
+def test_a_row_with_more_fields_than_the_header_is_one_line(tmp_path: Path) -> None:
+    """Found by the thorough CSV generator: pandas says ValueError, not ParserError, here."""
+    data = tmp_path / "extra.csv"
+    data.write_bytes(b"y,a,b\n0.0,0.0,0.0,:")
+    line = _error("train", "--data", str(data), "--target", "y", "--out", str(tmp_path / "r"))
+    assert "cannot parse extra.csv as CSV" in line
+    assert not (tmp_path / "r").exists()

@@ -696,7 +696,8 @@ def _read_csv(path: Path, columns: list[str], **options: Any) -> pd.DataFrame:
             names=columns,
             **options,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+    # ValueError: a row with more fields than the header names (pandas' words for it)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         raise _unparsable(path, error) from None
 
 
