@@ -333,6 +333,7 @@ def finished_run(tutorial_run: ptflow.RunResult) -> Path:
         ("summary.json", "[]", "holds a list"),
         ("summary.json", '{"metrics": "good"}', "metrics is a str"),
         ("summary.json", '{"metrics": {"test": {"mae": "low"}}}', "not a table of numbers"),
+        ("summary.json", '{"target": [0]}', "not a list of column names"),  # found by hypothesis
         ("config.json", "[" * 200_000 + "]" * 200_000, "nested too deeply"),
         ("config.json", '{"config": 3}', "config is a int"),
     ],

@@ -442,9 +442,13 @@ def read_record(run_dir: Path) -> dict[str, Any]:
         )
     record = _checked(read_json(path), _RECORD_SHAPE, path)
     for key in ("features", "target"):
-        if not isinstance(record.get("model", {}).get(key), list):
-            raise _damaged(path, f"model.{key} is not a list")
+        if not _names(record.get("model", {}).get(key)):
+            raise _damaged(path, f"model.{key} is not a list of column names")
     return record
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
@@ -453,6 +457,9 @@ def read_summary(run_dir: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     summary = _checked(read_json(path), _SUMMARY_SHAPE, path)
+    for key in ("features", "target"):
+        if key in summary and not _names(summary[key]):
+            raise _damaged(path, f"{key} is not a list of column names")
     for key in ("metrics", "baseline_metrics"):
         for part, values in summary.get(key, {}).items():
             if not isinstance(values, dict) or not all(
