@@ -24,7 +24,7 @@ import ptflow
 from ptflow.cli import main
 from ptflow.config import Config
 from ptflow.errors import WorkflowError
-from ptflow.files import _HOST, atomic_path
+from ptflow.files import atomic_path, host_tag
 from ptflow.run_folder import LOCK_FILE, is_run_folder, writing
 
 
@@ -224,8 +224,8 @@ def test_an_output_that_is_an_input_is_refused(project: Path, sine_table: Path) 
 def test_a_killed_writers_temporary_files_are_removed_by_the_next_write(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
-    stale = tmp_path / f".pred.csv.{_HOST}-{int(dead.stdout)}-abc123.tmp"
-    live = tmp_path / f".other.csv.{_HOST}-{os.getpid()}-def456.tmp"
+    stale = tmp_path / f".pred.csv.{host_tag()}-{int(dead.stdout)}-abc123.tmp"
+    live = tmp_path / f".other.csv.{host_tag()}-{os.getpid()}-def456.tmp"
     mine = tmp_path / ".notes.tmp"  # not named as ptflow names its files: never touched
     for path in (stale, live, mine):
         path.write_text("x")

@@ -9,14 +9,12 @@ process id, and the next write into that folder removes those whose process is g
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import re
-import socket
 import stat
-import tempfile
-import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,9 +39,11 @@ __all__ = [
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    import tempfile
+
     path = Path(path)
     _remove_dead_writers_temporaries(path.parent)
-    prefix = f".{path.name}.{_HOST}-{os.getpid()}-"
+    prefix = f".{path.name}.{host_tag()}-{os.getpid()}-"
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
@@ -59,8 +59,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 # A temporary file's name: .NAME.HOST-PID-RANDOM.tmp (HOST: a hash of the host name).
-_HOST = f"{zlib.crc32(socket.gethostname().encode()):08x}"
 _OURS = re.compile(r"^\..+\.([0-9a-f]{8})-(\d+)-[^.]+\.tmp$")
+
+
+@functools.cache
+def host_tag() -> str:
+    """This machine in eight hex digits, for temporary files' names."""
+    import socket
+    import zlib
+
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
 def _remove_dead_writers_temporaries(folder: Path) -> None:
@@ -71,7 +79,7 @@ def _remove_dead_writers_temporaries(folder: Path) -> None:
         return  # the write itself will say what is wrong with the folder
     for name in names:
         match = _OURS.match(name)
-        if match and match[1] == _HOST and not _is_running(int(match[2])):
+        if match and match[1] == host_tag() and not _is_running(int(match[2])):
             (folder / name).unlink(missing_ok=True)
 
 

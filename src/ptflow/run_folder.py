@@ -16,13 +16,9 @@ that diverged on the first epoch, a full disk) is removed and the old run is put
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
-import shutil
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -226,12 +222,16 @@ class FolderWriter:
 
     def keep(self) -> None:
         """The new run has a checkpoint (or finished): the run it replaces may go."""
+        import shutil
+
         if not self.kept:
             self.kept = True
             shutil.rmtree(self.run_dir / REPLACED, ignore_errors=True)
 
     def _restore(self) -> None:
         """Undo a run that failed before its first checkpoint: the folder as it was found."""
+        import shutil
+
         for entry in self.run_dir.iterdir():
             if entry.name in (LOCK_FILE, REPLACED):
                 continue
@@ -253,6 +253,8 @@ class FolderWriter:
 @contextmanager
 def writing(run_dir: Path, *, overwrite: bool) -> Iterator[FolderWriter]:
     """Hold `run_dir` for a new run, replacing the run in it if `overwrite`; see the module."""
+    import shutil
+
     check_new_run_dir(run_dir, overwrite)
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +309,7 @@ def _has_checkpoint(run_dir: Path) -> bool:
 def _lock(run_dir: Path) -> int:
     """Take the folder's lock without waiting and record who holds it; return its descriptor."""
     import fcntl
+    import socket
 
     path = run_dir / LOCK_FILE
     flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -355,6 +358,8 @@ def _holder_if_locked(run_dir: Path) -> str | None:
 
 
 def _read_holder(fd: int) -> str:
+    import socket
+
     try:
         record = json.loads(os.pread(fd, 4096, 0).decode())
         where = "" if record["host"] == socket.gethostname() else f" on {record['host']}"
@@ -506,6 +511,9 @@ def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
 
 def write_history(run_dir: Path, columns: dict[str, list[Any]]) -> None:
     """Write history.csv: one row per epoch, one column per entry of `columns`, in order."""
+    import csv
+    import io
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
@@ -515,6 +523,8 @@ def write_history(run_dir: Path, columns: dict[str, list[Any]]) -> None:
 
 def read_history(run_dir: Path) -> dict[str, list[float]]:
     """A run's history.csv as columns of numbers, by column name."""
+    import csv
+
     path = run_dir / HISTORY
     try:
         with open(path, encoding="utf-8", newline="") as file:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
-from ptflow.run_folder import CONFIG, read_history, read_record, read_summary
 from ptflow.tasks import TASKS, task_of
 
 __all__ = [
@@ -67,6 +66,8 @@ def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
     A folder without a record (config.json) is not a run and is skipped; one without a
     summary is an unfinished run; a run whose files cannot be read is listed as "damaged".
     """
+    from ptflow.run_folder import CONFIG  # here: `ptflow --help` imports this module
+
     folder = Path(folder)
     if not folder.is_dir():
         raise WorkflowError(f"{folder} is not a folder; pass the folder that holds the runs.")
@@ -75,6 +76,8 @@ def list_runs(folder: str | os.PathLike[str] = "runs") -> list[RunRow]:
 
 
 def _row(run: Path) -> RunRow:
+    from ptflow.run_folder import read_record, read_summary
+
     try:
         record = read_record(run)
         config = record["config"]
@@ -99,6 +102,8 @@ def _row(run: Path) -> RunRow:
 
 
 def _best_val_loss(run: Path) -> float | None:
+    from ptflow.run_folder import read_history
+
     try:
         losses = read_history(run).get("val_loss", [])
     except (OSError, WorkflowError):
