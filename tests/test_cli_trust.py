@@ -153,14 +153,14 @@ def test_a_signal_checkpoints_at_the_next_batch_and_resume_is_bit_identical(
     _assert_same_run(out, reference, drawn)
 
 
-def test_resume_from_the_command_line_refuses_changed_settings(
-    cli: Cli, reference: Path, tmp_path: Path
-) -> None:
+def test_resume_from_the_command_line_refuses_changed_settings(cli: Cli, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"  # in-process: the refusal comes before any training
+    assert cli("run", "--quiet", "--epochs", "3", "--out", str(reference)).code == 0
     before = sorted(p.relative_to(reference) for p in reference.rglob("*"))
-    changed = cli("train", "--resume", str(reference), "--lr", "0.5")
+    changed = cli("run", "--resume", str(reference), "--lr", "0.5")
     assert changed.code == 2
     assert changed.err.startswith("error: cannot resume with changed lr (0.01 -> 0.5)")
-    with_out = cli("train", "--resume", str(reference), "--out", str(tmp_path / "x"))
+    with_out = cli("run", "--resume", str(reference), "--out", str(tmp_path / "x"))
     assert with_out.code == 2 and "drop --out" in with_out.err
     assert not (tmp_path / "x").exists()
     for result in (changed, with_out):

@@ -31,7 +31,7 @@ from ptflow.cli import main
 from ptflow.config import Config
 
 # Few examples by default, each a real (one-epoch) run; more under -m slow.
-DEFAULT = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DEFAULT = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THOROUGH = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # For the run-folder generators, whose every example copies and reads whole run folders.
 FEW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
