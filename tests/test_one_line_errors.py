@@ -124,3 +124,22 @@ def test_a_row_with_more_fields_than_the_header_is_one_line(tmp_path: Path) -> N
     line = _error("train", "--data", str(data), "--target", "y", "--out", str(tmp_path / "r"))
     assert "cannot parse extra.csv as CSV" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_an_id_column_that_is_also_a_feature_keeps_its_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--id` on a feature: ids as written ("007"), predictions as without --id."""
+    data = tmp_path / "ids.csv"
+    rows = "\n".join(f"{i:03d},{i * 1.1:.1f},{2 * i + 1}" for i in range(7, 27))
+    data.write_text("id,a,y\n" + rows + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--target", "y", "--features", "id", "a",
+                 "--epochs", "2", "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["predict", str(run), "--data", str(data), "--id", "id"]) == 0
+    with_ids = capsys.readouterr().out.splitlines()
+    assert main(["predict", str(run), "--data", str(data)]) == 0
+    without = capsys.readouterr().out.splitlines()
+    assert [line.split(",")[0] for line in with_ids[1:3]] == ["007", "008"]
+    assert [line.split(",")[1] for line in with_ids] == without

@@ -202,7 +202,7 @@ def load_table(
     X_values, y_values, fingerprint = _read_numeric(path, file_format, columns, features, target)
     if len(X_values) == 0:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
-    ids = _read_ids(path, file_format, id_column) if id_column else None
+    ids = _read_ids(path, file_format, columns, id_column) if id_column else None
 
     finite = _finite_rows(X_values, y_values)
     dropped = 0 if finite is None else int((~finite).sum())
@@ -318,11 +318,15 @@ def iter_table(
         unique = list(dict.fromkeys(names))
         frames = (batch.to_pandas() for batch in file.iter_batches(block_rows, columns=unique))
     else:
-        # An id column is read as text, as written, unless the model reads it as a feature.
-        text = {id_column: str} if id_column and id_column not in numeric else {}
+        text = {id_column: str} if id_column else {}  # ids as written: "007" stays "007"
         frames = _csv_blocks(path, columns, list(dict.fromkeys(names)), text, block_rows)
     first_row, any_rows = 1, False
     for frame in frames:
+        ids = [str(value) for value in frame[id_column].tolist()] if id_column else None
+        if id_column in numeric and not pd.api.types.is_numeric_dtype(frame[id_column].dtype):
+            # the id is a feature too: its text, as numbers (a non-number names its row)
+            _raise_non_numeric(path, id_column, frame[id_column], file_format == "csv", first_row)
+            frame[id_column] = pd.to_numeric(frame[id_column])
         for name in numeric:
             kind = frame[name].dtype
             if pd.api.types.is_bool_dtype(kind) or not pd.api.types.is_numeric_dtype(kind):
@@ -334,7 +338,6 @@ def iter_table(
         with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught below
             X = frame[list(features)].to_numpy(dtype=np.float32)
             y = frame[list(target)].to_numpy(dtype=np.float32)
-        ids = [str(value) for value in frame[id_column].tolist()] if id_column else None
         dropped = 0
         if (finite := _finite_rows(X, y)) is not None:
             if not drop_missing:
@@ -672,13 +675,12 @@ def _stack(blocks: list[NDArray[np.float32]], width: int) -> NDArray[np.float32]
     return np.concatenate(blocks)
 
 
-def _read_ids(path: Path, file_format: str, name: str) -> list[str]:
+def _read_ids(path: Path, file_format: str, columns: list[str], name: str) -> list[str]:
     import pyarrow.parquet as pq
 
     if file_format == "parquet":
         column = pq.read_table(path, columns=[name]).column(name)
         return [str(value) for value in column.to_pylist()]
-    columns = _read_header(path, file_format)
     return [str(v) for v in _read_csv(path, columns, usecols=[name], dtype=str)[name].tolist()]
 
 
