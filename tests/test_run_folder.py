@@ -373,3 +373,12 @@ def test_the_other_order_a_process_is_refused_a_folder_this_one_writes(project: 
             assert f"in use by process {os.getpid()}" in done.stderr
         aside = _snapshot(project / "run" / ".replaced")  # the old run, untouched by them
         assert aside == {name: h for name, h in before.items() if name != ".ptflow.lock"}
+
+
+def test_undoing_a_failed_run_deletes_only_what_ptflow_writes(project: Path) -> None:
+    """A file someone drops into the folder while the run fails is not the run's to delete."""
+    with pytest.raises(RuntimeError), writing(project / "new", overwrite=False):
+        (project / "new" / "config.json").write_text("{}")
+        (project / "new" / "mine.txt").write_text("dropped in meanwhile")
+        raise RuntimeError("the run failed before its first checkpoint")
+    assert sorted(p.name for p in (project / "new").iterdir()) == ["mine.txt"]

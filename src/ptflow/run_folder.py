@@ -109,6 +109,11 @@ def is_run_folder(path: Path) -> bool:
     return _foreign_entry(path) is None
 
 
+def _ours(name: str) -> bool:
+    """A name ptflow writes at the top of a run folder (its files, or a temporary one)."""
+    return name in _NAMES or bool(_TEMPORARY.match(name))
+
+
 def _foreign_entry(path: Path) -> str | None:
     """The first entry of `path` that ptflow did not write (relative), or None."""
     entries = sorted(path.iterdir())
@@ -139,8 +144,8 @@ def _foreign_entry(path: Path) -> str | None:
 
 def _is_ptflow_record(path: Path) -> bool:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        record = read_json(path)
+    except (OSError, WorkflowError):
         return False
     return isinstance(record, dict) and isinstance(record.get("config"), dict)
 
@@ -150,11 +155,7 @@ def check_new_run_dir(run_dir: Path, overwrite: bool, *, holding: bool = False) 
 
     `holding`: this process holds the folder's lock already (see `writing`).
     """
-    if str(run_dir) == "":
-        raise WorkflowError(
-            "the output folder is an empty string (an empty variable in a script?); "
-            "give a folder name with --out."
-        )
+    # (An empty --out never gets here: Path("") is ".", so the CLI and run_workflow refuse it.)
     if run_dir.is_symlink():
         raise WorkflowError(
             f"output folder {quoted(run_dir)} is a symbolic link; pass the folder it "
@@ -214,7 +215,6 @@ class FolderWriter:
     """The lock on a run folder being written, and the old run it replaces until `keep`."""
 
     run_dir: Path
-    lock_fd: int
     created: bool  # the folder did not exist before this run
     had_lock_file: bool
     kept: bool = False
@@ -233,8 +233,8 @@ class FolderWriter:
         import shutil
 
         for entry in self.run_dir.iterdir():
-            if entry.name in (LOCK_FILE, REPLACED):
-                continue
+            if entry.name in (LOCK_FILE, REPLACED) or not _ours(entry.name):
+                continue  # a file someone put there meanwhile is not this run's to delete
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
@@ -246,7 +246,7 @@ class FolderWriter:
             shutil.rmtree(replaced, ignore_errors=True)
         if not self.had_lock_file:
             (self.run_dir / LOCK_FILE).unlink(missing_ok=True)
-        if self.created:
+        if self.created and not any(self.run_dir.iterdir()):
             self.run_dir.rmdir()
 
 
@@ -260,7 +260,7 @@ def writing(run_dir: Path, *, overwrite: bool) -> Iterator[FolderWriter]:
     run_dir.mkdir(parents=True, exist_ok=True)
     had_lock_file = (run_dir / LOCK_FILE).exists()
     fd = _lock(run_dir)
-    writer = FolderWriter(run_dir, fd, created, had_lock_file)
+    writer = FolderWriter(run_dir, created, had_lock_file)
     try:
         check_new_run_dir(run_dir, overwrite, holding=True)  # again: now no one else writes
         old = [e.name for e in run_dir.iterdir() if e.name not in (LOCK_FILE, REPLACED)]
