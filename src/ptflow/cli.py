@@ -282,7 +282,7 @@ def _add_settings(
 
     Unset, an option stays None, so a TOML file (--config) or the default decides.
     """
-    for setting in dataclasses.fields(Config):
+    for setting in _SETTINGS.values():
         if setting.metadata["group"] != section or setting.name in skip:
             continue
         flag = "--" + setting.name.replace("_", "-")

@@ -35,7 +35,11 @@ __all__ = [
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y_pred, y) -> mean loss
 
 
-def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = 65_536) -> torch.Tensor:
+# Rows a model sees at once when predicting or measuring a loss: memory follows this, not X.
+PREDICT_ROWS = 65_536
+
+
+def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = PREDICT_ROWS) -> torch.Tensor:
     """Return model(X) computed in eval mode under `torch.inference_mode()`, in batches.
 
     The model's train/eval mode is restored afterwards. Large inputs are predicted in
@@ -191,7 +195,11 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Metrics:
 
 
 def mean_loss(
-    model: nn.Module, X: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int = 65_536
+    model: nn.Module,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: LossFn,
+    batch_size: int = PREDICT_ROWS,
 ) -> float:
     """Return the mean of `loss_fn` over (X, y), in batches; the caller sets the mode.
 

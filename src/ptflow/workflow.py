@@ -49,7 +49,7 @@ from ptflow.data import (
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import Metrics, Predictor, evaluate_blocks, predict
+from ptflow.evaluation import PREDICT_ROWS, Metrics, Predictor, evaluate_blocks, predict
 from ptflow.files import remove_stale_temporaries
 from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
 from ptflow.plots import (
@@ -386,7 +386,7 @@ def _prepare(cfg: Config) -> _Prepared:
     outputs = _TASK.out_features(len(data.target))
     if cfg.model == "mlp":  # the batches' activations too, before any is allocated
         rows = max(len(part.X) for part in (splits.train, splits.test))
-        batch_rows = max(batch_size_for(cfg, len(splits.train.X)), min(rows, 65_536))
+        batch_rows = max(batch_size_for(cfg, len(splits.train.X)), min(rows, PREDICT_ROWS))
         check_mlp_fits(len(data.features), outputs, cfg.hidden, batch_rows)
     network = _build_network(cfg, len(data.features), outputs, seed=cfg.seed)
     if cfg.scale == "standard":
