@@ -295,14 +295,6 @@ def finished_run(tutorial_run: ptflow.RunResult) -> Path:
     return tutorial_run.run_dir
 
 
-@FEW
-@given(kind=_OUT_KINDS, overwrite=st.booleans())
-def test_random_output_folders_never_lose_a_file(
-    finished_run: Path, kind: str, overwrite: bool
-) -> None:
-    _check_out_folder(kind, overwrite, finished_run)
-
-
 # --- damaged run folders: every reader of a run folder ends cleanly ----------------------
 
 _JSON_DAMAGE = st.one_of(
@@ -338,27 +330,16 @@ def _check_damaged_folder(file: str, text: str, finished_run: Path) -> None:
                 assert code == 0, stderr  # a damaged folder is listed, not fatal
 
 
-@FEW
-@given(file=st.sampled_from(["config.json", "summary.json", "history.csv"]), text=_JSON_DAMAGE)
-def test_random_damaged_run_folders_end_in_one_line(
-    finished_run: Path, file: str, text: str
-) -> None:
-    _check_damaged_folder(file, text, finished_run)
-
-
-@pytest.mark.slow
-@THOROUGH
-@given(kind=_OUT_KINDS, overwrite=st.booleans())
-def test_random_output_folders_never_lose_a_file_thoroughly(
-    finished_run: Path, kind: str, overwrite: bool
-) -> None:
-    _check_out_folder(kind, overwrite, finished_run)
-
-
-@pytest.mark.slow
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(file=st.sampled_from(["config.json", "summary.json", "history.csv"]), text=_JSON_DAMAGE)
-def test_random_damaged_run_folders_end_in_one_line_thoroughly(
-    finished_run: Path, file: str, text: str
-) -> None:
-    _check_damaged_folder(file, text, finished_run)
+_OUT_FOLDERS = {"kind": _OUT_KINDS, "overwrite": st.booleans()}
+test_random_output_folders_never_lose_a_file = FEW(given(**_OUT_FOLDERS)(_check_out_folder))
+test_random_output_folders_never_lose_a_file_thoroughly = pytest.mark.slow(
+    THOROUGH(given(**_OUT_FOLDERS)(_check_out_folder))
+)
+_DAMAGE = {
+    "file": st.sampled_from(["config.json", "summary.json", "history.csv"]),
+    "text": _JSON_DAMAGE,
+}
+test_random_damaged_run_folders_end_in_one_line = FEW(given(**_DAMAGE)(_check_damaged_folder))
+test_random_damaged_run_folders_end_in_one_line_thoroughly = pytest.mark.slow(
+    settings(FEW, max_examples=100)(given(**_DAMAGE)(_check_damaged_folder))
+)
