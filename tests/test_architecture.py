@@ -91,6 +91,7 @@ def test_the_readme_module_table_matches_the_code() -> None:
     section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
     rows = re.findall(r"^\| `(\w+)\.py` \| .+ \| (.+) \|$", section, flags=re.MULTILINE)
     listed = {module: set(re.findall(r"`(\w+)`", imports)) for module, imports in rows}
+    assert len(rows) == len(listed)  # each module once
     assert listed == _graph()  # every module, with exactly what it imports
 
 
