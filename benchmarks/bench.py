@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import ptflow
-import ptflow.data
+import ptflow.tables
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = [f"f{i}" for i in range(16)] + ["y"]  # of the benchmark's tables
@@ -288,7 +288,7 @@ def _write_table(rows: int, folder: Path, kind: str) -> Path:
 _MEMORY_SCRIPT = """
 import sys
 import numpy as np, pandas as pd, pyarrow.parquet as pq, torch
-import ptflow, ptflow.data
+import ptflow, ptflow.tables
 path, reader = sys.argv[1], sys.argv[2]
 def status_mib(field):
     with open("/proc/self/status") as status:
@@ -414,7 +414,7 @@ def bench_command_memory(rows: int, folder: Path, command: str) -> Row:
         tenth_mib,
         big_mib,
         big_mib / tenth_mib,
-        f"~1: bounded by the block ({ptflow.data.READ_BLOCK_ROWS:,} rows)",
+        f"~1: bounded by the block ({ptflow.tables.READ_BLOCK_ROWS:,} rows)",
     )
 
 

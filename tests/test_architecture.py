@@ -86,6 +86,16 @@ def test_no_module_but_tasks_names_a_metric() -> None:
         assert not named.search(text), (module, named.search(text))
 
 
+def test_only_tables_reads_a_data_file() -> None:
+    """Every CSV and Parquet file is read through tables.py (and its fast CSV parser), so
+    each check of a table's values is written once."""
+    readers = re.compile(r"read_csv\(|ParquetFile\(|read_table\(|read_schema\(|open_csv\(")
+    for path in PACKAGE.glob("*.py"):
+        if path.stem not in ("tables", "csv_blocks"):
+            found = readers.search(path.read_text(encoding="utf-8"))
+            assert found is None, (path.name, found)
+
+
 def test_the_readme_module_table_matches_the_code() -> None:
     readme = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
@@ -102,3 +112,14 @@ def test_only_run_folder_names_the_run_folders_files() -> None:
         if path.stem != "run_folder":
             found = names.search(path.read_text(encoding="utf-8"))
             assert found is None, (path.name, found)
+
+
+def test_no_function_is_longer_than_eighty_lines() -> None:
+    """A function a reader cannot see at once is several; `train` itself is one screen."""
+    import ast
+
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                assert length <= 80, f"{path.name}: {node.name} has {length} lines"

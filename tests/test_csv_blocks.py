@@ -11,9 +11,30 @@ import pytest
 
 import ptflow
 from ptflow import csv_blocks
-from ptflow.csv_blocks import read_csv_float32
+from ptflow.csv_blocks import SequentialReadNeeded, parallel_blocks
+from ptflow.tables import MISSING_MARKERS
 
 COLUMNS = ["a", "b", "y"]
+
+
+def read_csv_float32(
+    path: Path,
+    columns: list[str],
+    features: list[str],
+    target: list[str],
+    threads: int,
+    digest: hashlib._Hash,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The parallel blocks side by side, as (X, y); None when a sequential read is needed."""
+    try:
+        blocks = list(
+            parallel_blocks(path, columns, [*features, *target], threads, digest, MISSING_MARKERS)
+        )
+    except SequentialReadNeeded:
+        return None
+    assert blocks and 0 < blocks[-1][1] == 1.0  # the share read, at the end: all of it
+    values = np.concatenate([np.column_stack(block) for block, _ in blocks])
+    return values[:, : len(features)], values[:, len(features) :]
 
 
 def _whole(path: Path) -> np.ndarray:
@@ -46,7 +67,6 @@ def test_blocks_reassemble_the_file_in_order(
     X, y = result
     expected = _whole(path)
     assert np.array_equal(X, expected[:, :2]) and np.array_equal(y, expected[:, 2:])
-    assert X.flags.c_contiguous and X.flags.writeable and y.flags.c_contiguous
     # The digest of the bytes parsed, block by block, is the whole file's.
     assert digest.hexdigest() == hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -102,7 +122,7 @@ def test_parquet_is_read_in_blocks_across_row_groups(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    monkeypatch.setattr("ptflow.data.READ_BLOCK_ROWS", 50)
+    monkeypatch.setattr("ptflow.tables.READ_BLOCK_ROWS", 50)
     rng = np.random.default_rng(1)
     columns = {"a": rng.normal(size=500), "b": rng.integers(0, 9, 500), "y": rng.normal(size=500)}
     path = tmp_path / "t.parquet"
@@ -134,8 +154,16 @@ def test_iter_table_yields_the_table_block_by_block(tmp_path: Path, kind: str) -
     ("value", "message"),
     [
         ("oops", r"non-numeric value 'oops' at row 250 \(line 251\)"),
-        ("", r"missing, infinite or too large value in column 'b' at row 250"),
-        ("1e39", r"too large value in column 'b' at row 250"),
+        (
+            "",
+            r"missing, infinite or too large \(beyond ±3\.4e38, float32's range\) value in "
+            r"column 'b' at row 250; give every row a finite value\.",
+        ),
+        ("1e39", r"too large \(.*\) value in column 'b' at row 250"),
+        # the markers people type for "unknown" are missing values, not text
+        ("-", r"missing, infinite or too large \(.*\) value in column 'b' at row 250"),
+        ("?", r"missing, infinite or too large \(.*\) value in column 'b' at row 250"),
+        ("NA", r"missing, infinite or too large \(.*\) value in column 'b' at row 250"),
     ],
 )
 def test_iter_table_names_the_row_of_a_bad_value(tmp_path: Path, value: str, message: str) -> None:
@@ -147,10 +175,26 @@ def test_iter_table_names_the_row_of_a_bad_value(tmp_path: Path, value: str, mes
         list(ptflow.iter_table(path, ["a", "b"], block_rows=100))
 
 
-def test_iter_table_refuses_boolean_and_missing_columns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["csv", "parquet"])
+def test_every_reader_takes_a_true_false_column_as_one_and_zero(tmp_path: Path, kind: str) -> None:
+    """train, predict and evaluate read a true/false column alike (once train took it and
+    predict refused it); blanks among the values are missing values."""
+    flags = [True, False, None, True] * 60
+    frame = pd.DataFrame({"a": np.arange(240.0), "flag": pd.array(flags, dtype="boolean")})
+    frame["y"] = frame["a"] * 2
+    path = tmp_path / f"t.{kind}"
+    frame.to_csv(path, index=False) if kind == "csv" else frame.to_parquet(path)
+    expected = np.array([np.nan if f is None else float(f) for f in flags], dtype=np.float32)
+    table = ptflow.load_table(path, "y", ["a", "flag"], drop_missing=True)
+    kept = ~np.isnan(expected)
+    assert np.array_equal(table.X[:, 1].numpy(), expected[kept])
+    blocks = list(ptflow.iter_table(path, ["a", "flag"], target=["y"], drop_missing=True))
+    assert np.array_equal(np.concatenate([b.X[:, 1].numpy() for b in blocks]), expected[kept])
+    assert sum(b.dropped_rows for b in blocks) == table.dropped_rows == 60
+
+
+def test_iter_table_names_a_missing_column(tmp_path: Path) -> None:
     path = tmp_path / "t.parquet"
     pd.DataFrame({"a": [1.0, 2.0], "flag": [True, False]}).to_parquet(path)
-    with pytest.raises(ptflow.WorkflowError, match=r"'flag' of t\.parquet holds bool values"):
-        list(ptflow.iter_table(path, ["a", "flag"]))
     with pytest.raises(ptflow.WorkflowError, match="has no column 'c'"):
         list(ptflow.iter_table(path, ["c"]))

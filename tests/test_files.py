@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ptflow.files import atomic_path, write_json, write_text
+from ptflow.files import atomic_path, remove_own_temporaries, write_json, write_text
 
 
 def test_write_text_replaces_whole_files(tmp_path: Path) -> None:
@@ -42,3 +42,18 @@ def test_write_json_turns_non_finite_numbers_into_null(tmp_path: Path) -> None:
         "values": [1.5, None],
         "n": 3,
     }
+
+
+def test_an_exit_removes_the_temporary_files_an_interrupt_left(tmp_path: Path) -> None:
+    """A second Ctrl-C can land inside atomic_path's own clean-up: the exit removes them."""
+    target = tmp_path / "out.txt"
+    with atomic_path(target) as tmp:
+        tmp.write_text("half")
+        remove_own_temporaries()  # what the command line does as it exits
+        assert not tmp.exists()
+        tmp.write_text("whole")  # the block may still finish: its file is then written
+    assert target.read_text() == "whole"
+    with atomic_path(tmp_path / "other.txt") as tmp:
+        tmp.write_text("x")
+    remove_own_temporaries()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.txt", "out.txt"]

@@ -4,6 +4,7 @@ the cases the hostile-user audit (issue 14) found printing a traceback or the wr
 from __future__ import annotations
 
 import io
+import json
 import os
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -68,6 +69,39 @@ def test_a_header_with_spaces_around_names_trains_predicts_and_evaluates(tmp_pat
     assert ptflow.load_run(run).features == ("a", "b")
     assert main(["evaluate", str(run), "--data", str(data)]) == 0
     assert main(["predict", str(run), "--data", str(data), "--id", "a"]) == 0  # a feature too
+
+
+@pytest.mark.parametrize("marker", ["-", "?", "NA", ""])
+def test_a_missing_value_marker_is_a_missing_value_not_text(tmp_path: Path, marker: str) -> None:
+    data = tmp_path / "marked.csv"
+    rows = [f"{i},{2 * i + 1}" for i in range(40)]
+    rows[6] = f"{marker},13"
+    data.write_text("x,y\n" + "\n".join(rows) + "\n")
+    line = _error("train", "--data", str(data), "--target", "y", "--out", str(tmp_path / "r"))
+    assert "missing, infinite or too large" in line and "column 'x' at row 7" in line, line
+    assert "--drop-missing" in line and not (tmp_path / "r").exists()
+    args = ["--data", str(data), "--target", "y", "--epochs", "2", "--quiet"]
+    assert main(["train", *args, "--drop-missing", "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["data"]["dropped_rows"] == 1
+
+
+def test_a_true_false_feature_trains_predicts_and_evaluates_alike(tmp_path: Path) -> None:
+    """Once train took it (as 1/0) and predict and evaluate refused the very same file."""
+    data = tmp_path / "flags.csv"
+    data.write_text(
+        "x,flag,y\n" + "".join(f"{i},{i % 2 == 0},{i + 3 * (i % 2 == 0)}\n" for i in range(40))
+    )
+    run, predictions = tmp_path / "run", tmp_path / "predictions.csv"
+    assert main(["train", "--data", str(data), "--target", "y", "--features", "x", "flag",
+                 "--epochs", "2", "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    assert main(["evaluate", str(run), "--data", str(data)]) == 0
+    assert main(["predict", str(run), "--data", str(data), "--output", str(predictions)]) == 0
+    expected = ptflow.predict(
+        ptflow.load_run(run).model, ptflow.load_table(data, "y", ["x", "flag"]).X
+    )
+    written = [float(line.split(",")[-1]) for line in predictions.read_text().splitlines()[1:]]
+    assert written == pytest.approx(expected[:, 0].tolist(), rel=1e-6)
 
 
 def test_predict_x_beyond_float32_is_refused(run_dir: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import ptflow
-import ptflow.data
+import ptflow.tables
 from ptflow import Config, TrainingInterrupted, WorkflowError
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import TEST, TRAIN, VAL, RowSplit, evaluate_streamed, scan_table
@@ -232,7 +232,7 @@ def test_whole_numbers_in_the_first_block_do_not_fix_a_column_type(
 ) -> None:
     import pandas as pd
 
-    monkeypatch.setattr(ptflow.data, "CSV_BLOCK_BYTES", 64)  # many blocks of a few lines
+    monkeypatch.setattr(ptflow.tables, "CSV_BLOCK_BYTES", 64)  # many blocks of a few lines
     lines = [f"{i},{i * 2}" for i in range(100)] + ["100.5,201"]
     (tmp_path / "t.csv").write_text("n,y\n" + "\n".join(lines) + "\n")
     assert ptflow.convert_table(tmp_path / "t.csv", tmp_path / "t.parquet") == 101

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,9 @@ import pytest
 import torch
 
 from ptflow import WorkflowError
-from ptflow.data import load_table, scale_splits, split
+from ptflow.data import scale_splits, split
 from ptflow.stats import fit_scaling
+from ptflow.tables import load_table
 
 
 def test_default_features_are_the_other_numeric_columns(sine_table: Path) -> None:
@@ -78,7 +81,8 @@ def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
         (
             "x,y\n1,2\n2,\n3,4\n",
             "y",
-            "values in 1 rows, the first in column 'y' at row 2",
+            "missing, infinite or too large (beyond ±3.4e38, float32's range) value in column 'y' "
+            "at row 2; clean the data or pass --drop-missing",
         ),
         ("x,y\n1,2\n2,inf\n", "y", "column 'y' at row 2"),
         ("x,y\n1,2\n2,1e39\n", "y", "too large (beyond ±3.4e38, float32's range)"),
@@ -130,3 +134,49 @@ def test_scaling_is_fitted_on_training_rows_only() -> None:
     assert scaled.train.y.tolist() == [[-1.0], [1.0]]
     assert scaled.test.X[:, 0].tolist() == [98.0, 198.0]
     assert torch.equal(scaled.test_indices, splits.test_indices)
+
+
+@pytest.mark.parametrize(
+    ("cell", "expected"),
+    [
+        ("", "a missing, infinite or too large (beyond ±3.4e38, float32's range) value in "
+             "column 'b' at row 40"),
+        ("inf", "a missing, infinite or too large (beyond ±3.4e38, float32's range) value in "
+                "column 'b' at row 40"),
+        ("oops", "column 'b' of t.{kind} has a non-numeric value 'oops' at row 40"),
+    ],
+)  # fmt: skip
+def test_every_reader_names_a_bad_cell_in_the_same_words(
+    tmp_path: Path, cell: str, expected: str
+) -> None:
+    """load_table (training), iter_table (evaluate, predict) and scan_table (--stream), on
+    CSV and Parquet: one check, one wording, the same row."""
+    from ptflow import iter_table, scan_table
+
+    frame = pd.DataFrame({"a": np.arange(60.0), "b": [str(i) for i in range(60)]})
+    frame.loc[39, "b"] = cell
+    frame["y"] = frame["a"] * 3 + 1
+    messages = []
+    for kind in ("csv", "parquet"):
+        path = tmp_path / f"t.{kind}"
+        if kind == "csv":
+            frame.to_csv(path, index=False)
+        else:  # numbers where they are numbers: a text cell keeps the column text
+            numeric = pd.to_numeric(frame["b"], errors="coerce") if cell != "oops" else frame["b"]
+            frame.assign(b=numeric).to_parquet(path)
+        readers: list[Callable[[], object]] = [
+            partial(load_table, path, ["y"], ["a", "b"]),
+            partial(list, iter_table(path, ["a", "b"], target=["y"], block_rows=16)),
+        ]
+        if kind == "parquet":
+            readers.append(partial(scan_table, path, ["y"], ["a", "b"]))
+        for read in readers:
+            with pytest.raises(WorkflowError) as caught:
+                read()
+            messages.append(str(caught.value).split(";")[0])
+    for message in messages:
+        wanted = expected.format(kind="csv" if "t.csv" in message else "parquet")
+        assert wanted in message, (wanted, messages)
+    without_name = {m.replace("t.csv", "T").replace("t.parquet", "T") for m in messages}
+    without_line = {m.replace(" (line 41)", "") for m in without_name}
+    assert len(without_line) == 1, messages

@@ -23,11 +23,11 @@ _EXPORTS = {
     "Splits": "ptflow.data",
     "make_linear_data": "ptflow.data",
     "split": "ptflow.data",
-    "Table": "ptflow.data",
-    "load_table": "ptflow.data",
-    "iter_table": "ptflow.data",
-    "TableBlock": "ptflow.data",
-    "convert_table": "ptflow.data",
+    "Table": "ptflow.tables",
+    "load_table": "ptflow.tables",
+    "iter_table": "ptflow.tables",
+    "TableBlock": "ptflow.tables",
+    "convert_table": "ptflow.tables",
     "StreamedTable": "ptflow.streaming",
     "scan_table": "ptflow.streaming",
     "LinearModel": "ptflow.models",
@@ -117,17 +117,7 @@ if TYPE_CHECKING:
         save_weights,
     )
     from ptflow.config import Config
-    from ptflow.data import (
-        Split,
-        Splits,
-        Table,
-        TableBlock,
-        convert_table,
-        iter_table,
-        load_table,
-        make_linear_data,
-        split,
-    )
+    from ptflow.data import Split, Splits, make_linear_data, split
     from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
     from ptflow.evaluation import (
         Metrics,
@@ -141,6 +131,7 @@ if TYPE_CHECKING:
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions
     from ptflow.streaming import StreamedTable, scan_table
+    from ptflow.tables import Table, TableBlock, convert_table, iter_table, load_table
     from ptflow.training import History, TrainingState, make_loss_fn, make_optimizer, train
     from ptflow.workflow import LoadedRun, RunResult, load_run, resume_workflow, run_workflow
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from ptflow.config import CHECKPOINT_SECONDS
-from ptflow.errors import WorkflowError
+from ptflow.errors import WorkflowError, first_line
 from ptflow.files import atomic_path, check_regular_file, write_text
 
 __all__ = [
@@ -78,7 +78,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> nn.Module:
     try:
         state = _read_state_dict(path)
     except Exception as error:  # any failure to parse an untrusted file means "corrupt"
-        reason = _first_line(error)
+        reason = first_line(error)
         raise WorkflowError(
             f"cannot read model file {path} ({reason}); it is corrupt or not a PyTorch "
             f"state_dict: save it again with ptflow or torch.save(model.state_dict(), path)."
@@ -240,7 +240,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except FileNotFoundError as error:
         reason = f"{Path(error.filename or path).name} is missing"
     except Exception as error:  # any failure to parse an untrusted file means "corrupt"
-        reason = _first_line(error)
+        reason = first_line(error)
     raise WorkflowError(f"checkpoint {path} is corrupt ({reason})")
 
 
@@ -308,11 +308,6 @@ def _unpack(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
     if "__items__" in value:
         return {k: _unpack(v, tensors) for k, v in value["__items__"]}
     return {k: _unpack(v, tensors) for k, v in value.items()}
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 class Progress(Protocol):

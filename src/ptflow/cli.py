@@ -31,6 +31,7 @@ from ptflow.config import (
 )
 from ptflow.console import (
     check_utf8,
+    exit_on_interrupt,
     launched_rank,
     logging_to_stdout,
     run_reporting_errors,
@@ -38,7 +39,7 @@ from ptflow.console import (
 )
 from ptflow.errors import WorkflowError
 from ptflow.runs import COLUMNS as _RUNS_COLUMNS
-from ptflow.tasks import REGRESSION, Task, format_metric
+from ptflow.tasks import TASKS, Task, format_metric
 
 if TYPE_CHECKING:
     from ptflow.workflow import RunResult
@@ -54,8 +55,9 @@ _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ptflow command line with `argv` (default: sys.argv[1:]); return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors(lambda: _dispatch(argv))
+    if argv is not None:  # called from Python: the caller owns the process and its signals
+        return run_reporting_errors(lambda: _dispatch(list(argv)))
+    return exit_on_interrupt(run_reporting_errors(lambda: _dispatch(sys.argv[1:])))
 
 
 def _dispatch(argv: list[str]) -> int:
@@ -118,8 +120,8 @@ def _add_evaluate(commands: Any) -> None:
     evaluate = commands.add_parser(
         "evaluate",
         help="measure a trained model on a table",
-        description=f"Print {_metric_names(REGRESSION)} of a run folder's model on every row of a "
-        "table that has the model's feature and target columns.",
+        description=f"Print the metrics of the run's task ({_metric_names()}) for a run folder's "
+        "model on every row of a table that has the model's feature and target columns.",
     )
     evaluate.add_argument("run_dir", type=_path, metavar="RUN_DIR", help="a folder ptflow made")
     evaluate.add_argument(
@@ -192,7 +194,7 @@ def _add_runs(commands: Any) -> None:
         "runs",
         help="list the runs in a folder",
         description="List the run folders in a folder as a table: name, date, data, model, "
-        f"epochs, best validation loss, test {_metric_names(REGRESSION, brief=True)}, wall "
+        f"epochs, best validation loss, the test metrics ({_metric_names(brief=True)}), wall "
         "time, and whether it finished.",
     )
     runs.add_argument("folder", type=_path, nargs="?", default=Path("runs"), help="(default: runs)")
@@ -381,10 +383,14 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     )
 
 
-def _metric_names(task: Task, brief: bool = False) -> str:
-    shown = [task.metric(name) for name in task.brief] if brief else task.metrics
-    labels = [metric.label for metric in shown]
-    return ", ".join(labels[:-1]) + f" and {labels[-1]}"
+def _metric_names(brief: bool = False) -> str:
+    """Every task's metrics, for help texts: "regression: MAE, MSE, RMSE and R²"."""
+    named = []
+    for task in TASKS.values():
+        shown = [task.metric(name) for name in task.brief] if brief else task.metrics
+        labels = [metric.label for metric in shown]
+        named.append(f"{task.name}: " + ", ".join(labels[:-1]) + f" and {labels[-1]}")
+    return "; ".join(named)
 
 
 def _path(text: str) -> Path:
@@ -569,7 +575,7 @@ def _print_run_summary(result: RunResult) -> None:
     if cfg.patience is not None:
         stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
         print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
-    task = REGRESSION
+    task = result.task
     if cfg.data is None:
         test = result.metrics["test"].to_dict()
         shown = (f"{m.label} {format_metric(m, test[m.name])}" for m in task.metrics)
@@ -619,7 +625,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     dropped = f" ({measured.dropped_rows} dropped)" if measured.dropped_rows else ""
     print(f"{args.data.name}: {measured.rows} rows{dropped}")
     by_target = [(name, metrics.to_dict()) for name, metrics in measured.by_target.items()]
-    _print_metrics_table(REGRESSION, by_target)
+    _print_metrics_table(run.task, by_target)
     return 0
 
 
@@ -653,7 +659,7 @@ def _runs(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _convert(args: argparse.Namespace, argv: list[str]) -> int:
-    from ptflow.data import convert_table
+    from ptflow.tables import convert_table
 
     rows = convert_table(
         args.source,
@@ -700,8 +706,8 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
 def _predict_table(
     args: argparse.Namespace, model: Any, features: tuple[str, ...], target: tuple[str, ...]
 ) -> None:
-    from ptflow.data import iter_table
     from ptflow.files import atomic_path
+    from ptflow.tables import iter_table
 
     # Block by block: memory is one block whatever the file's size. An error midway leaves
     # --output untouched (it is written atomically); stdout has the rows before it.

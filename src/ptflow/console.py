@@ -6,6 +6,7 @@ command: rank 0 speaks for all of them (see `report_error`). Imports nothing hea
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -17,10 +18,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from ptflow.errors import TrainingInterrupted, WorkflowError
-from ptflow.files import quoted
+from ptflow.files import quoted, remove_own_temporaries
 
 __all__ = [
     "check_utf8",
+    "exit_on_interrupt",
     "launched_rank",
     "logging_to_stdout",
     "report_error",
@@ -48,6 +50,33 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
     ...` and 130 or 143; an error of the operating system `error: cannot use PATH: ...` and 2;
     SIGTERM outside training unwinds (so temporary files are removed) and exits 143.
     """
+    try:
+        return _run_reporting_errors(command)
+    except KeyboardInterrupt:  # Ctrl-C again while the first stop or an error was reported
+        print("error: interrupted; files already written are complete.", file=sys.stderr)
+        return 130
+    finally:
+        remove_own_temporaries()
+
+
+def exit_on_interrupt(code: int) -> int:
+    """From now on, Ctrl-C ends the process at once with `code`: the command has finished.
+
+    For the process's own entry point only. Python's shutdown (joining threads, torch
+    unloading its libraries) can take a moment, and a Ctrl-C there printed a traceback.
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+    with contextlib.suppress(ValueError):  # not the main thread: leave it be
+        signal.signal(signal.SIGINT, leave)
+    return code
+
+
+def _run_reporting_errors(command: Callable[[], int]) -> int:
     try:
         with _terminate_as_exception():
             return command()

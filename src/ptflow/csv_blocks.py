@@ -3,8 +3,8 @@
 pandas' C parser is the fastest CSV reader on these machines, and it releases the GIL while
 it parses; but read whole, it holds about four copies of the table at its peak. So the file
 is cut into blocks of whole lines, a pool of threads parses them, and each block's columns
-are copied, in order, into one float32 array per output. Memory beyond the result is the
-few blocks in flight, whatever the file's size.
+are handed on, in order, as float32 arrays. Memory beyond the result is the few blocks in
+flight, whatever the file's size.
 
 A worker hands pandas its block as a file that reads a piece at a time from the shared
 descriptor (`os.pread`): the text goes from the page cache to the parser through a buffer
@@ -12,13 +12,12 @@ that stays in the CPU's cache, never through a copy of the whole block.
 
 Cutting at line ends is only safe without quotes (a quoted field may hold a newline), and a
 parse error's line number is only right in a sequential read: in those cases
-`read_csv_float32` returns None, and the caller reads the file in one sequential pass.
+`parallel_blocks` raises `SequentialReadNeeded`, and the caller reads on sequentially.
 """
 
 from __future__ import annotations
 
 import io
-import math
 import os
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -32,12 +31,14 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
-__all__ = ["BLOCK_BYTES", "read_csv_float32"]
+__all__ = ["BLOCK_BYTES", "SequentialReadNeeded", "parallel_blocks"]
 
 BLOCK_BYTES = 8 << 20  # 8 MiB of text per block: about 50,000 rows of 17 numbers
 PROBE_BYTES = 1 << 16  # read this much past a block's nominal end to find its last line end
 
-Arrays = tuple[NDArray[np.float32], NDArray[np.float32]]
+
+class SequentialReadNeeded(Exception):
+    """The file holds quotes, or a block failed to parse: read it sequentially instead."""
 
 
 class _Parsed(NamedTuple):
@@ -45,47 +46,58 @@ class _Parsed(NamedTuple):
     text: list[bytes]  # the block's bytes as they were parsed, for the file's hash
 
 
-def read_csv_float32(
+def parallel_blocks(
     path: Path,
     columns: Sequence[str],
-    features: Sequence[str],
-    target: Sequence[str],
+    names: Sequence[str],
     threads: int,
     digest: Hash,
-) -> Arrays | None:
-    """Return the (rows, features) and (rows, targets) float32 arrays of a CSV file.
+    missing: Sequence[str],
+) -> Iterator[tuple[list[NDArray[np.float32]], float]]:
+    """Yield the `names` columns of a CSV file as float32 arrays, block by block, in order.
 
-    `columns` are the header's names. `digest` (a hashlib object) is fed the file's bytes
-    in order, the very bytes that were parsed: the file's hash without reading it twice.
-    Returns None when the file must be read sequentially instead: it holds quotes, or a
-    block fails to parse. The digest is then incomplete.
+    `columns` are the header's names, `missing` the cells read as NaN. Each block comes
+    with the share of the file read once it is. `digest` (a hashlib object) is fed the
+    file's bytes in order, the very bytes that were parsed: the file's hash without reading
+    it twice. Raises `SequentialReadNeeded` when the file holds quotes or a block fails to
+    parse; the blocks yielded before it are right, and the digest is then incomplete.
     """
-    names = [*features, *target]
     # Choosing columns costs pandas as much as parsing them: skip it when all are wanted.
-    usecols = None if sorted(names) == sorted(columns) else names
+    usecols = None if sorted(names) == sorted(columns) else list(names)
 
     with open(path, "rb") as file, ThreadPoolExecutor(max_workers=threads) as pool:
         header = file.readline()
         if b'"' in header:
-            return None
+            raise SequentialReadNeeded
         digest.update(header)
         descriptor, size = file.fileno(), os.fstat(file.fileno()).st_size
 
         def parse(start: int, stop: int) -> _Parsed | None:
-            return _parse(_Range(descriptor, start, stop), columns, usecols, names)
+            return _parse(_Range(descriptor, start, stop), columns, usecols, names, missing)
 
-        output = _Output(len(features), len(target), size - len(header), digest)
         pending: deque[tuple[int, Future[_Parsed | None]]] = deque()
-        for start, stop in _blocks(descriptor, len(header), size):  # taken in file order
-            pending.append((stop - start, pool.submit(parse, start, stop)))
-            if len(pending) >= 2 * threads and not output.take(*pending.popleft()):
-                break
-        else:
-            while pending and output.take(*pending.popleft()):
-                pass
-        for _, future in pending:
-            future.cancel()
-    return None if output.failed else output.arrays()
+        try:
+            for start, stop in _blocks(descriptor, len(header), size):  # in file order
+                pending.append((stop, pool.submit(parse, start, stop)))
+                if len(pending) >= 2 * threads:
+                    yield _taken(*pending.popleft(), size, digest)
+            while pending:
+                yield _taken(*pending.popleft(), size, digest)
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _taken(
+    stop: int, future: Future[_Parsed | None], size: int, digest: Hash
+) -> tuple[list[NDArray[np.float32]], float]:
+    """A parsed block's columns and the share of the file read; its bytes hashed."""
+    parsed = future.result()
+    if parsed is None:
+        raise SequentialReadNeeded
+    for piece in parsed.text:  # hashing releases the GIL: the workers parse on
+        digest.update(piece)
+    return parsed.columns, stop / max(size, 1)
 
 
 def _blocks(descriptor: int, start: int, size: int) -> Iterator[tuple[int, int]]:
@@ -103,7 +115,11 @@ def _blocks(descriptor: int, start: int, size: int) -> Iterator[tuple[int, int]]
 
 
 def _parse(
-    text: _Range, columns: Sequence[str], usecols: list[str] | None, names: list[str]
+    text: _Range,
+    columns: Sequence[str],
+    usecols: list[str] | None,
+    names: Sequence[str],
+    missing: Sequence[str],
 ) -> _Parsed | None:
     import pandas as pd
 
@@ -118,6 +134,8 @@ def _parse(
                 names=list(columns),
                 usecols=usecols,
                 dtype=np.float32,
+                na_values=list(missing),
+                keep_default_na=False,
             )
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return None  # the sequential read says what and where
@@ -151,50 +169,3 @@ class _Range(io.RawIOBase):
         self.pieces.append(piece)
         self.quoted = self.quoted or b'"' in piece
         return piece
-
-
-class _Output:
-    """Growing float32 arrays that parsed blocks are copied into, in file order."""
-
-    def __init__(self, features: int, targets: int, text_bytes: int, digest: Hash) -> None:
-        self.X = np.empty((0, features), dtype=np.float32)
-        self.y = np.empty((0, targets), dtype=np.float32)
-        self.rows = 0
-        self.bytes_left = text_bytes
-        self.digest = digest
-        self.failed = False
-
-    def take(self, text_bytes: int, future: Future[_Parsed | None]) -> bool:
-        """Hash a parsed block and copy it in after the others; False if it failed to parse."""
-        parsed = future.result()
-        if parsed is None:
-            self.failed = True
-            return False
-        for piece in parsed.text:  # hashing releases the GIL: the workers parse on
-            self.digest.update(piece)
-        rows = len(parsed.columns[0])
-        self.bytes_left -= text_bytes
-        if self.rows + rows > len(self.X):
-            # Room for the rest of the file at this block's bytes per row, and 5% more:
-            # the arrays are sized once, rarely twice, and never copied at the end.
-            rows_per_byte = rows / max(text_bytes, 1)
-            self._grow(self.rows + rows + math.ceil(1.05 * self.bytes_left * rows_per_byte))
-        end = self.rows + rows
-        width = self.X.shape[1]
-        for index, values in enumerate(parsed.columns):  # pandas keeps columns apart: one at a time
-            if index < width:
-                self.X[self.rows : end, index] = values
-            else:
-                self.y[self.rows : end, index - width] = values
-        self.rows = end
-        return True
-
-    def _grow(self, rows: int) -> None:
-        for name in ("X", "y"):
-            old = getattr(self, name)
-            new = np.empty((rows, old.shape[1]), dtype=np.float32)
-            new[: self.rows] = old[: self.rows]
-            setattr(self, name, new)
-
-    def arrays(self) -> Arrays:
-        return self.X[: self.rows], self.y[: self.rows]

@@ -11,7 +11,7 @@ turns it into an exit code (`exit_code`); the library never calls `sys.exit`.
 
 from __future__ import annotations
 
-__all__ = ["TrainingDiverged", "TrainingInterrupted", "WorkflowError"]
+__all__ = ["TrainingDiverged", "TrainingInterrupted", "WorkflowError", "first_line"]
 
 
 class WorkflowError(Exception):
@@ -35,3 +35,9 @@ class TrainingInterrupted(WorkflowError):
     """Training stopped on request after saving a checkpoint; it can be resumed."""
 
     exit_code = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (or its type's name), to quote inside ours."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

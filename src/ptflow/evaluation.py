@@ -11,11 +11,11 @@ from functools import partial
 import torch
 from torch import nn
 
-from ptflow.data import READ_BLOCK_ROWS, iter_table
 from ptflow.devices import device_of
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.stats import Moments
+from ptflow.tables import READ_BLOCK_ROWS, iter_table
 
 __all__ = [
     "LossFn",
@@ -262,9 +262,6 @@ def evaluate_table(
             yield "rows", block.X, block.y
 
     sums = evaluate_blocks(blocks(), ["rows"], {"model": partial(predict, model)})["model"]
-    if counts["rows"] == 0:
-        name = os.path.basename(path)
-        raise WorkflowError(f"every row of {name} has a missing value; clean the data.")
     rows = sums["rows"]
     by_target = {name: rows.target_metrics(i) for i, name in enumerate(target)}
     return TableMetrics(counts["rows"], counts["dropped"], by_target, rows.metrics())

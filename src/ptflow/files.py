@@ -29,6 +29,7 @@ __all__ = [
     "check_regular_file",
     "current_umask",
     "quoted",
+    "remove_own_temporaries",
     "remove_stale_temporaries",
     "to_json_safe",
     "write_json",
@@ -45,10 +46,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     _remove_dead_writers_temporaries(path.parent)
     prefix = f".{path.name}.{host_tag()}-{os.getpid()}-"
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    os.close(fd)
     tmp = Path(name)
-    tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it private; give it a normal file's mode
+    _LIVE.add(tmp)
     try:
+        os.close(fd)
+        tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it private: a normal file's mode
         yield tmp
         with open(tmp, "rb+") as written:
             os.fsync(written.fileno())  # the bytes are on disk before the name points at them
@@ -56,6 +58,20 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        _LIVE.discard(tmp)
+
+
+# This process's temporary files not yet renamed or removed. A second Ctrl-C can land
+# anywhere, even in the lines above that remove one: the exit removes what is left.
+_LIVE: set[Path] = set()
+
+
+def remove_own_temporaries() -> None:
+    """Delete the temporary files this process made and has not renamed: it is exiting."""
+    for tmp in list(_LIVE):
+        tmp.unlink(missing_ok=True)
+        _LIVE.discard(tmp)
 
 
 # A temporary file's name: .NAME.HOST-PID-RANDOM.tmp (HOST: a hash of the host name).

@@ -25,16 +25,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from ptflow.data import (
-    Split,
-    _count,
-    _first_missing,
-    check_parquet_numeric,
-    check_varying_target,
-    file_fingerprint,
-    resolve_columns,
-    table_format,
-)
+from ptflow.data import Split, _count, check_part_sizes
 from ptflow.distributed import World
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
@@ -45,6 +36,17 @@ from ptflow.evaluation import (
     predict,
 )
 from ptflow.stats import LeastSquares, Moments, NormalEquations, Scaling, scaling_from
+from ptflow.tables import (
+    TableColumns,
+    TableFile,
+    check_varying_target,
+    choose_columns,
+    file_fingerprint,
+    keep_finite,
+    open_parquet,
+    open_table,
+    read_row_group,
+)
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -122,9 +124,8 @@ class StreamedTable:
     and the least-squares baseline fitted on the training rows, and the file's fingerprint.
     """
 
-    path: Path
-    features: tuple[str, ...]
-    target: tuple[str, ...]
+    source: TableFile
+    columns: TableColumns
     split: RowSplit
     group_rows: tuple[int, ...]  # rows of each row group in the file
     part_rows: NDArray[np.int64]  # (row groups, 3): usable train, val and test rows
@@ -132,6 +133,18 @@ class StreamedTable:
     dropped_rows: int  # rows with missing values left out (drop_missing)
     scaling: Scaling | None  # standardise columns with this, fitted on training rows
     baseline: LeastSquares  # the least-squares line of the training rows
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.columns.features
+
+    @property
+    def target(self) -> tuple[str, ...]:
+        return self.columns.target
 
     @property
     def rows(self) -> int:
@@ -147,15 +160,17 @@ class StreamedTable:
         return self.split.val_fraction > 0
 
     def groups(
-        self, order: Sequence[int] | None = None, check: bool = True
+        self,
+        order: Sequence[int] | None = None,
+        check: bool = True,
+        drop_missing: bool = True,
     ) -> Iterator[tuple[int, _Group]]:
         """Yield (group number, its rows) for row groups in `order` (default: file order).
 
         Each group is read while the one before is used. With `check`, a group whose part
-        sizes differ from the scan's means the file changed under the run: an error.
+        sizes differ from the scan's means the file changed under the run: an error. Rows
+        with a missing value are left out, or (not `drop_missing`) an error.
         """
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         order = list(range(len(self.group_rows))) if order is None else list(order)
         starts = np.concatenate([[0], np.cumsum(self.group_rows)])
@@ -164,18 +179,17 @@ class StreamedTable:
             f"during training, and start again."
         )
         try:
-            file = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
-        except (pa.ArrowException, OSError):
+            file = open_parquet(self.source, self.columns)
+        except WorkflowError:
             raise changed from None
         metadata = file.metadata
         if tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)) != (
             self.group_rows
         ):
             raise changed
-        names = [*self.features, *self.target]
 
         def read(group: int) -> _Group:
-            return _read_group(file, group, int(starts[group]), names, self)
+            return _read_group(file, group, int(starts[group]), self, drop_missing)
 
         for group, rows in zip(order, _read_ahead(order, read), strict=True):
             if check and not np.array_equal(
@@ -301,15 +315,13 @@ def scan_table(
     errors as `load_table`: missing columns, text, missing or infinite values (unless
     `drop_missing`), a constant target, too few rows for a part.
     """
-    file, path, columns, features = _open_parquet(Path(path), format, target, features)
-    target = tuple(target)
+    source, columns, file = _open_parquet(Path(path), format, target, features)
     metadata = file.metadata
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
     table = StreamedTable(  # filled in by the scan below
-        path,
-        features,
-        target,
+        source,
+        columns,
         split,
         group_rows,
         part_rows=np.zeros((len(group_rows), 3), dtype=np.int64),
@@ -319,17 +331,19 @@ def scan_table(
         baseline=LeastSquares(torch.zeros(0), torch.zeros(0)),
     )
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
-        fingerprint = background.submit(file_fingerprint, path)
-        scan = _scan_groups(file, table, drop_missing)
+        fingerprint = background.submit(file_fingerprint, source.path)
+        scan = _scan_groups(table, drop_missing)
         fingerprint_values = fingerprint.result()
-    _check_parts(path, table.part_rows.sum(axis=0), split)
-    check_varying_target(target, scan.y_low, scan.y_high)
+    train, val, test = (int(size) for size in table.part_rows.sum(axis=0))
+    rows = f"{source.name} has {train + val + test} usable rows, which are"
+    check_part_sizes(rows, (train, val, test), train_fraction, val_fraction)
+    check_varying_target(columns.target, scan.y_low, scan.y_high)
     return dataclasses.replace(  # the scan's placeholders, now filled in
         table,
         fingerprint={
             **fingerprint_values,
             "rows": table.rows,
-            "columns": len(columns),
+            "columns": len(source.columns),
             "row_groups": len(group_rows),
         },
         dropped_rows=scan.dropped,
@@ -340,26 +354,20 @@ def scan_table(
 
 def _open_parquet(
     path: Path, format: str, target: Sequence[str], features: Sequence[str] | None
-) -> tuple[pq.ParquetFile, Path, list[str], tuple[str, ...]]:
+) -> tuple[TableFile, TableColumns, pq.ParquetFile]:
     """The Parquet file to stream, its columns and the features, checked before any row."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if table_format(path, format) != "parquet":
+    source = open_table(path, format)
+    if source.format != "parquet":
         raise WorkflowError(
             f"streaming reads Parquet row groups, and {path.name} is CSV; convert it with "
             f"`ptflow convert {path.name} {path.with_suffix('.parquet').name}`, or train "
             f"without --stream."
         )
-    columns, chosen = resolve_columns(path, "parquet", target, features)
-    try:
-        file = pq.ParquetFile(path)
-    except (pa.ArrowException, OSError) as error:
-        raise WorkflowError(f"cannot read {path.name} as Parquet ({error}).") from None
-    check_parquet_numeric(path, file, [*chosen, *target])
+    columns = choose_columns(source, target, features)
+    file = open_parquet(source, columns)
     if file.metadata.num_rows == 0:
         raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
-    return file, path, columns, tuple(chosen)
+    return source, columns, file
 
 
 @dataclass
@@ -374,7 +382,7 @@ class _Scan:
     dropped: int = 0
 
 
-def _scan_groups(file: pq.ParquetFile, table: StreamedTable, drop_missing: bool) -> _Scan:
+def _scan_groups(table: StreamedTable, drop_missing: bool) -> _Scan:
     """One pass: count each group's parts (into `table.part_rows`) and sum the statistics."""
     features, target = table.features, table.target
     scan = _Scan(
@@ -384,10 +392,7 @@ def _scan_groups(file: pq.ParquetFile, table: StreamedTable, drop_missing: bool)
         np.full(len(target), np.inf),
         np.full(len(target), -np.inf),
     )
-    starts = np.concatenate([[0], np.cumsum(table.group_rows)])
-    for group, rows in table.groups(check=False):
-        if rows.dropped and not drop_missing:
-            _raise_missing(file, table.path, group, int(starts[group]), [*features, *target])
+    for group, rows in table.groups(check=False, drop_missing=drop_missing):
         scan.dropped += rows.dropped
         table.part_rows[group] = np.bincount(rows.parts, minlength=3)
         X, y = table.select(rows, TRAIN, scaled=False)
@@ -442,25 +447,16 @@ def evaluate_streamed(
 
 
 def _read_group(
-    file: pq.ParquetFile, group: int, first_row: int, names: list[str], table: StreamedTable
+    file: pq.ParquetFile, group: int, first_row: int, table: StreamedTable, drop_missing: bool
 ) -> _Group:
-    columns = file.read_row_group(group, columns=names)
-    # Column-major, the file's layout: each column is copied in one contiguous stretch.
-    by_column = np.empty((len(names), columns.num_rows), dtype=np.float32)
-    with np.errstate(over="ignore"):  # beyond float32's range: infinity, dropped or refused
-        for i, name in enumerate(names):
-            start = 0
-            for chunk in columns.column(name).chunks:
-                column_values = chunk.to_numpy(zero_copy_only=False)
-                by_column[i, start : start + len(column_values)] = column_values
-                start += len(column_values)
-    values = by_column.T
-    finite = np.isfinite(values).all(axis=1)
+    values = read_row_group(file, group, table.columns)
     parts = table.split.parts(first_row, len(values))
-    if not finite.all():
-        values, parts = values[finite], parts[finite]
+    finite = keep_finite(table.source, table.columns, [values], first_row + 1, drop_missing)
+    dropped = 0
+    if finite is not None:
+        values, parts, dropped = values[finite], parts[finite], int((~finite).sum())
     width = len(table.features)
-    return _Group(values[:, :width], values[:, width:], parts, int((~finite).sum()))
+    return _Group(values[:, :width], values[:, width:], parts, dropped)
 
 
 def _read_ahead(items: Sequence[int], read: Callable[[int], _T]) -> Iterator[_T]:
@@ -474,27 +470,3 @@ def _read_ahead(items: Sequence[int], read: Callable[[int], _T]) -> Iterator[_T]
             if following is not None:
                 pending = reader.submit(read, following)
             yield current
-
-
-def _raise_missing(
-    file: pq.ParquetFile, path: Path, group: int, first_row: int, names: list[str]
-) -> None:
-    columns = file.read_row_group(group, columns=names)
-    with np.errstate(over="ignore"):
-        values = np.column_stack([columns.column(name).to_numpy() for name in names])
-    column, row = _first_missing(values.astype(np.float32), names)
-    raise WorkflowError(
-        f"{path.name} has missing, infinite or too large (beyond ±3.4e38, float32's range) "
-        f"values, the first in column {column!r} at row {first_row + row}; clean the data "
-        f"or pass --drop-missing to skip such rows."
-    )
-
-
-def _check_parts(path: Path, sizes: NDArray[np.int64], split: RowSplit) -> None:
-    train, val, test = (int(size) for size in sizes)
-    if train < 1 or test < 1 or (split.val_fraction > 0 and val < 1):
-        raise WorkflowError(
-            f"{path.name} has too few usable rows for fractions train={split.train_fraction}, "
-            f"val={split.val_fraction}: that gives {train} train, {val} validation and {test} "
-            f"test rows; use more data or change the fractions so that each part gets a row."
-        )

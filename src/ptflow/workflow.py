@@ -37,15 +37,7 @@ from ptflow.checkpoint import (
     save_weights,
 )
 from ptflow.config import Config, check_resumable
-from ptflow.data import (
-    Split,
-    Splits,
-    Table,
-    load_table,
-    make_linear_data,
-    scale_splits,
-    split,
-)
+from ptflow.data import Split, Splits, make_linear_data, scale_splits, split
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
@@ -80,7 +72,8 @@ from ptflow.run_folder import (
 )
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
-from ptflow.tasks import REGRESSION
+from ptflow.tables import Table, load_table
+from ptflow.tasks import REGRESSION, Task, task_of
 from ptflow.training import EpochEnd, History, batch_size_for, train
 
 __all__ = [
@@ -115,6 +108,7 @@ class RunResult:
     baseline_metrics: dict[str, Metrics]  # the least-squares line on the same rows
     learned: tuple[float, float] | None  # (weight, bias) of a one-feature linear model
     wall_s: float
+    task: Task = REGRESSION  # what the metrics are, how they print
 
 
 @dataclass(frozen=True)
@@ -126,6 +120,7 @@ class LoadedRun:
     model: nn.Module
     features: tuple[str, ...]
     target: tuple[str, ...]
+    task: Task = REGRESSION  # what the metrics are, how they print
 
 
 def default_run_dir(root: str | os.PathLike[str] = "runs") -> Path:
@@ -356,11 +351,12 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
             f"finish it with: {resume_command(cfg, run_dir, record.get('processes', 1))}"
         )
     features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
-    model = _build_network(cfg, len(features), _TASK.out_features(len(target)), seed=None)
+    task = task_of(read_summary(run_dir))
+    model = _build_network(cfg, len(features), task.out_features(len(target)), seed=None)
     if cfg.scale == "standard":
         model = Standardized(model, None, len(features), len(target))
     load_weights(model, run_dir / MODEL)
-    return LoadedRun(run_dir=run_dir, config=cfg, model=model, features=features, target=target)
+    return LoadedRun(run_dir, cfg, model, features, target, task)
 
 
 def _prepare(cfg: Config) -> _Prepared:
@@ -506,6 +502,7 @@ def _train_and_finish(
         baseline_metrics=baseline_metrics,
         learned=linear_parameters(model),
         wall_s=time.perf_counter() - started,
+        task=_TASK,
     )
     if world is not None and not world.is_main:
         return result

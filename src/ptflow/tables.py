@@ -1,0 +1,752 @@
+"""Step 1, data, for tables: every CSV and Parquet file is read here, through one reader.
+
+`read_blocks` is that reader: it yields a table's used columns as float32, a block of rows
+at a time, after every check a value needs, each written once, with one wording:
+
+- the file (`open_table`): a regular, non-empty file, a header naming every column once;
+- the columns (`choose_columns`): every asked-for name exists; features default to the
+  numeric columns that are neither target nor id;
+- the values: numbers (a true/false column reads as 1/0), else the first non-number is
+  named with its row; missing, infinite or too large values (`keep_finite`) are refused
+  with their row, or their rows left out with `drop_missing`.
+
+Its consumers are `load_table` (the whole table in memory, for training), `iter_table`
+(block by block, for `predict` and `evaluate` on tables larger than memory) and
+`read_row_group` (`ptflow.streaming`, training with `--stream`). `convert_table` reads
+the header here too, and the same missing-value markers.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from ptflow.config import ROW_GROUP_ROWS
+from ptflow.errors import WorkflowError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+# pandas and pyarrow are imported inside the functions that read tables: the tutorial and
+# `ptflow --help` never pay for them.
+
+__all__ = [
+    "MISSING_MARKERS",
+    "READ_BLOCK_ROWS",
+    "Table",
+    "TableBlock",
+    "TableColumns",
+    "TableFile",
+    "check_varying_target",
+    "choose_columns",
+    "convert_table",
+    "file_fingerprint",
+    "iter_table",
+    "keep_finite",
+    "load_table",
+    "open_parquet",
+    "open_table",
+    "read_blocks",
+    "read_row_group",
+    "table_format",
+]
+
+# Tables are read this many rows at a time: memory beyond the result is one block.
+READ_BLOCK_ROWS = 65_536
+# `convert_table` parses CSV text this many bytes at a time.
+CSV_BLOCK_BYTES = 8 << 20
+# A CSV cell that is one of these is a missing value, not text: pandas' own list, and the
+# dash and question mark people type for "unknown".
+MISSING_MARKERS = (
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
+    "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "-", "?",
+)  # fmt: skip
+_FLOAT32_RANGE = "beyond ±3.4e38, float32's range"
+
+
+@dataclass(frozen=True)
+class TableFile:
+    """A CSV or Parquet file whose header has been read and checked."""
+
+    path: Path
+    format: Literal["csv", "parquet"]
+    columns: tuple[str, ...]  # the header's names, stripped of spaces
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class TableColumns:
+    """The columns a reader uses: features and targets as numbers, the id as text."""
+
+    features: tuple[str, ...]
+    target: tuple[str, ...] = ()
+    id_column: str | None = None
+    training: bool = True  # for training (advice names --features) or for a trained model
+
+    @property
+    def numeric(self) -> tuple[str, ...]:
+        """The columns read as numbers, in the order of a block's `values`."""
+        return (*self.features, *self.target)
+
+    @property
+    def read(self) -> list[str]:
+        """Every column read from the file, each once."""
+        return list(dict.fromkeys([*self.numeric, *([self.id_column] if self.id_column else [])]))
+
+
+class _Values(NamedTuple):
+    """Consecutive rows of a table's numeric columns, as `read_blocks` yields them."""
+
+    columns: list[NDArray[np.float32]]  # one array per `TableColumns.numeric` name
+    ids: list[str] | None  # the id column's values, as written
+    first_row: int  # the row number (from 1) in the file of the block's first row
+    done: float | None  # the share of the file read once this block is, when known
+
+
+def table_format(path: Path, format: str = "auto") -> Literal["csv", "parquet"]:
+    """Return "csv" or "parquet" for a data file, from `format` or the file's extension."""
+    if format == "csv":
+        return "csv"
+    if format == "parquet":
+        return "parquet"
+    if format != "auto":
+        raise WorkflowError(f"unknown format {format!r}; choose auto, csv or parquet.")
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    raise WorkflowError(
+        f"cannot tell the format of {path.name} from its extension; "
+        f"pass --format csv or --format parquet."
+    )
+
+
+def open_table(path: str | os.PathLike[str], format: str = "auto") -> TableFile:
+    """Read and check a data file's header: every column named, and each name once."""
+    from ptflow.files import check_regular_file
+
+    path = Path(path)
+    file_format = table_format(path, format)
+    check_regular_file(path, "data file")
+    if path.stat().st_size == 0:
+        raise WorkflowError(f"data file {path} is empty; give a file with a header and rows.")
+    columns = _parquet_header(path) if file_format == "parquet" else _csv_header(path)
+    if duplicates := sorted({name for name in columns if columns.count(name) > 1}):
+        raise WorkflowError(
+            f"{path.name} has duplicate column names {', '.join(map(repr, duplicates))}; "
+            f"rename them so that each column has its own name."
+        )
+    if "" in columns:
+        raise WorkflowError(f"{path.name} has a column without a name; name every column.")
+    return TableFile(path, file_format, tuple(columns))
+
+
+def _parquet_header(path: Path) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except (pa.ArrowException, OSError) as error:
+        raise WorkflowError(
+            f"cannot read {path.name} as Parquet ({first_line(error)}); "
+            f"check the file, or pass --format csv if it is a CSV file."
+        ) from None
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path, "rb") as raw:
+        start = raw.read(1 << 20)
+    if b"\r" in start and b"\n" not in start:
+        raise WorkflowError(
+            f"{path.name} ends its lines with a carriage return alone (old Mac style); "
+            f"convert them to newlines first, e.g. tr '\\r' '\\n' < {path.name} > fixed.csv"
+        )
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            columns = next(csv.reader(file), [])
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise WorkflowError(
+            f"cannot read {path.name} as CSV ({first_line(error)}); give a UTF-8 CSV file, "
+            f"or pass --format parquet if it is a Parquet file."
+        ) from None
+    columns = [name.strip() for name in columns]
+    if not any(columns):
+        raise WorkflowError(
+            f"data file {path} has no header; its first line must name the columns."
+        )
+    return columns
+
+
+def choose_columns(
+    table: TableFile,
+    target: Sequence[str] = (),
+    features: Sequence[str] | None = None,
+    id_column: str | None = None,
+    *,
+    training: bool = True,
+) -> TableColumns:
+    """Check every asked-for column name; features default to the other numeric columns."""
+    target = tuple(target)
+    asked = [*target, *(features or ()), *([id_column] if id_column else [])]
+    if unknown := [name for name in asked if name not in table.columns]:
+        raise WorkflowError(
+            f"{table.name} has no column {', '.join(map(repr, unknown))}; "
+            f"its columns are: {', '.join(table.columns)}."
+        )
+    if features is None:
+        others = [name for name in table.columns if name not in (*target, id_column)]
+        features = [name for name in _numeric_columns(table) if name in others]
+        if not features:
+            raise WorkflowError(
+                f"{table.name} has no numeric column besides the target "
+                f"({', '.join(others) or 'no other column'} holds text); "
+                f"fix the values, or name the features with --features."
+            )
+    return TableColumns(tuple(features), target, id_column, training)
+
+
+def _numeric_columns(table: TableFile) -> list[str]:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if table.format == "parquet":
+        schema = pq.read_schema(table.path)
+        return [
+            name
+            for name in table.columns
+            if pa.types.is_integer(schema.field(name).type)
+            or pa.types.is_floating(schema.field(name).type)
+        ]
+    # The first rows decide which columns are numeric; a later text value is still caught.
+    sample = _read_csv(table, nrows=1000)
+    if sample.empty:
+        raise _no_rows(table)
+    return [
+        name
+        for name in table.columns
+        if pd.api.types.is_numeric_dtype(sample[name].dtype)
+        and not pd.api.types.is_bool_dtype(sample[name].dtype)
+    ]
+
+
+def read_blocks(
+    table: TableFile,
+    columns: TableColumns,
+    *,
+    block_rows: int | None = None,
+    threads: int | None = None,
+    hashing: _Hashing | None = None,
+) -> Iterator[_Values]:
+    """Yield the table's numeric columns as float32 (and its ids), a block at a time.
+
+    Every value is a number or missing (NaN); the first that is neither raises
+    `WorkflowError` naming its row. Blocks are of `block_rows` rows (default
+    READ_BLOCK_ROWS). With `threads`, a CSV file is parsed by that many threads in blocks
+    of about 8 MiB of text (`ptflow.csv_blocks`), handed on in order, and `hashing` is fed
+    the file's bytes as they are parsed (complete unless the file needed a sequential read
+    after all).
+    """
+    block_rows = block_rows or READ_BLOCK_ROWS
+    if table.format == "parquet":
+        yield from _parquet_blocks(table, columns, block_rows)
+        return
+    if threads is not None and columns.id_column is None:
+        from ptflow.csv_blocks import SequentialReadNeeded, parallel_blocks
+
+        rows, hashing = 0, hashing or _Hashing()
+        try:
+            for parsed, done in parallel_blocks(
+                table.path, table.columns, columns.numeric, threads, hashing.digest,
+                MISSING_MARKERS,
+            ):  # fmt: skip
+                yield _Values(parsed, None, rows + 1, done)
+                rows += len(parsed[0]) if parsed else 0
+            hashing.complete = True
+            return
+        except SequentialReadNeeded:
+            # Quotes, or a value that is not a number: read on in one sequential pass,
+            # whose errors name the line.
+            yield from _csv_blocks(table, columns, block_rows, skip=rows)
+            return
+    yield from _csv_blocks(table, columns, block_rows)
+
+
+def _csv_blocks(
+    table: TableFile, columns: TableColumns, block_rows: int, skip: int = 0
+) -> Iterator[_Values]:
+    """Read a CSV file in one sequential pass, in blocks; the blocks' first `skip` rows left out."""
+    text = {columns.id_column: str} if columns.id_column else None  # "007" stays "007"
+    first_row, names = 1, columns.numeric
+    with _read_csv(table, usecols=columns.read, dtype=text, chunksize=block_rows) as reader:
+        for frame in reader:
+            rows = len(frame)
+            if first_row + rows - 1 > skip:
+                if first_row <= skip:
+                    frame = frame.iloc[skip - first_row + 1 :]
+                start = max(first_row, skip + 1)
+                values = [_float32(table, columns, name, frame[name], start) for name in names]
+                yield _Values(values, _ids(frame, columns.id_column), start, None)
+            first_row += rows
+
+
+def _ids(frame: pd.DataFrame, id_column: str | None) -> list[str] | None:
+    return None if id_column is None else [str(value) for value in frame[id_column].tolist()]
+
+
+def _float32(
+    table: TableFile, columns: TableColumns, name: str, column: pd.Series, first_row: int
+) -> NDArray[np.float32]:
+    """A column of a CSV block as float32: numbers, true/false as 1/0, missing as NaN."""
+    import pandas as pd
+
+    kind = column.dtype
+    if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):  # text
+        present = column.dropna()
+        if len(present) and all(isinstance(value, bool) for value in present):
+            column = column.astype("float32")  # true/false with blanks between them
+        else:
+            numbers = pd.to_numeric(column, errors="coerce")
+            if (bad := numbers.isna() & column.notna()).any():
+                at = int(np.argmax(bad.to_numpy()))
+                raise _non_numeric(table, columns, name, column.iloc[at], first_row + at)
+            column = numbers
+    with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught later
+        return np.ascontiguousarray(column.to_numpy(dtype=np.float32, na_value=np.nan))
+
+
+def _non_numeric(
+    table: TableFile, columns: TableColumns, name: str, value: object, row: int
+) -> WorkflowError:
+    where = f"row {row} (line {row + 1})" if table.format == "csv" else f"row {row}"
+    fix = (
+        "fix the value, or leave the column out of --features"
+        if columns.training
+        else "fix the value: the model was trained on numbers in this column"
+    )
+    return WorkflowError(
+        f"column {name!r} of {table.name} has a non-numeric value {value!r} at {where}; {fix}."
+    )
+
+
+def _parquet_blocks(table: TableFile, columns: TableColumns, block_rows: int) -> Iterator[_Values]:
+    file = open_parquet(table, columns)
+    total = max(file.metadata.num_rows, 1)
+    first_row = 1
+    for batch in file.iter_batches(batch_size=block_rows, columns=columns.read):
+        values = [_arrow_float32(batch.column(name)) for name in columns.numeric]
+        ids = None
+        if columns.id_column is not None:
+            ids = [str(value) for value in batch.column(columns.id_column).to_pylist()]
+        yield _Values(values, ids, first_row, (first_row - 1 + batch.num_rows) / total)
+        first_row += batch.num_rows
+
+
+def open_parquet(table: TableFile, columns: TableColumns) -> pq.ParquetFile:
+    """Open a Parquet file for reading, refusing a numeric column whose type is not a number."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        # Streamed a megabyte at a time rather than whole column chunks: as fast, less memory.
+        file = pq.ParquetFile(table.path, pre_buffer=False, buffer_size=1 << 20)
+    except (pa.ArrowException, OSError) as error:
+        raise WorkflowError(f"cannot read {table.name} as Parquet ({first_line(error)}).") from None
+    _check_parquet_types(table, columns, file)
+    return file
+
+
+def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.ParquetFile) -> None:
+    """Refuse a numeric column whose Parquet type is not a number, naming a bad value."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for name in columns.numeric:
+        kind = file.schema_arrow.field(name).type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            continue
+        column = pq.read_table(table.path, columns=[name]).column(name).to_pandas()
+        bad = pd.to_numeric(column, errors="coerce").isna() & column.notna()
+        if bad.any():
+            position = int(np.argmax(bad.to_numpy()))
+            raise _non_numeric(table, columns, name, column.iloc[position], position + 1)
+        raise WorkflowError(
+            f"column {name!r} of {table.name} has type {kind}, not numbers; "
+            + ("leave it out of --features." if columns.training else "give it as numbers.")
+        )
+
+
+def _arrow_float32(
+    column: pa.Array | pa.ChunkedArray, out: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """An Arrow column of numbers or booleans as float32, nulls as NaN, into `out` if given."""
+    import pyarrow as pa
+
+    if pa.types.is_boolean(column.type):
+        column = column.cast(pa.float32())  # true/false as 1/0, as in a CSV file
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    if out is None:
+        out = np.empty(len(column), dtype=np.float32)
+    start = 0
+    with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught later
+        for chunk in chunks:
+            values = chunk.to_numpy(zero_copy_only=False)
+            out[start : start + len(values)] = values
+            start += len(values)
+    return out
+
+
+def read_row_group(file: pq.ParquetFile, group: int, columns: TableColumns) -> NDArray[np.float32]:
+    """One row group's numeric columns as a (rows, columns) float32 array, column-major."""
+    arrow = file.read_row_group(group, columns=list(columns.numeric))
+    # Column-major, the file's layout: each column is copied in one contiguous stretch.
+    by_column = np.empty((len(columns.numeric), arrow.num_rows), dtype=np.float32)
+    for i, name in enumerate(columns.numeric):
+        _arrow_float32(arrow.column(name), out=by_column[i])
+    return by_column.T
+
+
+def keep_finite(
+    table: TableFile,
+    columns: TableColumns,
+    parts: Sequence[NDArray[np.float32]],
+    first_row: int,
+    drop_missing: bool,
+) -> NDArray[np.bool_] | None:
+    """Which rows to keep of `parts` (arrays whose columns, side by side, are `columns.numeric`).
+
+    None when all of them. A row with a missing, infinite or too large value is an error
+    naming the first such value's column and row, unless `drop_missing`, which leaves the
+    row out.
+    """
+    # One pass over the whole arrays first: the row-by-row check is seven times slower.
+    if all(np.isfinite(part).all() for part in parts):
+        return None
+    finite = np.logical_and.reduce([np.isfinite(part).all(axis=1) for part in parts])
+    if not drop_missing:
+        row = int(np.argmax(~finite))
+        bad = np.concatenate([~np.isfinite(part[row]) for part in parts])
+        fix = (
+            "clean the data or pass --drop-missing to skip such rows"
+            if columns.target
+            else "give every row a finite value"
+        )
+        raise WorkflowError(
+            f"{table.name} has a missing, infinite or too large ({_FLOAT32_RANGE}) value in "
+            f"column {columns.numeric[int(np.argmax(bad))]!r} at row {first_row + row}; {fix}."
+        )
+    return np.asarray(finite)
+
+
+@dataclass(frozen=True)
+class TableBlock:
+    """Consecutive rows of a table's columns, checked, as `iter_table` yields them."""
+
+    X: torch.Tensor  # (rows, features), float32
+    ids: list[str] | None  # the id column's values, when one was asked for
+    first_row: int  # the row number (from 1) in the file of the block's first row
+    y: torch.Tensor | None = None  # (rows, targets), float32, when targets were asked for
+    dropped_rows: int = 0  # rows of the block left out for missing values (drop_missing)
+
+
+def iter_table(
+    path: str | os.PathLike[str],
+    features: Sequence[str],
+    *,
+    target: Sequence[str] = (),
+    format: str = "auto",
+    id_column: str | None = None,
+    block_rows: int = READ_BLOCK_ROWS,
+    drop_missing: bool = False,
+) -> Iterator[TableBlock]:
+    """Yield a trained model's feature (and target) columns `block_rows` rows at a time.
+
+    Memory is one block, whatever the file's size: for predicting on and evaluating tables
+    larger than memory. Checked as `read_blocks` and `keep_finite` check.
+    """
+    table = open_table(path, format)
+    columns = choose_columns(table, target, features, id_column, training=False)
+    width, kept, dropped = len(columns.features), 0, 0
+    for block in read_blocks(table, columns, block_rows=block_rows):
+        rows = len(block.columns[0])
+        X, y = _matrix(block.columns[:width], rows), _matrix(block.columns[width:], rows)
+        finite = keep_finite(table, columns, [X, y], block.first_row, drop_missing)
+        ids, block_dropped = block.ids, 0
+        if finite is not None:
+            X, y, block_dropped = X[finite], y[finite], int((~finite).sum())
+            ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
+        y_tensor = torch.from_numpy(y) if columns.target else None
+        yield TableBlock(torch.from_numpy(X), ids, block.first_row, y_tensor, block_dropped)
+        kept, dropped = kept + len(X), dropped + block_dropped
+    if kept == 0:
+        raise _no_rows(table) if dropped == 0 else _all_missing(table)
+
+
+def _matrix(columns: list[NDArray[np.float32]], rows: int) -> NDArray[np.float32]:
+    """Columns side by side: (rows, columns), C-contiguous, writable."""
+    if not columns:
+        return np.empty((rows, 0), dtype=np.float32)
+    return np.column_stack(columns) if len(columns) > 1 else columns[0][:, None].copy()
+
+
+def _no_rows(table: TableFile) -> WorkflowError:
+    return WorkflowError(f"{table.name} has a header but no rows; give a file with data.")
+
+
+def _all_missing(table: TableFile) -> WorkflowError:
+    return WorkflowError(f"every row of {table.name} has a missing value; clean the data.")
+
+
+@dataclass(frozen=True)
+class Table:
+    """The used columns of a data file as float32 tensors, with their names and origin."""
+
+    X: torch.Tensor  # (rows, features)
+    y: torch.Tensor  # (rows, targets); no columns when no target was asked for
+    features: tuple[str, ...]
+    target: tuple[str, ...]
+    fingerprint: dict[str, Any]  # file name, size, SHA-256, rows, columns
+    dropped_rows: int = 0  # rows with missing values removed by drop_missing
+    ids: list[str] | None = None  # the id column's values, when one was asked for
+
+
+def load_table(
+    path: str | os.PathLike[str],
+    target: Sequence[str] = (),
+    features: Sequence[str] | None = None,
+    *,
+    format: str = "auto",
+    drop_missing: bool = False,
+    id_column: str | None = None,
+) -> Table:
+    """Read target and feature columns of a CSV or Parquet file, checking every value.
+
+    Features default to every other numeric column. Missing or infinite values are an
+    error unless `drop_missing`, which removes their rows. A constant target is an error.
+    A CSV file is parsed on every core (`torch.get_num_threads()`), and hashed from the
+    bytes parsed; a Parquet file is hashed in a background thread meanwhile.
+    """
+    table = open_table(path, format)
+    columns = choose_columns(table, target, features, id_column)
+    hashing = _Hashing()
+    with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
+        parquet_hash = None
+        if table.format == "parquet":
+            parquet_hash = background.submit(file_fingerprint, table.path)
+        blocks = read_blocks(table, columns, threads=torch.get_num_threads(), hashing=hashing)
+        X, y, ids = _gather(table, columns, blocks)
+        if parquet_hash is not None:
+            fingerprint = parquet_hash.result()
+        else:  # from the bytes the parallel read parsed, or by reading the file again
+            fingerprint = file_fingerprint(table.path, hashing.hexdigest())
+    finite = keep_finite(table, columns, [X, y], 1, drop_missing)
+    dropped = 0
+    if finite is not None:
+        X, y, dropped = X[finite], y[finite], int((~finite).sum())
+        ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
+        if len(X) == 0:
+            raise _all_missing(table)
+    if len(y) > 1:
+        check_varying_target(columns.target, y.min(axis=0), y.max(axis=0))
+    return Table(
+        torch.from_numpy(X),
+        torch.from_numpy(y),
+        columns.features,
+        columns.target,
+        {**fingerprint, "rows": len(X), "columns": len(table.columns)},
+        dropped,
+        ids,
+    )
+
+
+def _gather(
+    table: TableFile, columns: TableColumns, blocks: Iterator[_Values]
+) -> tuple[NDArray[np.float32], NDArray[np.float32], list[str] | None]:
+    """Copy blocks, in order, into (rows, features) and (rows, targets) float32 arrays."""
+    width = len(columns.features)
+    X = np.empty((0, width), dtype=np.float32)
+    y = np.empty((0, len(columns.target)), dtype=np.float32)
+    ids: list[str] | None = [] if columns.id_column else None
+    rows = 0
+    for block in blocks:
+        end = rows + (len(block.columns[0]) if block.columns else 0)
+        if end > len(X):
+            # Room for the rest of the file at the rate so far, and 5% more: the arrays are
+            # sized once, rarely twice, and never copied at the end. Doubled when the share
+            # read is unknown.
+            room = max(end, int(1.05 * end / block.done) + 1 if block.done else 2 * end)
+            X, y = _grown(X, rows, room), _grown(y, rows, room)
+        for index, column in enumerate(block.columns):  # column by column: pandas' layout
+            if index < width:
+                X[rows:end, index] = column
+            else:
+                y[rows:end, index - width] = column
+        rows = end
+        if ids is not None and block.ids is not None:
+            ids.extend(block.ids)
+    if rows == 0:
+        raise _no_rows(table)
+    return X[:rows], y[:rows], ids
+
+
+def _grown(values: NDArray[np.float32], rows: int, room: int) -> NDArray[np.float32]:
+    grown = np.empty((room, values.shape[1]), dtype=np.float32)
+    grown[:rows] = values[:rows]
+    return grown
+
+
+@dataclass
+class _Hashing:
+    """A SHA-256 of a file fed as it is read; `complete` once every byte went in."""
+
+    digest: Any = field(default_factory=hashlib.sha256)
+    complete: bool = False
+
+    def hexdigest(self) -> str | None:
+        return self.digest.hexdigest() if self.complete else None
+
+
+def check_varying_target(
+    target: Sequence[str], low: NDArray[np.floating[Any]], high: NDArray[np.floating[Any]]
+) -> None:
+    """Refuse a target column whose every value is the same (`low` and `high`: per column)."""
+    if constant := [name for name, lo, hi in zip(target, low, high, strict=True) if lo == hi]:
+        raise WorkflowError(
+            f"target column {', '.join(map(repr, constant))} has the same value in every row; "
+            f"a model cannot learn from it, so choose another target."
+        )
+
+
+def file_fingerprint(path: Path, sha256: str | None = None) -> dict[str, Any]:
+    """Return the file's name, size and SHA-256, to tell later whether data changed.
+
+    `sha256` is the digest when the caller hashed the bytes as it read them.
+    """
+    if sha256 is None:
+        with open(path, "rb") as file:
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": sha256}
+
+
+def _read_csv(table: TableFile, **options: Any) -> Any:
+    """pandas' reader on a CSV file, with the header as `open_table` read it."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(
+            table.path,
+            engine="c",
+            encoding="utf-8-sig",
+            skipinitialspace=True,
+            header=0,
+            names=list(table.columns),  # stripped of spaces
+            na_values=list(MISSING_MARKERS),
+            keep_default_na=False,
+            **options,
+        )
+    # ValueError: a row with more fields than the header names (pandas' words for it)
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
+        raise _unparsable(table, error) from None
+
+
+def _unparsable(table: TableFile, error: BaseException) -> WorkflowError:
+    return WorkflowError(
+        f"cannot parse {table.name} as CSV ({first_line(error)}); "
+        f"fix the file so that every row has one value per column."
+    )
+
+
+def convert_table(
+    source: str | os.PathLike[str],
+    destination: str | os.PathLike[str],
+    *,
+    row_group_rows: int = ROW_GROUP_ROWS,
+    overwrite: bool = False,
+) -> int:
+    """Convert a CSV file to Parquet block by block, in row groups of `row_group_rows` rows.
+
+    Memory stays at a few blocks whatever the file's size, so a CSV larger than memory
+    becomes a Parquet file that `--stream` trains on. Columns whose first block holds whole
+    numbers are written as float64, so a later decimal value is no error. The missing-value
+    markers become nulls. The file appears complete or not at all. Returns the rows written.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    from ptflow.files import check_not_an_input, check_output_path
+
+    source, destination = Path(source), Path(destination)
+    table = open_table(source)
+    if table_format(destination) != "parquet":
+        raise WorkflowError(f"{destination.name} must end in .parquet; choose another name.")
+    check_output_path(destination, "the destination")
+    check_not_an_input(destination, [source], "the destination")
+    if destination.exists() and not overwrite:
+        raise WorkflowError(
+            f"{destination} already exists; choose another name or pass --overwrite."
+        )
+    if row_group_rows < 1:
+        raise WorkflowError(f"row groups need at least 1 row, got {row_group_rows}.")
+    read = pa_csv.ReadOptions(
+        column_names=list(table.columns), skip_rows=1, block_size=CSV_BLOCK_BYTES
+    )
+    nulls = pa_csv.ConvertOptions(null_values=list(MISSING_MARKERS))
+    try:
+        with pa_csv.open_csv(source, read_options=read, convert_options=nulls) as first:
+            schema = first.schema
+        types = {
+            field.name: pa.float64() if pa.types.is_integer(field.type) else field.type
+            for field in schema
+        }
+        convert = pa_csv.ConvertOptions(column_types=types, null_values=list(MISSING_MARKERS))
+        with pa_csv.open_csv(source, read_options=read, convert_options=convert) as reader:
+            return _write_row_groups(reader, destination, row_group_rows)
+    except (pa.ArrowInvalid, UnicodeDecodeError) as error:
+        raise WorkflowError(
+            f"cannot convert {source.name} ({first_line(error)}); fix the file so that every "
+            f"row has one value per column and every column one type."
+        ) from None
+
+
+def _write_row_groups(reader: Any, destination: Path, row_group_rows: int) -> int:
+    """Write the CSV reader's batches to `destination` in whole row groups; their rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ptflow.files import atomic_path
+
+    rows = 0
+    with atomic_path(destination) as tmp, pq.ParquetWriter(tmp, reader.schema) as writer:
+        pending: list[pa.RecordBatch] = []
+        pending_rows = 0
+        for batch in reader:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            while pending_rows >= row_group_rows:  # write whole row groups as they fill
+                whole = pa.Table.from_batches(pending)
+                writer.write_table(whole.slice(0, row_group_rows))
+                rest = whole.slice(row_group_rows)
+                pending, pending_rows = rest.to_batches(), rest.num_rows
+                rows += row_group_rows
+        if pending_rows:
+            writer.write_table(pa.Table.from_batches(pending, reader.schema))
+            rows += pending_rows
+    return rows
