@@ -104,6 +104,23 @@ def test_a_true_false_feature_trains_predicts_and_evaluates_alike(tmp_path: Path
     assert written == pytest.approx(expected[:, 0].tolist(), rel=1e-6)
 
 
+def test_predict_x_and_input_write_to_output_when_asked(tmp_path: Path, run_dir: Path) -> None:
+    """--output was silently ignored for --x and --input: the predictions went to stdout."""
+    output, values = tmp_path / "predictions.txt", tmp_path / "values.txt"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["predict", str(run_dir), "--x", "1", "2", "--output", str(output)]) == 0
+    assert out.getvalue() == ""
+    with redirect_stdout(out):
+        assert main(["predict", str(run_dir), "--x", "1", "2"]) == 0
+    assert output.read_text() == out.getvalue() and len(out.getvalue().splitlines()) == 2
+    values.write_text("1\n2\n")
+    assert main(["predict", str(run_dir), "--input", str(values), "--output", str(output)]) == 0
+    assert output.read_text() == out.getvalue()
+    line = _error("predict", str(run_dir), "--input", str(values), "--output", str(values))
+    assert "is also an input" in line and values.read_text() == "1\n2\n"
+
+
 def test_predict_x_beyond_float32_is_refused(run_dir: Path) -> None:
     assert "beyond float32's range" in _error("predict", str(run_dir), "--x", "1e39")
 

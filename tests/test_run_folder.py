@@ -3,6 +3,7 @@ inputs, temporary files, and errors of the operating system as one line."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
@@ -319,6 +320,24 @@ def test_a_really_full_disk_leaves_an_unfinished_run_or_nothing(
     big = small_disk / "big.parquet"
     _one_error_line(_ptflow("convert", str(sine_table), str(big)), "(ENOSPC)")
     assert not big.exists() and not list(small_disk.rglob("*.tmp"))
+
+
+def test_a_really_full_disk_for_predict_and_compare_is_one_line(
+    small_disk: Path, sine_table: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = tmp_path / "run"  # on a disk with room; only the outputs go to the full one
+    assert main(["train", "--data", str(sine_table), "--target", "y", "--epochs",
+                 "2", "--quiet", "--out", str(run)]) == 0  # fmt: skip
+    filler = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    with contextlib.suppress(OSError):
+        while True:  # every page of the disk, taken
+            os.write(filler, b"\0" * 4096)
+    os.close(filler)
+    monkeypatch.chdir(small_disk)
+    predict = ("predict", str(run), "--data", str(sine_table), "--output", "pred.csv")
+    _one_error_line(_ptflow(*predict), "(ENOSPC)")
+    _one_error_line(_ptflow("compare", str(run), str(run), "--out", "c.html"), "(ENOSPC)")
+    assert sorted(path.name for path in small_disk.iterdir()) == ["filler"]
 
 
 @pytest.fixture(scope="module")

@@ -697,7 +697,14 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
             )
         X = torch.tensor(values, dtype=torch.float32).unsqueeze(dim=1)  # (n, 1)
         y_pred = predict(run.model, X)
-        print("\n".join(" ".join(f"{v:.7g}" for v in row) for row in y_pred.tolist()))
+        lines = "".join(" ".join(f"{v:.7g}" for v in row) + "\n" for row in y_pred.tolist())
+        if args.output is None:
+            print(lines, end="")
+        else:  # the same lines, in the file, whole or not at all
+            from ptflow.files import write_text
+
+            _check_predictions_output(args.output, args.input, args.run_dir)
+            write_text(args.output, lines)
         return 0
     _predict_table(args, run.model, run.features, run.target)
     return 0
@@ -721,13 +728,13 @@ def _predict_table(
         _write_predictions(file, blocks, model, target, args.id)
 
 
-def _check_predictions_output(output: Path, data: Path, run_dir: Path) -> None:
-    """--output may be neither the input table nor a file of a run folder (nor a folder)."""
+def _check_predictions_output(output: Path, data: Path | None, run_dir: Path) -> None:
+    """--output may be neither the input (table or file) nor a file of a run folder."""
     from ptflow.files import check_not_an_input, check_output_path, quoted
     from ptflow.run_folder import run_folder_holding
 
     check_output_path(output, "--output")
-    check_not_an_input(output, [data], "--output")
+    check_not_an_input(output, [data] if data is not None else [], "--output")
     inside = run_folder_holding(output)
     if inside is not None or output.resolve().is_relative_to(run_dir.resolve()):
         raise WorkflowError(
