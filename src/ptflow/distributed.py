@@ -118,9 +118,11 @@ class World:
         return gathered
 
     def merge_metric_sums(self, sums: MetricSums) -> MetricSums:
-        """Every process's running sums merged, as if one process had seen all the rows."""
-        from ptflow.evaluation import MetricSums
+        """Every process's running sums merged, as if one process had seen all the rows.
 
+        Any task's sums: they travel as the one float64 tensor their `pack` makes.
+        """
+        kind = type(sums)
         packed = sums.pack()
         sizes = torch.zeros(self.size, dtype=torch.long, device=_collective_device())
         sizes[self.rank] = len(packed)
@@ -130,9 +132,9 @@ class World:
         padded[: len(packed)] = packed.to(padded.device)
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(pieces, padded)
-        merged = MetricSums()
+        merged = kind()
         for piece, size in zip(pieces, sizes.tolist(), strict=True):
-            merged.merge(MetricSums.unpack(piece[:size].cpu()))
+            merged.merge(kind.unpack(piece[:size].cpu()))
         return merged
 
 

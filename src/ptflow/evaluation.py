@@ -16,8 +16,10 @@ from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.stats import Moments
 from ptflow.tables import READ_BLOCK_ROWS, iter_table
+from ptflow.tasks import REGRESSION, Task
 
 __all__ = [
+    "RUNNING_SUMS",
     "LossFn",
     "MetricSums",
     "Metrics",
@@ -270,22 +272,28 @@ def evaluate_table(
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
+# Each task's running sums, by the task's name (`ptflow.tasks`, which imports no torch).
+RUNNING_SUMS: dict[str, type[MetricSums]] = {REGRESSION.name: MetricSums}
+
+
 def evaluate_blocks(
     blocks: Iterable[tuple[str, torch.Tensor, torch.Tensor]],
     parts: Sequence[str],
     predictors: Mapping[str, Predictor],
     merge: Callable[[MetricSums], MetricSums] | None = None,
     keep: Callable[[str, str, torch.Tensor, torch.Tensor], None] | None = None,
+    task: Task = REGRESSION,
 ) -> dict[str, dict[str, MetricSums]]:
     """Score every predictor on blocks of (part, X, y) rows: the one metric loop of ptflow.
 
-    Returns running sums by predictor and part (`parts` names them all, so that every
-    process has the same ones, rows or none). Under torchrun each process scores its own
-    blocks and `merge` (`World.merge_metric_sums`) merges the sums, as if one process had
-    seen every row. `keep` sees every
-    (predictor, part, y_pred, y): to keep some rows for a plot.
+    Returns the task's running sums by predictor and part (`parts` names them all, so that
+    every process has the same ones, rows or none). Under torchrun each process scores its
+    own blocks and `merge` (`World.merge_metric_sums`) merges the sums, as if one process
+    had seen every row. `keep` sees every (predictor, part, y_pred, y): to keep some rows
+    for a plot.
     """
-    sums = {name: {part: MetricSums() for part in parts} for name in predictors}
+    new_sums = RUNNING_SUMS[task.name]
+    sums = {name: {part: new_sums() for part in parts} for name in predictors}
     for part, X, y in blocks:
         if not len(X):
             continue

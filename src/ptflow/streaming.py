@@ -47,6 +47,7 @@ from ptflow.tables import (
     open_table,
     read_row_group,
 )
+from ptflow.tasks import REGRESSION, Task
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
@@ -406,7 +407,7 @@ def _scan_groups(table: StreamedTable, drop_missing: bool) -> _Scan:
 
 
 def evaluate_streamed(
-    model: nn.Module, table: StreamedTable, world: World | None = None
+    model: nn.Module, table: StreamedTable, world: World | None = None, task: Task = REGRESSION
 ) -> tuple[dict[str, Metrics], dict[str, Metrics], Split]:
     """Measure a trained model (raw columns in) and the baseline on every part, in one pass.
 
@@ -435,7 +436,7 @@ def evaluate_streamed(
 
     predictors = {"model": lambda X: predict(model, X).cpu(), "baseline": table.baseline.predict}
     merge = world.merge_metric_sums if world is not None else None
-    sums = evaluate_blocks(blocks(), names, predictors, merge, keep)
+    sums = evaluate_blocks(blocks(), names, predictors, merge, keep, task)
     empty = torch.empty(0, len(table.target))
     return (
         {name: part_sums.metrics() for name, part_sums in sums["model"].items()},

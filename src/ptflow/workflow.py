@@ -487,9 +487,9 @@ def _train_and_finish(
     # (under torchrun each process measures its share of the rows, and the sums are merged)
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
-        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
+        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world, _TASK)
     else:
-        metrics, baseline_metrics = _evaluate_in_memory(model, splits, world)
+        metrics, baseline_metrics = _evaluate_in_memory(model, splits, world, _TASK)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -522,7 +522,7 @@ def _train_and_finish(
 
 
 def _evaluate_in_memory(
-    model: nn.Module, splits: Splits, world: World | None
+    model: nn.Module, splits: Splits, world: World | None, task: Task
 ) -> tuple[dict[str, Metrics], dict[str, Metrics]]:
     """The model's and the baseline's metrics on every part; under torchrun, each process
     scores its share of each part's rows and the sums are merged."""
@@ -537,7 +537,7 @@ def _evaluate_in_memory(
         "baseline": fit_least_squares(*splits.train).predict,
     }
     merge = world.merge_metric_sums if world is not None else None
-    sums = evaluate_blocks(blocks, list(present), predictors, merge)
+    sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
     return (
         {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
         {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
