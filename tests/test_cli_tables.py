@@ -189,7 +189,7 @@ def bad_files(tmp_path: Path, sine_table: Path) -> Path:
         ),
         (["--data", "sine.csv", "--config", "broken.toml"], "is not valid TOML"),
         (["--data", "sine.csv", "--config", "none.toml"], "none.toml does not exist"),
-        (["--data", "sine.csv", "--target", "y", "--hidden", "8,x"], "comma-separated integers"),
+        (["--data", "sine.csv", "--target", "y", "--hidden", "8,x"], "'x' is not a number"),
     ],
 )
 def test_bad_tables_and_configs_fail_cleanly(
@@ -226,3 +226,40 @@ def test_predict_checks_the_saved_schema(
     lines = done.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.err
     assert done.out == ""  # no prediction printed before the bad row
+
+
+def test_list_options_take_items_apart_or_with_commas(
+    sine_table: Path, tmp_path: Path, cli: Cli
+) -> None:
+    """--features a b, a,b and a --features b are one list; --hidden 8 8 and 8,8 too."""
+    records: list[tuple[list[str], list[int]]] = []
+    for features, hidden in (
+        (["a", "b"], ["8", "8"]),
+        (["a,b"], ["8,8"]),
+        (["a", "--features", "b"], ["8", "8"]),
+    ):
+        out = tmp_path / f"run{len(records)}"
+        argv = [
+            "train",
+            "--data",
+            str(sine_table),
+            "--target",
+            "y",
+            "--features",
+            *features,
+            "--model",
+            "mlp",
+            "--hidden",
+            *hidden,
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+        assert cli(*argv).code == 0
+        config = json.loads((out / "config.json").read_text())["config"]
+        records.append((config["features"], config["hidden"]))
+    assert records == [(["a", "b"], [8, 8])] * 3
+    refused = cli("train", "--data", str(sine_table), "--target", "y", "--features", "a,,b")
+    assert refused.code == 2 and "'a,,b' has an empty item" in refused.err

@@ -107,10 +107,8 @@ def _add_train(commands: Any) -> None:
     )
     table = train.add_argument_group("data: a table")
     table.add_argument("--data", type=_path, metavar="FILE", help=_help("data"))
-    for name in ("target", "features"):  # --target a b, or --target a --target b
-        table.add_argument(
-            f"--{name}", nargs="+", action="extend", metavar="COLUMN", help=_help(name)
-        )
+    for name in ("target", "features"):  # --target a b, --target a,b, --target a --target b
+        table.add_argument(f"--{name}", action=_CommaList, metavar="COLUMN", help=_help(name))
     _add_settings(table, "table", _TRAIN_DEFAULTS, skip=("data", "target", "features"))
     _add_common_options(train, _TRAIN_DEFAULTS)
     train.set_defaults(handler=_run, command="train", defaults=_TRAIN_DEFAULTS)
@@ -295,6 +293,9 @@ def _add_settings(
             action = argparse.BooleanOptionalAction if negatable else "store_true"
             group.add_argument(flag, action=action, default=None, help=text)
             continue
+        if typing.get_origin(hint) is tuple:  # tuple[int, ...]: --hidden 64 64, or 64,64
+            group.add_argument(flag, action=_CommaList, item=int, metavar="N", help=text)
+            continue
         kind, choices = _parse_as(hint)
         group.add_argument(flag, type=kind, choices=choices, help=text)
 
@@ -304,8 +305,6 @@ def _parse_as(hint: Any) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
     arguments = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         return str, typing.get_args(hint)
-    if typing.get_origin(hint) is tuple:  # tuple[int, ...]: hidden layer sizes
-        return _int_list, None
     if arguments:  # X | None: read as X
         return _parse_as(arguments[0])
     return hint, None
@@ -402,13 +401,34 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+class _CommaList(argparse.Action):
+    """A list option: `--opt a b`, `--opt a,b` and `--opt a --opt b` all give (a, b).
+
+    A name holding a comma can be given in a TOML file (--config), whose lists are exact.
+    """
+
+    def __init__(self, *args: Any, item: Callable[[str], Any] = str, **kwargs: Any) -> None:
+        kwargs["nargs"] = "+"
+        super().__init__(*args, **kwargs)
+        self.item = item
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        items = list(getattr(namespace, self.dest, None) or ())
+        for token in values:
+            for piece in token.split(","):
+                if not piece.strip():
+                    raise argparse.ArgumentError(self, f"{token!r} has an empty item")
+                try:
+                    items.append(self.item(piece.strip()))
+                except ValueError:
+                    raise argparse.ArgumentError(self, f"{piece!r} is not a number") from None
+        setattr(namespace, self.dest, tuple(items))
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:

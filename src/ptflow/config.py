@@ -109,9 +109,9 @@ class Config:
     # data: a table (`data`, `target`, `features`), or without one the tutorial's line
     # y = weight * X + bias with X = arange(start, end, step)
     data: str | None = _setting(None, "table", "CSV or Parquet file to learn from")
-    target: tuple[str, ...] = _setting((), "table", "column(s) to predict")
+    target: tuple[str, ...] = _setting((), "table", "column(s) to predict (a b or a,b)")
     features: tuple[str, ...] | None = _setting(  # None: every other numeric column
-        None, "table", "columns to learn from (default: every other numeric column)"
+        None, "table", "columns to learn from, as a b or a,b (default: every other numeric column)"
     )
     format: FormatName = _setting("auto", "table", "file format")  # auto: by the extension
     drop_missing: bool = _setting(
@@ -145,7 +145,7 @@ class Config:
     # model
     model: ModelName = _setting("tutorial", "model", "model to train")
     hidden: tuple[int, ...] = _setting(
-        (64, 64), "model", "mlp: hidden layer sizes, comma-separated"
+        (64, 64), "model", "mlp: hidden layer sizes (64 64 or 64,64)"
     )
     activation: ActivationName = _setting("relu", "model", "mlp: activation")
     dropout: float = _setting(0.0, "model", "mlp: dropout probability")
