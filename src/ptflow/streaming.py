@@ -39,6 +39,7 @@ from ptflow.stats import LeastSquares, Moments, NormalEquations, Scaling, scalin
 from ptflow.tables import (
     TableColumns,
     TableFile,
+    check_has_rows,
     check_varying_target,
     choose_columns,
     file_fingerprint,
@@ -366,8 +367,7 @@ def _open_parquet(
         )
     columns = choose_columns(source, target, features)
     file = open_parquet(source, columns)
-    if file.metadata.num_rows == 0:
-        raise WorkflowError(f"{path.name} has a header but no rows; give a file with data.")
+    check_has_rows(source, file.metadata.num_rows)
     return source, columns, file
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "TableBlock",
     "TableColumns",
     "TableFile",
+    "check_has_rows",
     "check_varying_target",
     "choose_columns",
     "convert_table",
@@ -507,6 +508,12 @@ def _matrix(columns: list[NDArray[np.float32]], rows: int) -> NDArray[np.float32
     return np.column_stack(columns) if len(columns) > 1 else columns[0][:, None].copy()
 
 
+def check_has_rows(table: TableFile, rows: int) -> None:
+    """Refuse a table without rows: a header alone."""
+    if rows == 0:
+        raise _no_rows(table)
+
+
 def _no_rows(table: TableFile) -> WorkflowError:
     return WorkflowError(f"{table.name} has a header but no rows; give a file with data.")
 
@@ -602,8 +609,7 @@ def _gather(
         rows = end
         if ids is not None and block.ids is not None:
             ids.extend(block.ids)
-    if rows == 0:
-        raise _no_rows(table)
+    check_has_rows(table, rows)
     return X[:rows], y[:rows], ids
 
 
