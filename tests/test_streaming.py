@@ -72,6 +72,7 @@ def test_scan_fits_what_the_in_memory_path_fits(tmp_path: Path) -> None:
     baseline = fit_least_squares(*splits.train)
     assert torch.allclose(table.baseline.coef, baseline.coef, atol=1e-9)
     assert table.fingerprint["row_groups"] == 12 and table.fingerprint["rows"] == 3000
+    assert table.roles == data.roles and {r.role for r in table.roles} == {"feature", "target"}
 
 
 def test_each_epoch_trains_on_every_training_row_once(tmp_path: Path) -> None:

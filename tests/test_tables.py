@@ -180,3 +180,48 @@ def test_every_reader_names_a_bad_cell_in_the_same_words(
     without_name = {m.replace("t.csv", "T").replace("t.parquet", "T") for m in messages}
     without_line = {m.replace(" (line 41)", "") for m in without_name}
     assert len(without_line) == 1, messages
+
+
+def test_every_column_gets_a_role_and_the_reason_for_it(tmp_path: Path) -> None:
+    """What the run did with each column, said, not silently chosen (issue 16's first step)."""
+    from ptflow.tables import describe_roles
+
+    path = tmp_path / "houses.csv"
+    rows = [f"h{i},{i % 7},{'true' if i % 2 else 'false'},{i % 5},{3 * i}" for i in range(40)]
+    rows[3] = "h3,,true,3,9"  # a blank cell in a feature
+    path.write_text("house,rooms,garden,floor,price\n" + "\n".join(rows) + "\n")
+    table = load_table(path, ["price"], ["rooms", "garden"], drop_missing=True)
+    assert [(r.name, r.role, r.detail) for r in table.roles] == [
+        ("house", "ignored", "holds text, which ptflow does not read as a feature yet"),
+        ("rooms", "feature", "numbers, 1 missing"),
+        ("garden", "feature", "true/false as 1/0"),
+        ("floor", "ignored", "not in --features"),
+        ("price", "target", "numbers"),
+    ]
+    assert describe_roles(load_table(path, ["price"], drop_missing=True).roles) == (
+        "columns: ignored house (holds text, which ptflow does not read as a feature yet) | "
+        "feature rooms (numbers, 1 missing) | "
+        "ignored garden (true/false: name it in --features to use it as 1/0) | "
+        "feature floor (numbers) | target price (numbers)"
+    )
+
+
+def test_a_run_records_and_reports_its_columns(sine_table: Path, tmp_path: Path) -> None:
+    import json
+
+    import ptflow
+    from ptflow.report import write_report
+
+    cfg = ptflow.Config.for_table(str(sine_table), "y", epochs=1)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["columns"][0] == {
+        "name": "id",
+        "role": "ignored",
+        "detail": "holds text, which ptflow does not read as a feature yet",
+    }
+    assert [c["role"] for c in summary["columns"]] == [
+        "ignored", "feature", "feature", "feature", "target"
+    ]  # fmt: skip
+    page = write_report(result.run_dir).read_text()
+    assert "<h2>Columns</h2>" in page and "holds text, which ptflow" in page

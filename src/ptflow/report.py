@@ -156,7 +156,23 @@ def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
         "rows dropped (missing values)": data.get("dropped_rows"),
         "SHA-256": data.get("sha256"),
     }
-    return _table_section("Data", facts)
+    return _table_section("Data", facts) + _columns(summary.get("columns"))
+
+
+def _columns(roles: Any) -> str:
+    """What the run did with each column of its table: role, and what it holds or why not."""
+    if not isinstance(roles, list) or not roles:
+        return ""
+    rows = "".join(
+        f"<tr><th>{_text(str(role.get('name')))}</th><td>{_text(str(role.get('role')))}</td>"
+        f"<td>{_text(str(role.get('detail')))}</td></tr>\n"
+        for role in roles
+        if isinstance(role, dict)
+    )
+    return (
+        '<section>\n<h2>Columns</h2>\n<div class="scroll"><table>\n'
+        f"<tr><th>column</th><th>role</th><th>detail</th></tr>\n{rows}</table></div>\n</section>"
+    )
 
 
 def _training(history: dict[str, list[float]], summary: dict[str, Any]) -> str:

@@ -37,11 +37,13 @@ from ptflow.evaluation import (
 )
 from ptflow.stats import LeastSquares, Moments, NormalEquations, Scaling, scaling_from
 from ptflow.tables import (
+    ColumnRole,
     TableColumns,
     TableFile,
     check_has_rows,
     check_varying_target,
     choose_columns,
+    column_roles,
     file_fingerprint,
     keep_finite,
     open_parquet,
@@ -135,6 +137,7 @@ class StreamedTable:
     dropped_rows: int  # rows with missing values left out (drop_missing)
     scaling: Scaling | None  # standardise columns with this, fitted on training rows
     baseline: LeastSquares  # the least-squares line of the training rows
+    roles: tuple[ColumnRole, ...] = ()  # every column of the file, and what was done with it
 
     @property
     def path(self) -> Path:
@@ -351,6 +354,7 @@ def scan_table(
         dropped_rows=scan.dropped,
         scaling=scaling_from(scan.x_moments, scan.y_moments) if scale else None,
         baseline=scan.normal.solve(),
+        roles=column_roles(source, columns),
     )
 
 

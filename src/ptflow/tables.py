@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MISSING_MARKERS",
     "READ_BLOCK_ROWS",
+    "ColumnRole",
     "Table",
     "TableBlock",
     "TableColumns",
@@ -52,7 +53,9 @@ __all__ = [
     "check_has_rows",
     "check_varying_target",
     "choose_columns",
+    "column_roles",
     "convert_table",
+    "describe_roles",
     "file_fingerprint",
     "iter_table",
     "keep_finite",
@@ -213,7 +216,8 @@ def choose_columns(
         )
     if features is None:
         others = [name for name in table.columns if name not in (*target, id_column)]
-        features = [name for name in _numeric_columns(table) if name in others]
+        kinds = _column_kinds(table)
+        features = [name for name in others if kinds[name] == "numbers"]
         if not features:
             raise WorkflowError(
                 f"{table.name} has no numeric column besides the target "
@@ -223,29 +227,91 @@ def choose_columns(
     return TableColumns(tuple(features), target, id_column, training)
 
 
-def _numeric_columns(table: TableFile) -> list[str]:
+ColumnKind = Literal["numbers", "true/false", "text"]
+
+
+def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
+    """What each column holds: from the Parquet schema, or from a CSV file's first rows."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    def kind_of(numeric: bool, boolean: bool) -> ColumnKind:
+        return "true/false" if boolean else "numbers" if numeric else "text"
+
     if table.format == "parquet":
         schema = pq.read_schema(table.path)
-        return [
-            name
+        return {
+            name: kind_of(
+                pa.types.is_integer(schema.field(name).type)
+                or pa.types.is_floating(schema.field(name).type),
+                pa.types.is_boolean(schema.field(name).type),
+            )
             for name in table.columns
-            if pa.types.is_integer(schema.field(name).type)
-            or pa.types.is_floating(schema.field(name).type)
-        ]
-    # The first rows decide which columns are numeric; a later text value is still caught.
+        }
+    # The first rows decide; a later text value in a numeric column is still caught.
     sample = _read_csv(table, nrows=1000)
     if sample.empty:
         raise _no_rows(table)
-    return [
-        name
+    return {
+        name: kind_of(
+            pd.api.types.is_numeric_dtype(sample[name].dtype),
+            pd.api.types.is_bool_dtype(sample[name].dtype),
+        )
         for name in table.columns
-        if pd.api.types.is_numeric_dtype(sample[name].dtype)
-        and not pd.api.types.is_bool_dtype(sample[name].dtype)
-    ]
+    }
+
+
+@dataclass(frozen=True)
+class ColumnRole:
+    """What a run did with one column of its table, for the terminal, summary.json, report."""
+
+    name: str
+    role: Literal["target", "feature", "id", "ignored"]
+    detail: str  # what it holds, how many values were missing, or why it was left out
+
+
+def column_roles(
+    table: TableFile, columns: TableColumns, missing: dict[str, int] | None = None
+) -> tuple[ColumnRole, ...]:
+    """Every column of the table and what the run does with it, in the file's order.
+
+    `missing`: the missing values found in each used column (rows dropped for them).
+    """
+    kinds = _column_kinds(table)
+    missing = missing or {}
+    why_not = {
+        "text": "holds text, which ptflow does not read as a feature yet",
+        "true/false": "true/false: name it in --features to use it as 1/0",
+        "numbers": "not in --features",
+    }
+    roles = []
+    for name in table.columns:
+        kind = kinds[name]
+        detail: str = "true/false as 1/0" if kind == "true/false" else kind
+        if missing.get(name):
+            detail += f", {missing[name]} missing"
+        if name in columns.target:
+            roles.append(ColumnRole(name, "target", detail))
+        elif name in columns.features:
+            roles.append(ColumnRole(name, "feature", detail))
+        elif name == columns.id_column:
+            roles.append(ColumnRole(name, "id", "kept as written"))
+        else:
+            roles.append(ColumnRole(name, "ignored", why_not[kind]))
+    return tuple(roles)
+
+
+def describe_roles(roles: Sequence[ColumnRole]) -> str:
+    """The roles in one line: "target y (numbers) | features a, b (numbers) | ignored: ..."."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for column in roles:
+        groups.setdefault((column.role, column.detail), []).append(column.name)
+    parts = []
+    for (role, detail), names in groups.items():
+        label = f"{role}s" if len(names) > 1 and role != "ignored" else role
+        parts.append(f"{label} {', '.join(names)} ({detail})")
+    return "columns: " + " | ".join(parts)
 
 
 def read_blocks(
@@ -533,6 +599,7 @@ class Table:
     fingerprint: dict[str, Any]  # file name, size, SHA-256, rows, columns
     dropped_rows: int = 0  # rows with missing values removed by drop_missing
     ids: list[str] | None = None  # the id column's values, when one was asked for
+    roles: tuple[ColumnRole, ...] = ()  # every column of the file, and what was done with it
 
 
 def load_table(
@@ -565,8 +632,10 @@ def load_table(
         else:  # from the bytes the parallel read parsed, or by reading the file again
             fingerprint = file_fingerprint(table.path, hashing.hexdigest())
     finite = keep_finite(table, columns, [X, y], 1, drop_missing)
-    dropped = 0
+    dropped, missing = 0, {}
     if finite is not None:
+        counts = [np.count_nonzero(~np.isfinite(part), axis=0) for part in (X, y)]
+        missing = dict(zip(columns.numeric, map(int, np.concatenate(counts)), strict=True))
         X, y, dropped = X[finite], y[finite], int((~finite).sum())
         ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
         if len(X) == 0:
@@ -581,6 +650,7 @@ def load_table(
         {**fingerprint, "rows": len(X), "columns": len(table.columns)},
         dropped,
         ids,
+        column_roles(table, columns, missing),
     )
 
 

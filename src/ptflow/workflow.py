@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -72,7 +72,7 @@ from ptflow.run_folder import (
 )
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
-from ptflow.tables import Table, load_table
+from ptflow.tables import Table, describe_roles, load_table
 from ptflow.tasks import REGRESSION, Task, task_of
 from ptflow.training import EpochEnd, History, batch_size_for, train
 
@@ -144,6 +144,7 @@ def load_data(cfg: Config) -> Table:
             format=cfg.format,
             drop_missing=cfg.drop_missing,
         )
+        logger.info("%s", describe_roles(table.roles))
         if table.dropped_rows:
             logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
         return table
@@ -421,6 +422,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         len(table.target),
         *(table.part_size(part) for part in range(3)),
     )
+    logger.info("%s", describe_roles(table.roles))
     if table.dropped_rows:
         logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
     # 3. model, as for a table in memory
@@ -695,7 +697,7 @@ def _write_run_files(
 def _summary(result: RunResult) -> dict[str, Any]:
     cfg, history = result.config, result.history
     summary: dict[str, Any] = {
-        "task": _TASK.name,
+        "task": result.task.name,
         "epochs": len(history),
         "best_epoch": history.best_epoch,
         "stopped_early": history.stopped_early,
@@ -714,6 +716,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
     }
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
+        summary["columns"] = [asdict(role) for role in result.data.roles]
     else:
         summary["parameters"] = {
             name: tensor.detach().cpu().tolist()
