@@ -225,3 +225,13 @@ def test_a_run_records_and_reports_its_columns(sine_table: Path, tmp_path: Path)
     ]  # fmt: skip
     page = write_report(result.run_dir).read_text()
     assert "<h2>Columns</h2>" in page and "holds text, which ptflow" in page
+
+
+def test_an_id_is_kept_as_written_even_when_it_looks_like_a_missing_value(tmp_path: Path) -> None:
+    from ptflow import iter_table
+
+    path = tmp_path / "countries.csv"
+    path.write_text("code,x\nNA,1\n007,-\nUS,3\n")  # Namibia's code; a missing x
+    blocks = list(iter_table(path, ["x"], id_column="code", drop_missing=True))
+    assert [i for block in blocks for i in block.ids or []] == ["NA", "US"]
+    assert sum(block.dropped_rows for block in blocks) == 1

@@ -360,9 +360,13 @@ def _csv_blocks(
     table: TableFile, columns: TableColumns, block_rows: int, skip: int = 0
 ) -> Iterator[_Values]:
     """Read a CSV file in one sequential pass, in blocks; the blocks' first `skip` rows left out."""
-    text = {columns.id_column: str} if columns.id_column else None  # "007" stays "007"
+    # Ids as written: "007" stays "007", and "NA" (Namibia, say) is no missing value.
+    text = {columns.id_column: str} if columns.id_column else None
+    markers = {name: list(MISSING_MARKERS) for name in columns.numeric}
     first_row, names = 1, columns.numeric
-    with _read_csv(table, usecols=columns.read, dtype=text, chunksize=block_rows) as reader:
+    with _read_csv(
+        table, usecols=columns.read, dtype=text, chunksize=block_rows, na_values=markers
+    ) as reader:
         for frame in reader:
             rows = len(frame)
             if first_row + rows - 1 > skip:
@@ -726,6 +730,7 @@ def _read_csv(table: TableFile, **options: Any) -> Any:
     """pandas' reader on a CSV file, with the header as `open_table` read it."""
     import pandas as pd
 
+    options = {"na_values": list(MISSING_MARKERS), **options}
     try:
         return pd.read_csv(
             table.path,
@@ -734,7 +739,6 @@ def _read_csv(table: TableFile, **options: Any) -> Any:
             skipinitialspace=True,
             header=0,
             names=list(table.columns),  # stripped of spaces
-            na_values=list(MISSING_MARKERS),
             keep_default_na=False,
             **options,
         )
