@@ -263,3 +263,15 @@ def test_list_options_take_items_apart_or_with_commas(
     assert records == [(["a", "b"], [8, 8])] * 3
     refused = cli("train", "--data", str(sine_table), "--target", "y", "--features", "a,,b")
     assert refused.code == 2 and "'a,,b' has an empty item" in refused.err
+
+
+def test_a_model_behind_least_squares_is_told_so(
+    sine_table: Path, tmp_path: Path, cli: Cli
+) -> None:
+    out = tmp_path / "short"
+    argv = ["train", "--data", str(sine_table), "--target", "y", "--epochs", "1", "--out", str(out)]
+    result = cli(*argv)
+    assert result.code == 0, result.err
+    said = [line for line in result.out.splitlines() if "does worse than least squares" in line]
+    assert len(said) == 1 and said[0].startswith("The model does worse than least squares on"), said
+    assert "does worse than least squares" in (out / "report.html").read_text()

@@ -37,3 +37,15 @@ def test_metrics_print_as_declared_and_undefined_says_so() -> None:
 def test_runs_lists_the_brief_metrics_of_every_task() -> None:
     for task in TASKS.values():
         assert {f"test_{name}" for name in task.brief} <= set(COLUMNS)
+
+
+def test_a_model_behind_the_baseline_is_said_in_one_sentence() -> None:
+    from ptflow.tasks import REGRESSION
+
+    behind = REGRESSION.behind_baseline({"mae": 0.5}, {"mae": 0.25})
+    assert behind == (
+        "The model does worse than least squares on the test rows (MAE 0.5 against 0.25): "
+        "train longer (--epochs), or try another model or learning rate."
+    )
+    assert REGRESSION.behind_baseline({"mae": 0.2}, {"mae": 0.25}) is None
+    assert REGRESSION.behind_baseline({"mae": None}, {"mae": 0.25}) is None  # undefined

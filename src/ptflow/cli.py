@@ -602,8 +602,11 @@ def _print_run_summary(result: RunResult) -> None:
         print("Test metrics: " + " | ".join(shown))
     else:
         rows = [(name, metrics.to_dict()) for name, metrics in result.metrics.items()]
-        rows.append((f"test, {task.baseline}", result.baseline_metrics["test"].to_dict()))
+        baseline = result.baseline_metrics["test"].to_dict()
+        rows.append((f"test, {task.baseline}", baseline))
         _print_metrics_table(task, rows)
+        if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline):
+            print(behind)
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
 
 

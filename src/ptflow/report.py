@@ -36,6 +36,7 @@ main { max-width: 60rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.6rem; margin: 0.5rem 0; word-break: break-all; }
 h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd; padding-bottom: 0.2rem; }
 .meta { color: #555; }
+.warning { color: #a33; font-weight: bold; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5rem 0; }
 th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #eee; text-align: left; }
@@ -119,11 +120,16 @@ def _metrics(summary: dict[str, Any]) -> str:
             )
             rows.append(f"<tr><th>{_text(part + label)}</th>{cells}</tr>")
     head = "<tr><th></th>" + "".join(f"<th>{_text(m.label)}</th>" for m in task.metrics) + "</tr>"
+    tests = [summary.get(key, {}).get("test") for key in ("metrics", "baseline_metrics")]
+    behind = task.behind_baseline(*tests) if all(isinstance(t, dict) for t in tests) else None
     return (
         "<section>\n<h2>Metrics</h2>\n"
         f"<p>In the data's own units; the {task.baseline} fit on the same training rows is the "
         "baseline to beat.</p>\n"
-        f'<div class="scroll"><table>\n{head}\n' + "\n".join(rows) + "\n</table></div>\n</section>"
+        + (f'<p class="warning">{_text(behind)}</p>\n' if behind else "")
+        + f'<div class="scroll"><table>\n{head}\n'
+        + "\n".join(rows)
+        + "\n</table></div>\n</section>"
     )
 
 

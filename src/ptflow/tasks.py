@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from ptflow.errors import WorkflowError
 
@@ -44,6 +44,27 @@ class Task:
     def out_features(self, targets: int) -> int:
         """The model's outputs for this many target columns."""
         return targets
+
+    def behind_baseline(
+        self, metrics: Mapping[str, Any], baseline: Mapping[str, Any]
+    ) -> str | None:
+        """One sentence when the model does worse than the baseline on the test rows, else None.
+
+        Judged by the task's first metric; `metrics` and `baseline` map metric names to
+        numbers, as summary.json holds them.
+        """
+        first = self.metrics[0]
+        ours, theirs = metrics.get(first.name), baseline.get(first.name)
+        if not (_is_number(ours) and _is_number(theirs)):
+            return None
+        worse = ours > theirs if first.lower_is_better else ours < theirs
+        if not worse:
+            return None
+        return (
+            f"The model does worse than {self.baseline} on the test rows ({first.label} "
+            f"{format_metric(first, ours)} against {format_metric(first, theirs)}): train "
+            f"longer (--epochs), or try another model or learning rate."
+        )
 
     def metric(self, name: str) -> Metric:
         """The metric called `name`."""
@@ -88,6 +109,10 @@ def task_of(summary: Mapping[str, Any] | None) -> Task:
     """The task a run's summary.json records (runs from before tasks were regression)."""
     name = (summary or {}).get("task", REGRESSION.name)
     return task_named(name) if isinstance(name, str) else REGRESSION
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def format_metric(metric: Metric, value: Any, width: int | None = None) -> str:
