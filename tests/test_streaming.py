@@ -246,3 +246,28 @@ def test_a_broken_csv_is_not_converted(tmp_path: Path, run_cli: RunCli) -> None:
     done = run_cli("convert", "bad.csv", "bad.parquet")
     assert done.returncode == 2 and "Expected 2 columns" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]  # no partial file
+
+
+def test_a_task_that_keeps_its_targets_scales_the_features_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Task.scales_targets decides, in the scan and in memory (classification's labels will
+    not be standardised)."""
+    import dataclasses
+
+    import ptflow.workflow
+    from ptflow.tasks import REGRESSION
+
+    path = _write_parquet(tmp_path / "t.parquet")
+    scaled, kept = _scan(path), _scan(path, scale_targets=False)
+    assert scaled.scaling is not None and kept.scaling is not None
+    assert torch.equal(kept.scaling.x_mean, scaled.scaling.x_mean)
+    assert kept.scaling.y_mean.tolist() == [0.0] and kept.scaling.y_std.tolist() == [1.0]
+    monkeypatch.setattr(
+        ptflow.workflow, "_TASK", dataclasses.replace(REGRESSION, scales_targets=False)
+    )
+    cfg = Config.for_table(str(path), "y", epochs=2)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    buffers = dict(result.model.named_buffers())
+    assert buffers["y_mean"].tolist() == [0.0] and buffers["y_std"].tolist() == [1.0]
+    assert not torch.equal(buffers["x_mean"], torch.zeros_like(buffers["x_mean"]))

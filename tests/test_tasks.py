@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+import ptflow
 from ptflow.errors import WorkflowError
 from ptflow.runs import COLUMNS
 from ptflow.tasks import REGRESSION, TASKS, format_metric, task_named, task_of
@@ -15,7 +16,8 @@ def test_regression_declares_its_metrics_baseline_and_outputs() -> None:
     assert [m.name for m in REGRESSION.metrics] == ["mae", "mse", "rmse", "r2"]
     assert REGRESSION.metric("r2").lower_is_better is False
     assert REGRESSION.out_features(3) == 3 and REGRESSION.scales_targets
-    assert REGRESSION.default_loss == "l1" and REGRESSION.baseline == "least squares"
+    assert REGRESSION.default_loss == "mse" and REGRESSION.baseline == "least squares"
+    assert ptflow.Config.for_table("t.csv", "y").loss == REGRESSION.default_loss  # train's
     with pytest.raises(WorkflowError, match="no metric 'accuracy'"):
         REGRESSION.metric("accuracy")
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 from ptflow.errors import WorkflowError
+from ptflow.tasks import REGRESSION
 
 __all__ = [
     "ACTIVATIONS",
@@ -77,7 +78,7 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "shuffle": True,
     "scale": "standard",
     "model": "linear",
-    "loss": "mse",
+    "loss": REGRESSION.default_loss,
     "optimizer": "adam",
     "epochs": 100,
 }

@@ -30,6 +30,12 @@ class Scaling:
     y_mean: torch.Tensor  # (targets,)
     y_std: torch.Tensor
 
+    def features_only(self) -> Scaling:
+        """The same scaling of the features, the targets left as they are (mean 0, std 1)."""
+        return Scaling(
+            self.x_mean, self.x_std, torch.zeros_like(self.y_mean), torch.ones_like(self.y_std)
+        )
+
 
 @dataclass
 class Moments:

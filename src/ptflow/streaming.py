@@ -312,10 +312,12 @@ def scan_table(
     shuffle: bool = True,
     seed: int = 0,
     scale: bool = True,
+    scale_targets: bool = True,
 ) -> StreamedTable:
     """Read a Parquet table once, a row group at a time, checking every value.
 
-    Counts each part's rows, fits the standardisation (`scale`) and the least-squares
+    Counts each part's rows, fits the standardisation (`scale`; of the features alone
+    unless `scale_targets`, the task's choice) and the least-squares
     baseline on the training rows, and hashes the file, all in the same pass. The same
     errors as `load_table`: missing columns, text, missing or infinite values (unless
     `drop_missing`), a constant target, too few rows for a part.
@@ -352,10 +354,17 @@ def scan_table(
             "row_groups": len(group_rows),
         },
         dropped_rows=scan.dropped,
-        scaling=scaling_from(scan.x_moments, scan.y_moments) if scale else None,
+        scaling=_scaling(scan, scale, scale_targets),
         baseline=scan.normal.solve(),
         roles=column_roles(source, columns),
     )
+
+
+def _scaling(scan: _Scan, scale: bool, scale_targets: bool) -> Scaling | None:
+    if not scale:
+        return None
+    scaling = scaling_from(scan.x_moments, scan.y_moments)
+    return scaling if scale_targets else scaling.features_only()
 
 
 def _open_parquet(

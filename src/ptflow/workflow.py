@@ -388,6 +388,8 @@ def _prepare(cfg: Config) -> _Prepared:
     network = _build_network(cfg, len(data.features), outputs, seed=cfg.seed)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
+        if not _TASK.scales_targets:
+            scaling = scaling.features_only()
         model: nn.Module = Standardized(network, scaling)
         train_splits = scale_splits(splits, scaling)
     else:
@@ -412,6 +414,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         shuffle=cfg.shuffle,
         seed=cfg.seed,
         scale=cfg.scale == "standard",
+        scale_targets=_TASK.scales_targets,
     )
     logger.info(
         "data (streamed, %d row groups): %d rows | features: %d | targets: %d | "
