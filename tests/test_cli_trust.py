@@ -176,6 +176,32 @@ def test_a_second_ctrl_c_ends_in_one_line_at_any_moment(tmp_path: Path) -> None:
         assert ptflow.latest_checkpoint(out / "checkpoints") is not None
 
 
+@pytest.mark.slow  # eight whole processes
+def test_ctrl_c_while_ptflow_starts_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while torch and numpy import once printed a 70-line traceback (a module left
+    half made), or was swallowed and the run went on to the end."""
+    for delay in (0.3, 0.6, 0.8, 0.9, 1.0, 1.5, 2.0, 3.0):
+        out = tmp_path / f"run-{delay}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ptflow", "run", "--epochs", "20", "--out", str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal
+        )
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stderr, (delay, stderr)
+        lines = stderr.strip().splitlines()
+        if process.returncode == 0:  # it had finished before the signal came
+            assert (out / "summary.json").exists() and not lines, (delay, stderr)
+            continue
+        assert process.returncode in (130, -signal.SIGINT), (delay, process.returncode, stderr)
+        assert len(lines) <= 1, (delay, stderr)
+        assert not lines or lines[0].startswith(("stopped:", "error: interrupted")), lines
+
+
 def test_resume_from_the_command_line_refuses_changed_settings(cli: Cli, tmp_path: Path) -> None:
     reference = tmp_path / "reference"  # in-process: the refusal comes before any training
     assert cli("run", "--quiet", "--epochs", "3", "--out", str(reference)).code == 0

@@ -34,6 +34,7 @@ from ptflow.console import (
     exit_on_interrupt,
     launched_rank,
     logging_to_stdout,
+    note_interrupts,
     run_reporting_errors,
     stop_on_signals,
 )
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ptflow command line with `argv` (default: sys.argv[1:]); return the exit code."""
     if argv is not None:  # called from Python: the caller owns the process and its signals
         return run_reporting_errors(lambda: _dispatch(list(argv)))
+    note_interrupts()
     return exit_on_interrupt(run_reporting_errors(lambda: _dispatch(sys.argv[1:])))
 
 
@@ -743,6 +745,11 @@ def _predict_table(
     # --output untouched (it is written atomically); stdout has the rows before it.
     if args.output is not None:
         _check_predictions_output(args.output, args.data, args.run_dir)
+    if args.id is not None and args.id in {f"{name}_pred" for name in target}:
+        raise WorkflowError(
+            f"--id {args.id!r} has the name of a predictions column; rename that column of "
+            f"{args.data.name}, or predict without --id."
+        )
     blocks = iter_table(args.data, features, format=args.format, id_column=args.id)
     if args.output is None:
         _write_predictions(sys.stdout, blocks, model, target, args.id)
@@ -781,6 +788,9 @@ def _write_predictions(
 
 
 def _read_values(path: Path) -> list[float]:
+    from ptflow.files import check_regular_file
+
+    check_regular_file(path, "input file")  # /dev/zero would fill the memory
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:

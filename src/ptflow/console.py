@@ -25,6 +25,7 @@ __all__ = [
     "exit_on_interrupt",
     "launched_rank",
     "logging_to_stdout",
+    "note_interrupts",
     "report_error",
     "run_reporting_errors",
     "stop_on_signals",
@@ -57,6 +58,25 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
         return 130
     finally:
         remove_own_temporaries()
+
+
+class _Interrupts:
+    """Whether Ctrl-C came at all: while torch and numpy import, an interrupt can be
+    swallowed, or leave a module half made whose next use raises something else."""
+
+    seen = False
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
+def note_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered (the entry point's first
+    call): an error it causes ends as an interruption, and training stops at once."""
+    with contextlib.suppress(ValueError):  # not the main thread: leave it be
+        signal.signal(signal.SIGINT, _Interrupts.handle)
 
 
 def exit_on_interrupt(code: int) -> int:
@@ -108,6 +128,9 @@ def _run_reporting_errors(command: Callable[[], int]) -> int:
         report_error(_os_error_line(error))
         return 2
     except Exception as error:
+        if _Interrupts.seen:  # a consequence of the Ctrl-C, not a problem of its own
+            print("error: interrupted; files already written are complete.", file=sys.stderr)
+            return 130
         if _rank is None:
             raise
         # Under torchrun, a process that lost the others (one was killed, say) ends in one
@@ -211,6 +234,8 @@ class _StopRequest:
 def stop_on_signals() -> Iterator[_StopRequest]:
     """Turn SIGINT and SIGTERM into a request to stop at the next batch, for the duration."""
     stop = _StopRequest()
+    if _Interrupts.seen:  # Ctrl-C came before training, and something swallowed it
+        stop.signal = signal.SIGINT
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop

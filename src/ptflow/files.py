@@ -28,6 +28,7 @@ __all__ = [
     "check_output_path",
     "check_regular_file",
     "current_umask",
+    "is_temporary_name",
     "quoted",
     "remove_own_temporaries",
     "remove_stale_temporaries",
@@ -109,12 +110,21 @@ def _is_running(pid: int) -> bool:
     return True
 
 
+def is_temporary_name(name: str) -> bool:
+    """True for the name of a temporary file `atomic_path` makes (never a user's `.x.tmp`)."""
+    return _OURS.match(name) is not None
+
+
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> None:
-    """Delete the temporary files a killed process left in `folder` (it had no time to)."""
+    """Delete the temporary files a killed process left in `folder` (it had no time to).
+
+    Only names `atomic_path` makes: a user's own `.notes.tmp` stays.
+    """
     folder = Path(folder)
     if folder.is_dir():
         for path in folder.glob(".*.tmp"):
-            path.unlink(missing_ok=True)
+            if is_temporary_name(path.name):
+                path.unlink(missing_ok=True)
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:

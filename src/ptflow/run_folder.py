@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
-from ptflow.files import atomic_path, quoted, write_json, write_text
+from ptflow.files import atomic_path, is_temporary_name, quoted, write_json, write_text
 from ptflow.tasks import TASKS
 
 __all__ = [
@@ -97,9 +97,8 @@ LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
 TABLE_PLOTS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.table_plots))
 _OPTIONAL = ("tensorboard", REPLACED)  # written only when asked for, or while replacing
 _NAMES = frozenset(RUN_FILES + LINE_PLOTS + TABLE_PLOTS + _OPTIONAL)
-_TEMPORARY = re.compile(r"^\..+\.tmp$")  # files.atomic_path's names
 _INSIDE = {
-    "checkpoints": re.compile(r"^(epoch-\d+(-batch-\d+)?\.(json|safetensors)|\..+\.tmp)$"),
+    "checkpoints": re.compile(r"^epoch-\d+(-batch-\d+)?\.(json|safetensors)$"),
     "tensorboard": re.compile(r"^events\.out\.tfevents\..+$"),
 }
 
@@ -111,7 +110,7 @@ def is_run_folder(path: Path) -> bool:
 
 def _ours(name: str) -> bool:
     """A name ptflow writes at the top of a run folder (its files, or a temporary one)."""
-    return name in _NAMES or bool(_TEMPORARY.match(name))
+    return name in _NAMES or is_temporary_name(name)
 
 
 def _foreign_entry(path: Path) -> str | None:
@@ -119,7 +118,7 @@ def _foreign_entry(path: Path) -> str | None:
     entries = sorted(path.iterdir())
     for entry in entries:
         name = entry.name
-        if _TEMPORARY.match(name) and entry.is_file():
+        if is_temporary_name(name) and entry.is_file():
             continue
         if name not in _NAMES or entry.is_symlink():
             return name
@@ -132,7 +131,8 @@ def _foreign_entry(path: Path) -> str | None:
                     return f"{name}/{inner}"
                 continue
             for child in entry.iterdir():
-                if not _INSIDE[name].match(child.name) or not child.is_file():
+                theirs = not (_INSIDE[name].match(child.name) or is_temporary_name(child.name))
+                if theirs or not child.is_file():
                     return f"{name}/{child.name}"
         elif entry.is_dir():
             return name
@@ -294,10 +294,13 @@ def locked(run_dir: Path) -> Iterator[None]:
         raise WorkflowError(
             f"run folder {quoted(run_dir)} does not exist; pass a folder ptflow made."
         )
+    created = not (run_dir / LOCK_FILE).exists()
     fd = _lock(run_dir)
     try:
         yield
     finally:
+        if created and not (run_dir / CONFIG).exists():  # not a run folder: leave no trace
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
         os.close(fd)
 
 

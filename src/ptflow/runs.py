@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptflow.errors import WorkflowError
+from ptflow.files import to_json_safe
 from ptflow.tasks import TASKS, task_of
 
 __all__ = [
@@ -156,4 +157,6 @@ def _cell(value: Any) -> str:
 
 def rows_as_json(rows: list[RunRow]) -> str:
     """The rows as a JSON list of objects, for scripts."""
-    return json.dumps([row.to_dict() for row in rows], indent=2, allow_nan=False, default=str)
+    # A summary.json edited to hold NaN or Infinity: null, as ptflow writes them itself.
+    rows_data = to_json_safe([row.to_dict() for row in rows])
+    return json.dumps(rows_data, indent=2, allow_nan=False, default=str)
