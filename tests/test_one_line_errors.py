@@ -115,7 +115,9 @@ def test_predict_x_and_input_write_to_output_when_asked(tmp_path: Path, run_dir:
         assert main(["predict", str(run_dir), "--x", "1", "2"]) == 0
     assert output.read_text() == out.getvalue() and len(out.getvalue().splitlines()) == 2
     values.write_text("1\n2\n")
-    assert main(["predict", str(run_dir), "--input", str(values), "--output", str(output)]) == 0
+    again = ["predict", str(run_dir), "--input", str(values), "--output", str(output)]
+    assert "already exists; choose another name, or pass --overwrite" in _error(*again)
+    assert main([*again, "--overwrite"]) == 0
     assert output.read_text() == out.getvalue()
     line = _error("predict", str(run_dir), "--input", str(values), "--output", str(values))
     assert "is also an input" in line and values.read_text() == "1\n2\n"

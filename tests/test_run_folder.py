@@ -401,3 +401,44 @@ def test_undoing_a_failed_run_deletes_only_what_ptflow_writes(project: Path) -> 
         (project / "new" / "mine.txt").write_text("dropped in meanwhile")
         raise RuntimeError("the run failed before its first checkpoint")
     assert sorted(p.name for p in (project / "new").iterdir()) == ["mine.txt"]
+
+
+def test_the_audits_lost_files_are_kept(
+    finished_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a second audit of issue 14 found ptflow overwrote or deleted, or left behind."""
+    monkeypatch.chdir(tmp_path)
+    # compare --out over a user's file, or beside a user's PNG
+    Path("keep.csv").write_text("a,b\n1,2\n")
+    Path("photo.png").write_bytes(b"mine")
+    _one_error_line(_ptflow("compare", str(finished_run), str(finished_run), "--out",
+                            "keep.csv"), "not a comparison ptflow wrote")  # fmt: skip
+    _one_error_line(_ptflow("compare", str(finished_run), str(finished_run), "--out",
+                            "photo.html"), "ptflow did not write it")  # fmt: skip
+    assert (
+        Path("keep.csv").read_text() == "a,b\n1,2\n" and Path("photo.png").read_bytes() == b"mine"
+    )
+    for _ in range(2):  # its own earlier comparison it replaces
+        assert _ptflow("compare", str(finished_run), str(finished_run), "--out", "c.html").code == 0
+    # a user's .notes.tmp in a run folder is not ptflow's temporary file
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / ".notes.tmp").write_text("keep")
+    _one_error_line(_ptflow("run", "--epochs", "1", "--out", str(run), "--overwrite"),
+                    "ptflow did not write '.notes.tmp'")  # fmt: skip
+    assert (run / ".notes.tmp").read_text() == "keep"
+    # --resume of a user's folder leaves no lock file in it
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "notes.txt").write_text("hi")
+    _one_error_line(_ptflow("run", "--resume", str(user)), "has no config.json")
+    assert sorted(p.name for p in user.iterdir()) == ["notes.txt"]
+    # runs --json on a summary.json edited to hold NaN
+    listed = tmp_path / "listed"
+    shutil.copytree(finished_run, listed / "n")
+    summary = (listed / "n" / "summary.json").read_text()
+    (listed / "n" / "summary.json").write_text(summary.replace('"mae": ', '"mae": NaN, "x": ', 1))
+    result = _ptflow("runs", str(listed), "--json")
+    assert result.code == 0 and json.loads(result.out)[0]["name"] == "n", result.err
+    # predict --input from a device
+    _one_error_line(_ptflow("predict", str(finished_run), "--input", "/dev/zero"), "is a device")

@@ -162,6 +162,9 @@ def _add_predict(commands: Any) -> None:
         help="CSV file for the predictions (default: stdout)",
     )
     predict.add_argument(
+        "--overwrite", action="store_true", help="replace --output if it exists (default: off)"
+    )
+    predict.add_argument(
         "--id", metavar="COLUMN", help="column of --data to copy beside each prediction"
     )
     predict.set_defaults(handler=_predict)
@@ -728,7 +731,7 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
         else:  # the same lines, in the file, whole or not at all
             from ptflow.files import write_text
 
-            _check_predictions_output(args.output, args.input, args.run_dir)
+            _check_predictions_output(args.output, args.input, args.run_dir, args.overwrite)
             write_text(args.output, lines)
         return 0
     _predict_table(args, run.model, run.features, run.target)
@@ -744,7 +747,7 @@ def _predict_table(
     # Block by block: memory is one block whatever the file's size. An error midway leaves
     # --output untouched (it is written atomically); stdout has the rows before it.
     if args.output is not None:
-        _check_predictions_output(args.output, args.data, args.run_dir)
+        _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
     if args.id is not None and args.id in {f"{name}_pred" for name in target}:
         raise WorkflowError(
             f"--id {args.id!r} has the name of a predictions column; rename that column of "
@@ -758,8 +761,11 @@ def _predict_table(
         _write_predictions(file, blocks, model, target, args.id)
 
 
-def _check_predictions_output(output: Path, data: Path | None, run_dir: Path) -> None:
-    """--output may be neither the input (table or file) nor a file of a run folder."""
+def _check_predictions_output(
+    output: Path, data: Path | None, run_dir: Path, overwrite: bool
+) -> None:
+    """--output may be neither the input (table or file) nor a file of a run folder, nor,
+    without --overwrite, any file that exists."""
     from ptflow.files import check_not_an_input, check_output_path, quoted
     from ptflow.run_folder import run_folder_holding
 
@@ -770,6 +776,11 @@ def _check_predictions_output(output: Path, data: Path | None, run_dir: Path) ->
         raise WorkflowError(
             f"--output {quoted(output)} is inside the run folder {quoted(inside or run_dir)}, "
             f"which holds only what its run wrote; write the predictions elsewhere."
+        )
+    if output.exists() and not overwrite:
+        raise WorkflowError(
+            f"--output {quoted(output)} already exists; choose another name, or pass "
+            f"--overwrite to replace it."
         )
 
 

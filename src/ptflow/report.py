@@ -295,6 +295,7 @@ def write_comparison(
                 f"--out {quoted(path)} is inside the run folder {quoted(inside)}, which holds "
                 f"only what its run wrote; write the comparison elsewhere."
             )
+    _check_replaceable(out, png_path)
     png = _comparison_figure(names, histories)
     from ptflow.files import atomic_path
 
@@ -311,6 +312,7 @@ def write_comparison(
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"{_COMPARISON_MARK}\n"
         f"<title>ptflow: {len(runs)} runs compared</title>\n<style>{_STYLE}"
         "tr.differs td, tr.differs th { background: #fff3c4; }</style>\n"
         "</head>\n<body>\n<main>\n" + "\n".join(sections) + "\n</main>\n</body>\n</html>\n"
@@ -324,6 +326,31 @@ def _unique_names(runs: list[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [str(run) for run in runs]  # the same folder name in two places: the full path
+
+
+# In every comparison page ptflow writes: the mark that it may replace the page (and its PNG).
+_COMPARISON_MARK = '<meta name="generator" content="ptflow compare">'
+
+
+def _check_replaceable(page: Path, png: Path) -> None:
+    """Refuse to write over files ptflow did not write: only an earlier comparison goes."""
+    earlier = False
+    if page.exists():
+        try:
+            with open(page, "rb") as file:
+                earlier = _COMPARISON_MARK.encode() in file.read(4096)
+        except OSError:
+            earlier = False
+        if not earlier:
+            raise WorkflowError(
+                f"--out {quoted(page)} already exists and is not a comparison ptflow wrote; "
+                f"choose another --out."
+            )
+    if png.exists() and not earlier:
+        raise WorkflowError(
+            f"{quoted(png)} (the plot written beside --out) already exists and ptflow did "
+            f"not write it; choose another --out."
+        )
 
 
 def _comparison_figure(names: list[str], histories: list[dict[str, list[float]]]) -> bytes:
