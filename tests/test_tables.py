@@ -235,3 +235,18 @@ def test_an_id_is_kept_as_written_even_when_it_looks_like_a_missing_value(tmp_pa
     blocks = list(iter_table(path, ["x"], id_column="code", drop_missing=True))
     assert [i for block in blocks for i in block.ids or []] == ["NA", "US"]
     assert sum(block.dropped_rows for block in blocks) == 1
+
+
+def test_a_column_of_numbers_with_a_typo_is_named_not_dropped(tmp_path: Path) -> None:
+    """Once a column with one 'five' in it was silently left out of the default features."""
+    path = tmp_path / "typo.csv"
+    rows = [f"{i},{i % 4},{2 * i}" for i in range(30)]
+    rows[7] = "five,3,14"
+    path.write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    with pytest.raises(WorkflowError, match=r"column 'a' of typo\.csv holds numbers but for "
+                       r"'five' at row 8 \(line 9\); fix that cell"):  # fmt: skip
+        load_table(path, ["y"])
+    assert load_table(path, ["y"], ["b"]).features == ("b",)  # named features: a left out
+    text = tmp_path / "text.csv"  # a column of words stays text, ignored with its reason
+    text.write_text("city,b,y\n" + "".join(f"c{i % 3},{i},{i * 2 + i % 3}\n" for i in range(30)))
+    assert load_table(text, ["y"]).features == ("b",)

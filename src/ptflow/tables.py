@@ -217,6 +217,8 @@ def choose_columns(
     if features is None:
         others = [name for name in table.columns if name not in (*target, id_column)]
         kinds = _column_kinds(table)
+        if table.format == "csv":
+            _refuse_typos(table, [name for name in others if kinds[name] == "text"])
         features = [name for name in others if kinds[name] == "numbers"]
         if not features:
             raise WorkflowError(
@@ -225,6 +227,27 @@ def choose_columns(
                 f"fix the values, or name the features with --features."
             )
     return TableColumns(tuple(features), target, id_column, training)
+
+
+def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
+    """A column of numbers but for a few cells ("five", "n/a " typed by hand) is neither
+    silently text nor silently left out: name the first such cell."""
+    import pandas as pd
+
+    if not text_columns:
+        return
+    sample = _read_csv(table, nrows=1000, usecols=text_columns, dtype=str)
+    for name in text_columns:
+        column = sample[name].dropna()
+        bad = pd.to_numeric(column, errors="coerce").isna()
+        typos, numbers = int(bad.sum()), int((~bad).sum())
+        if 0 < typos <= max(1, len(column) // 20) and numbers >= 2 * typos:
+            at = int(sample.index.get_loc(bad[bad].index[0])) + 1
+            raise WorkflowError(
+                f"column {name!r} of {table.name} holds numbers but for {column[bad].iloc[0]!r} "
+                f"at row {at} (line {at + 1}); fix that cell (a missing value may be left "
+                f"blank), or name the features with --features to leave the column out."
+            )
 
 
 ColumnKind = Literal["numbers", "true/false", "text"]
