@@ -440,5 +440,16 @@ def test_the_audits_lost_files_are_kept(
     (listed / "n" / "summary.json").write_text(summary.replace('"mae": ', '"mae": NaN, "x": ', 1))
     result = _ptflow("runs", str(listed), "--json")
     assert result.code == 0 and json.loads(result.out)[0]["name"] == "n", result.err
+    # convert into a run folder
+    _one_error_line(_ptflow("convert", str(sine_csv(tmp_path)), str(run / "d.parquet")),
+                    "inside the run folder")  # fmt: skip
+    assert not (run / "d.parquet").exists()
     # predict --input from a device
     _one_error_line(_ptflow("predict", str(finished_run), "--input", "/dev/zero"), "is a device")
+
+
+def sine_csv(folder: Path) -> Path:
+    """A small CSV to convert."""
+    path = folder / "small.csv"
+    path.write_text("x,y\n" + "".join(f"{i},{2 * i}\n" for i in range(20)))
+    return path

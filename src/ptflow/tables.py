@@ -794,7 +794,8 @@ def convert_table(
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    from ptflow.files import check_not_an_input, check_output_path
+    from ptflow.files import check_not_an_input, check_output_path, quoted
+    from ptflow.run_folder import run_folder_holding
 
     source, destination = Path(source), Path(destination)
     table = open_table(source)
@@ -802,6 +803,11 @@ def convert_table(
         raise WorkflowError(f"{destination.name} must end in .parquet; choose another name.")
     check_output_path(destination, "the destination")
     check_not_an_input(destination, [source], "the destination")
+    if (inside := run_folder_holding(destination)) is not None:
+        raise WorkflowError(
+            f"the destination {quoted(destination)} is inside the run folder {quoted(inside)}, "
+            f"which holds only what its run wrote; write the Parquet file elsewhere."
+        )
     if destination.exists() and not overwrite:
         raise WorkflowError(
             f"{destination} already exists; choose another name or pass --overwrite."
