@@ -166,7 +166,8 @@ def bad_files(tmp_path: Path, sine_table: Path) -> Path:
         (["--data", "sine.csv", "--target", "price"], "has no column 'price'"),
         (["--data", "sine.csv", "--target", "y", "--features", "a", "zz"], "has no column 'zz'"),
         (["--data", "dupes.csv", "--target", "y"], "duplicate column names 'x'"),
-        (["--data", "text.csv", "--target", "y"], "besides the target (x holds text)"),
+        # numbers but one cell: that cell named, not the column taken for text
+        (["--data", "text.csv", "--target", "y"], "holds numbers but for 'oops' at row 3 (line 4)"),
         (
             ["--data", "text.csv", "--target", "y", "--features", "x"],
             "column 'x' of text.csv has a non-numeric value 'oops' at row 3 (line 4)",
