@@ -54,8 +54,7 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
     try:
         return _run_reporting_errors(command)
     except KeyboardInterrupt:  # Ctrl-C again while the first stop or an error was reported
-        print("error: interrupted; files already written are complete.", file=sys.stderr)
-        return 130
+        return _interrupted()
     finally:
         remove_own_temporaries()
 
@@ -114,8 +113,7 @@ def _run_reporting_errors(command: Callable[[], int]) -> int:
         report_error(str(error))
         return error.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside training
-        print("error: interrupted; files already written are complete.", file=sys.stderr)
-        return 130
+        return _interrupted()
     except SystemExit as stop:  # --help and --version end the parse early
         return stop.code if isinstance(stop.code, int) else 0
     except BrokenPipeError:  # the reader went away (`ptflow predict ... | head`): stop quietly
@@ -129,8 +127,7 @@ def _run_reporting_errors(command: Callable[[], int]) -> int:
         return 2
     except Exception as error:
         if _Interrupts.seen:  # a consequence of the Ctrl-C, not a problem of its own
-            print("error: interrupted; files already written are complete.", file=sys.stderr)
-            return 130
+            return _interrupted()
         if _rank is None:
             raise
         # Under torchrun, a process that lost the others (one was killed, say) ends in one
@@ -139,6 +136,12 @@ def _run_reporting_errors(command: Callable[[], int]) -> int:
         detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
         report_error(f"{type(error).__name__}: {detail}", unexpected=True)
         return 1
+
+
+def _interrupted() -> int:
+    """Ctrl-C outside training (or a second one): one line, and a shell's code for it."""
+    print("error: interrupted; files already written are complete.", file=sys.stderr)
+    return 128 + signal.SIGINT
 
 
 class _Terminated(BaseException):

@@ -8,6 +8,7 @@ and prints cleanly. `ptflow report RUN_DIR` renders it again without retraining.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import math
@@ -336,11 +337,8 @@ def _check_replaceable(page: Path, png: Path) -> None:
     """Refuse to write over files ptflow did not write: only an earlier comparison goes."""
     earlier = False
     if page.exists():
-        try:
-            with open(page, "rb") as file:
-                earlier = _COMPARISON_MARK.encode() in file.read(4096)
-        except OSError:
-            earlier = False
+        with contextlib.suppress(OSError), open(page, "rb") as file:
+            earlier = _COMPARISON_MARK.encode() in file.read(4096)
         if not earlier:
             raise WorkflowError(
                 f"--out {quoted(page)} already exists and is not a comparison ptflow wrote; "

@@ -19,6 +19,7 @@ the header here too, and the same missing-value markers.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
@@ -91,6 +92,19 @@ class TableFile:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @functools.cached_property
+    def kinds(self) -> dict[str, ColumnKind]:
+        """What each column holds, from the Parquet schema or a CSV file's first rows."""
+        return _column_kinds(self)
+
+    @functools.cached_property
+    def sample(self) -> pd.DataFrame:
+        """A CSV file's first 1,000 rows, read once for every question about its columns."""
+        sample = _read_csv(self, nrows=1000)
+        if sample.empty:
+            raise _no_rows(self)
+        return sample
 
 
 @dataclass(frozen=True)
@@ -216,10 +230,9 @@ def choose_columns(
         )
     if features is None:
         others = [name for name in table.columns if name not in (*target, id_column)]
-        kinds = _column_kinds(table)
         if table.format == "csv":
-            _refuse_typos(table, [name for name in others if kinds[name] == "text"])
-        features = [name for name in others if kinds[name] == "numbers"]
+            _refuse_typos(table, [name for name in others if table.kinds[name] == "text"])
+        features = [name for name in others if table.kinds[name] == "numbers"]
         if not features:
             raise WorkflowError(
                 f"{table.name} has no numeric column besides the target "
@@ -232,17 +245,13 @@ def choose_columns(
 def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
     """A column of numbers but for a few cells ("five", "n/a " typed by hand) is neither
     silently text nor silently left out: name the first such cell."""
-    import pandas as pd
 
-    if not text_columns:
-        return
-    sample = _read_csv(table, nrows=1000, usecols=text_columns, dtype=str)
     for name in text_columns:
-        column = sample[name].dropna()
-        bad = pd.to_numeric(column, errors="coerce").isna()
+        column = table.sample[name].dropna()
+        bad = _as_numbers(column)[1]
         typos, numbers = int(bad.sum()), int((~bad).sum())
         if 0 < typos <= max(1, len(column) // 20) and numbers >= 2 * typos:
-            at = int(sample.index.get_loc(bad[bad].index[0])) + 1
+            at = int(table.sample.index.get_loc(bad[bad].index[0])) + 1
             raise WorkflowError(
                 f"column {name!r} of {table.name} holds numbers but for {column[bad].iloc[0]!r} "
                 f"at row {at} (line {at + 1}); fix that cell (a missing value may be left "
@@ -273,9 +282,7 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
             for name in table.columns
         }
     # The first rows decide; a later text value in a numeric column is still caught.
-    sample = _read_csv(table, nrows=1000)
-    if sample.empty:
-        raise _no_rows(table)
+    sample = table.sample
     return {
         name: kind_of(
             pd.api.types.is_numeric_dtype(sample[name].dtype),
@@ -301,7 +308,7 @@ def column_roles(
 
     `missing`: the missing values found in each used column (rows dropped for them).
     """
-    kinds = _column_kinds(table)
+    kinds = table.kinds
     missing = missing or {}
     why_not = {
         "text": "holds text, which ptflow does not read as a feature yet",
@@ -417,13 +424,22 @@ def _float32(
         if len(present) and all(isinstance(value, bool) for value in present):
             column = column.astype("float32")  # true/false with blanks between them
         else:
-            numbers = pd.to_numeric(column, errors="coerce")
-            if (bad := numbers.isna() & column.notna()).any():
+            numbers, bad = _as_numbers(column)
+            if bad.any():
                 at = int(np.argmax(bad.to_numpy()))
                 raise _non_numeric(table, columns, name, column.iloc[at], first_row + at)
             column = numbers
     with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught later
         return np.ascontiguousarray(column.to_numpy(dtype=np.float32, na_value=np.nan))
+
+
+def _as_numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """A text column as numbers (NaN where not one), and which cells are neither a number
+    nor missing."""
+    import pandas as pd
+
+    numbers = pd.to_numeric(column, errors="coerce")
+    return numbers, numbers.isna() & column.notna()
 
 
 def _non_numeric(
@@ -469,7 +485,6 @@ def open_parquet(table: TableFile, columns: TableColumns) -> pq.ParquetFile:
 
 def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.ParquetFile) -> None:
     """Refuse a numeric column whose Parquet type is not a number, naming a bad value."""
-    import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -478,8 +493,7 @@ def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.Parqu
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
             continue
         column = pq.read_table(table.path, columns=[name]).column(name).to_pandas()
-        bad = pd.to_numeric(column, errors="coerce").isna() & column.notna()
-        if bad.any():
+        if (bad := _as_numbers(column)[1]).any():
             position = int(np.argmax(bad.to_numpy()))
             raise _non_numeric(table, columns, name, column.iloc[position], position + 1)
         raise WorkflowError(

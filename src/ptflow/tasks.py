@@ -117,7 +117,7 @@ def _is_number(value: Any) -> TypeGuard[float]:
 
 def format_metric(metric: Metric, value: Any, width: int | None = None) -> str:
     """A metric's value as text: `metric.format`, or "undefined" (R² of a constant target)."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+    if not _is_number(value):
         text = "undefined"
         return f"{text:>{width}}" if width else text
     return format(value, f"{width or ''}{metric.format}")
