@@ -31,10 +31,9 @@ from ptflow.config import (
 )
 from ptflow.console import (
     check_utf8,
-    exit_on_interrupt,
     launched_rank,
     logging_to_stdout,
-    note_interrupts,
+    run_as_process,
     run_reporting_errors,
     stop_on_signals,
 )
@@ -58,8 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ptflow command line with `argv` (default: sys.argv[1:]); return the exit code."""
     if argv is not None:  # called from Python: the caller owns the process and its signals
         return run_reporting_errors(lambda: _dispatch(list(argv)))
-    note_interrupts()
-    return exit_on_interrupt(run_reporting_errors(lambda: _dispatch(sys.argv[1:])))
+    return run_as_process(lambda: _dispatch(sys.argv[1:]))
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -6,7 +6,6 @@ command: rank 0 speaks for all of them (see `report_error`). Imports nothing hea
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -22,11 +21,10 @@ from ptflow.files import quoted, remove_own_temporaries
 
 __all__ = [
     "check_utf8",
-    "exit_on_interrupt",
     "launched_rank",
     "logging_to_stdout",
-    "note_interrupts",
     "report_error",
+    "run_as_process",
     "run_reporting_errors",
     "stop_on_signals",
 ]
@@ -71,27 +69,34 @@ class _Interrupts:
         raise KeyboardInterrupt
 
 
-def note_interrupts() -> None:
-    """Ctrl-C raises KeyboardInterrupt as usual, and is remembered (the entry point's first
-    call): an error it causes ends as an interruption, and training stops at once."""
-    with contextlib.suppress(ValueError):  # not the main thread: leave it be
-        signal.signal(signal.SIGINT, _Interrupts.handle)
+def run_as_process(command: Callable[[], int]) -> int:
+    """`run_reporting_errors` for the process's own entry point, which owns its signals.
 
-
-def exit_on_interrupt(code: int) -> int:
-    """From now on, Ctrl-C ends the process at once with `code`: the command has finished.
-
-    For the process's own entry point only. Python's shutdown (joining threads, torch
-    unloading its libraries) can take a moment, and a Ctrl-C there printed a traceback.
+    Ctrl-C raises KeyboardInterrupt as usual and is remembered: an error it causes (torch
+    half imported) ends as an interruption, and training stops at once. Once the command
+    has finished, Ctrl-C ends the process at once with the command's code: Python's
+    shutdown (joining threads, torch unloading its libraries) can take a moment, and a
+    Ctrl-C there printed a traceback. While the handlers change, Ctrl-C is ignored (the
+    command has finished), so no moment is left uncovered.
     """
+    try:
+        signal.signal(signal.SIGINT, _Interrupts.handle)
+    except ValueError:  # not the main thread: leave the signals be
+        return run_reporting_errors(command)
+    try:
+        try:
+            code = run_reporting_errors(command)
+        finally:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except KeyboardInterrupt:  # as the command returned
+        code = _interrupted()
 
     def leave(signum: int, frame: object) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
 
-    with contextlib.suppress(ValueError):  # not the main thread: leave it be
-        signal.signal(signal.SIGINT, leave)
+    signal.signal(signal.SIGINT, leave)
     return code
 
 
