@@ -123,13 +123,13 @@ def test_drop_missing_reports_the_dropped_rows(run_cli: RunCli, tmp_path: Path) 
         "r",
     )
     assert done.returncode == 0, done.stderr
-    assert "dropped 2 rows with missing or infinite values" in done.stdout
+    assert "left out 2 rows with a missing or infinite feature value" in done.stdout
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["data"]["dropped_rows"] == 2 and summary["data"]["rows"] == 58
-    # evaluate stops at the first gap unless told to skip such rows, as train does
-    stopped = run_cli("evaluate", "r", "--data", "gaps.csv")
+    # evaluate imputes a gap as training would have, or stops at it when told to
+    stopped = run_cli("evaluate", "r", "--data", "gaps.csv", "--missing", "error")
     assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
-    assert "column 'x' at row 4; clean the data or pass --drop-missing" in stopped.stderr
+    assert "column 'x' at row 4; pass --missing impute or --missing drop" in stopped.stderr
     skipped = run_cli("evaluate", "r", "--data", "gaps.csv", "--drop-missing", "--json")
     assert skipped.returncode == 0, skipped.stderr
     report = json.loads(skipped.stdout)
@@ -170,9 +170,12 @@ def bad_files(tmp_path: Path, sine_table: Path) -> Path:
         (["--data", "text.csv", "--target", "y"], "holds numbers but for 'oops' at row 3 (line 4)"),
         (
             ["--data", "text.csv", "--target", "y", "--features", "x"],
-            "column 'x' of text.csv has a non-numeric value 'oops' at row 3 (line 4)",
+            "holds numbers but for 'oops' at row 3 (line 4); fix that cell",
         ),
-        (["--data", "nan.csv", "--target", "y"], "pass --drop-missing"),
+        (
+            ["--data", "nan.csv", "--target", "y", "--missing", "error"],
+            "pass --missing impute or --missing drop",
+        ),
         (["--data", "few.csv", "--target", "y"], "2 rows are too few"),
         (["--data", "constant.csv", "--target", "y"], "same value in every row"),
         (["--data", "ragged.csv", "--target", "y"], "one value per column"),
@@ -214,7 +217,7 @@ def test_bad_tables_and_configs_fail_cleanly(
             pd.DataFrame({"a": [1.0, 2.0], "b": ["1", "x"]}),
             "column 'b' of new.csv has a non-numeric value 'x' at row 2",
         ),
-        (pd.DataFrame({"a": [1.0, np.nan], "b": [1.0, 2.0]}), "column 'a' at row 2"),
+        (pd.DataFrame({"a": [1.0, np.inf], "b": [1.0, 2.0]}), "column 'a' at row 2"),
     ],
 )
 def test_predict_checks_the_saved_schema(

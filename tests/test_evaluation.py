@@ -131,10 +131,12 @@ def test_evaluate_table_drops_rows_with_gaps_only_when_asked(tmp_path: Path) -> 
     path = tmp_path / "gaps.csv"
     path.write_text("a,y\n1,2\n2,\n3,7\n,1\n5,11\n")
     model = ptflow.build_model("linear", 1, 1, seed=0)
-    with pytest.raises(WorkflowError, match=r"column 'y' at row 2; .*--drop-missing"):
+    # a model without an encoding cannot impute: the gap in a is an error; a row without a
+    # target is left out, whatever the setting
+    with pytest.raises(WorkflowError, match=r"column 'a' at row 4; pass --missing drop .*cannot"):
         ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2)
     measured = ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2, drop_missing=True)
-    assert (measured.rows, measured.dropped_rows) == (3, 2)
+    assert (measured.rows, measured.dropped_rows, measured.missing_target) == (3, 2, 1)
     clean = torch.tensor([[1.0], [3.0], [5.0]])
     expected = compute_metrics(ptflow.predict(model, clean), torch.tensor([[2.0], [7.0], [11.0]]))
     assert measured.overall.mae == pytest.approx(expected.mae, rel=1e-9)

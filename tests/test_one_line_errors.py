@@ -61,7 +61,7 @@ def test_a_feature_named_twice_is_refused(sine_table: Path) -> None:
 
 def test_a_header_with_spaces_around_names_trains_predicts_and_evaluates(tmp_path: Path) -> None:
     data = tmp_path / "spaced.csv"
-    rows = "\n".join(f"{i},{i % 3},{2 * i + i % 3}" for i in range(30))
+    rows = "\n".join(f"{i * 7 % 30},{i % 3},{2 * i + i % 3}" for i in range(30))  # not in order
     data.write_text(" a,b ,y\n" + rows + "\n")
     run = tmp_path / "run"
     assert main(["train", "--data", str(data), "--target", "y", "--epochs", "2", "--quiet",
@@ -77,13 +77,17 @@ def test_a_missing_value_marker_is_a_missing_value_not_text(tmp_path: Path, mark
     rows = [f"{i},{2 * i + 1}" for i in range(40)]
     rows[6] = f"{marker},13"
     data.write_text("x,y\n" + "\n".join(rows) + "\n")
-    line = _error("train", "--data", str(data), "--target", "y", "--out", str(tmp_path / "r"))
-    assert "missing, infinite or too large" in line and "column 'x' at row 7" in line, line
-    assert "--drop-missing" in line and not (tmp_path / "r").exists()
     args = ["--data", str(data), "--target", "y", "--epochs", "2", "--quiet"]
+    line = _error("train", *args, "--missing", "error", "--out", str(tmp_path / "r"))
+    assert "a missing value in column 'x' at row 7" in line, line
+    assert "--missing drop" in line and not (tmp_path / "r").exists()
     assert main(["train", *args, "--drop-missing", "--out", str(tmp_path / "r")]) == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert summary["data"]["dropped_rows"] == 1
+    assert main(["train", *args, "--out", str(tmp_path / "imputed")]) == 0  # the default
+    summary = json.loads((tmp_path / "imputed" / "summary.json").read_text())
+    assert summary["data"]["dropped_rows"] == 0
+    assert summary["columns"][0] == {"name": "x", "role": "feature", "detail": "numbers, 1 missing"}
 
 
 def test_a_true_false_feature_trains_predicts_and_evaluates_alike(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ def test_config_json_records_settings_seed_and_versions(tutorial_run: ptflow.Run
         "out_features": 1,
         "features": ["X"],
         "target": ["y"],
+        "inputs": 1,
     }
     assert saved["versions"]["ptflow"] == ptflow.__version__
     assert saved["versions"]["torch"] == torch.__version__
@@ -145,7 +146,9 @@ def test_a_linear_model_on_a_table_reaches_least_squares(
     result = ptflow.run_workflow(cfg, tmp_path / "run")
     for part in ("train", "val", "test"):
         assert abs(result.metrics[part].r2 - result.baseline_metrics[part].r2) < 1e-3, part
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(RUN_FILES + TABLE_PLOTS)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(
+        (*RUN_FILES, *TABLE_PLOTS, "encoding.json")
+    )
 
 
 def test_an_mlp_fits_a_curve_a_line_cannot(tmp_path: Path, sine_table: Path) -> None:

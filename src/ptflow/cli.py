@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ptflow import __version__
 from ptflow.config import (
     FORMATS,
+    MISSING,
     ROW_GROUP_ROWS,
     TABLE_DEFAULTS,
     Config,
@@ -107,9 +108,17 @@ def _add_train(commands: Any) -> None:
     )
     table = train.add_argument_group("data: a table")
     table.add_argument("--data", type=_path, metavar="FILE", help=_help("data"))
-    for name in ("target", "features"):  # --target a b, --target a,b, --target a --target b
+    # --target a b, --target a,b, --target a --target b
+    for name in ("target", "features", "categorical", "numeric", "ignore"):
         table.add_argument(f"--{name}", action=_CommaList, metavar="COLUMN", help=_help(name))
-    _add_settings(table, "table", _TRAIN_DEFAULTS, skip=("data", "target", "features"))
+    _add_settings(table, "table", _TRAIN_DEFAULTS, skip=_COLUMN_LISTS)
+    table.add_argument(
+        "--drop-missing",
+        dest="missing",
+        action="store_const",
+        const="drop",
+        help="the same as --missing drop",
+    )
     _add_common_options(train, _TRAIN_DEFAULTS)
     train.set_defaults(handler=_run, command="train", defaults=_TRAIN_DEFAULTS)
 
@@ -126,10 +135,13 @@ def _add_evaluate(commands: Any) -> None:
         "--data", type=_path, metavar="FILE", required=True, help="CSV or Parquet file"
     )
     _add_format_option(evaluate)
+    _add_missing_option(evaluate)
     evaluate.add_argument(
         "--drop-missing",
-        action="store_true",
-        help="skip rows with missing or infinite values instead of stopping (default: off)",
+        dest="missing",
+        action="store_const",
+        const="drop",
+        help="the same as --missing drop",
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     evaluate.set_defaults(handler=_evaluate)
@@ -153,6 +165,7 @@ def _add_predict(commands: Any) -> None:
         "--data", type=_path, metavar="FILE", help="CSV or Parquet file with the feature columns"
     )
     _add_format_option(predict)
+    _add_missing_option(predict)
     predict.add_argument(
         "--output",
         type=_path,
@@ -260,6 +273,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 _SETTINGS = {setting.name: setting for setting in dataclasses.fields(Config)}
+# Settings that name columns: spelled by hand in `_add_train`, as COLUMN lists.
+_COLUMN_LISTS = ("data", "target", "features", "categorical", "numeric", "ignore")
 _HINTS = typing.get_type_hints(Config)
 _GROUPS = {  # the help sections that list Config's settings, in order
     "split": "split and scaling",
@@ -319,6 +334,16 @@ def _shown(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     return "none" if value is None else str(value)
+
+
+def _add_missing_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--missing",
+        choices=MISSING,
+        default="impute",
+        help="a missing feature value: impute it as in training, drop its row, or error; "
+        "rows without a target are left out (default: impute)",
+    )
 
 
 def _add_format_option(parser: argparse.ArgumentParser) -> None:
@@ -633,7 +658,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         run.features,
         run.target,
         format=args.format,
-        drop_missing=args.drop_missing,
+        missing=args.missing,
+        encoding=run.encoding,
     )
     if args.json:
         print(
@@ -648,11 +674,25 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
             )
         )
         return 0
-    dropped = f" ({measured.dropped_rows} dropped)" if measured.dropped_rows else ""
-    print(f"{args.data.name}: {measured.rows} rows{dropped}")
+    print(f"{args.data.name}: {measured.rows} rows{_dropped(measured)}")
+    if measured.counts is not None:
+        for line in measured.counts.describe():
+            print(line)
     by_target = [(name, metrics.to_dict()) for name, metrics in measured.by_target.items()]
     _print_metrics_table(run.task, by_target)
     return 0
+
+
+def _dropped(measured: Any) -> str:
+    """What was left out of a table's rows, in brackets: " (3 left out: no target)"."""
+    if not measured.dropped_rows:
+        return ""
+    reasons = []
+    if measured.missing_target:
+        reasons.append(f"{measured.missing_target} without a target")
+    if measured.dropped_rows > measured.missing_target:
+        reasons.append(f"{measured.dropped_rows - measured.missing_target} with a missing value")
+    return f" ({', '.join(reasons)} left out)"
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -722,6 +762,13 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
                 f"give them as columns of a table with --data FILE."
             )
         X = torch.tensor(values, dtype=torch.float32).unsqueeze(dim=1)  # (n, 1)
+        if run.encoding is not None:
+            if run.encoding.categorical:
+                raise WorkflowError(
+                    f"this model's feature {run.features[0]!r} is categorical; give it as a "
+                    f"column of a table with --data FILE."
+                )
+            X = torch.from_numpy(run.encoding.encode(X.numpy(), {})[0])
         y_pred = predict(run.model, X)
         lines = "".join(" ".join(f"{v:.7g}" for v in row) + "\n" for row in y_pred.tolist())
         if args.output is None:
@@ -732,16 +779,16 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
             _check_predictions_output(args.output, args.input, args.run_dir, args.overwrite)
             write_text(args.output, lines)
         return 0
-    _predict_table(args, run.model, run.features, run.target)
+    _predict_table(args, run)
     return 0
 
 
-def _predict_table(
-    args: argparse.Namespace, model: Any, features: tuple[str, ...], target: tuple[str, ...]
-) -> None:
+def _predict_table(args: argparse.Namespace, run: Any) -> None:
+    from ptflow.encoding import EncodeCounts
     from ptflow.files import atomic_path
     from ptflow.tables import iter_table
 
+    model, features, target = run.model, run.features, run.target
     # Block by block: memory is one block whatever the file's size. An error midway leaves
     # --output untouched (it is written atomically); stdout has the rows before it.
     if args.output is not None:
@@ -751,12 +798,21 @@ def _predict_table(
             f"--id {args.id!r} has the name of a predictions column; rename that column of "
             f"{args.data.name}, or predict without --id."
         )
-    blocks = iter_table(args.data, features, format=args.format, id_column=args.id)
+    blocks = iter_table(
+        args.data, features, format=args.format, id_column=args.id, missing=args.missing,
+        encoding=run.encoding,
+    )  # fmt: skip
+    counts = EncodeCounts()
     if args.output is None:
-        _write_predictions(sys.stdout, blocks, model, target, args.id)
-        return
-    with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
-        _write_predictions(file, blocks, model, target, args.id)
+        dropped = _write_predictions(sys.stdout, blocks, model, target, args.id, counts)
+    else:
+        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
+            dropped = _write_predictions(file, blocks, model, target, args.id, counts)
+    # On stderr: stdout holds the predictions, for a pipe.
+    for line in counts.describe():
+        print(line, file=sys.stderr)
+    if dropped:
+        print(f"left out {dropped:,} rows with a missing value (--missing drop)", file=sys.stderr)
 
 
 def _check_predictions_output(
@@ -783,17 +839,29 @@ def _check_predictions_output(
 
 
 def _write_predictions(
-    file: Any, blocks: Iterator[Any], model: Any, target: tuple[str, ...], id_column: str | None
-) -> None:
+    file: Any,
+    blocks: Iterator[Any],
+    model: Any,
+    target: tuple[str, ...],
+    id_column: str | None,
+    counts: Any,
+) -> int:
+    """Write each block's predictions as CSV; add what encoding did to `counts`; return
+    the rows left out."""
     import pandas as pd
 
     from ptflow.evaluation import predict
 
+    dropped = 0
     for number, block in enumerate(blocks):
+        dropped += block.dropped_rows
+        if block.counts is not None:
+            counts.add(block.counts)
         y_pred = predict(model, block.X).cpu().numpy()
         columns: dict[str, Any] = {f"{name}_pred": y_pred[:, i] for i, name in enumerate(target)}
         frame = pd.DataFrame({id_column: block.ids, **columns} if id_column else columns)
         frame.to_csv(file, header=number == 0, index=False)
+    return dropped
 
 
 def _read_values(path: Path) -> list[float]:

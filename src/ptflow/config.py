@@ -27,6 +27,7 @@ __all__ = [
     "FORMATS",
     "LOSSES",
     "MAX_LINE_POINTS",
+    "MISSING",
     "MODELS",
     "OPTIMIZERS",
     "PRECISIONS",
@@ -50,6 +51,7 @@ FormatName = Literal["auto", "csv", "parquet"]
 ScaleName = Literal["standard", "none"]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 PrecisionName = Literal["32", "bf16"]
+MissingName = Literal["impute", "drop", "error"]
 
 MODELS: tuple[str, ...] = get_args(ModelName)
 ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
@@ -60,6 +62,7 @@ FORMATS: tuple[str, ...] = get_args(FormatName)
 SCALES: tuple[str, ...] = get_args(ScaleName)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
+MISSING: tuple[str, ...] = get_args(MissingName)
 
 # The tutorial's line is made in memory: more points than this is a typo, not a dataset.
 MAX_LINE_POINTS = 10_000_000
@@ -115,8 +118,18 @@ class Config:
         None, "table", "columns to learn from, as a b or a,b (default: every other numeric column)"
     )
     format: FormatName = _setting("auto", "table", "file format")  # auto: by the extension
-    drop_missing: bool = _setting(
-        False, "table", "skip rows with missing or infinite values instead of stopping"
+    categorical: tuple[str, ...] = _setting(
+        (), "table", "columns to read as categories, whatever their values look like"
+    )
+    numeric: tuple[str, ...] = _setting(
+        (), "table", "columns to read as numbers, also those the rules would leave out"
+    )
+    ignore: tuple[str, ...] = _setting((), "table", "columns to leave out")
+    missing: MissingName = _setting(
+        "impute",
+        "table",
+        "a missing feature value: impute (the training median, and a was-missing input), "
+        "drop its row, or error; rows without a target are always left out",
     )
     stream: bool = _setting(  # read a Parquet table a row group at a time, never all at once
         False,
@@ -150,6 +163,12 @@ class Config:
     )
     activation: ActivationName = _setting("relu", "model", "mlp: activation")
     dropout: float = _setting(0.0, "model", "mlp: dropout probability")
+    embedding_size: int | None = _setting(
+        None,
+        "model",
+        "mlp: width of each categorical column's embedding; none: min(600, round(1.6 * "
+        "n ** 0.56)) for a column of n categories (fastai's rule)",
+    )
     # training
     seed: int = _setting(42, "training", "random seed")
     epochs: int = _setting(200, "training", "passes over the training data")
@@ -268,6 +287,12 @@ class Config:
                 raise WorkflowError(
                     f"{', '.join(overlap)} is both a feature and a target; use it as one only."
                 )
+        if self.data is None and (self.categorical or self.numeric or self.ignore):
+            raise WorkflowError(
+                "categorical, numeric and ignore name columns of a table; give --data FILE."
+            )
+        if self.embedding_size is not None and self.embedding_size < 1:
+            raise WorkflowError(f"embedding_size must be at least 1, got {self.embedding_size}.")
         if not self.hidden or min(self.hidden) < 1:
             raise WorkflowError(f"hidden must list positive layer sizes, got {list(self.hidden)}.")
         if not 0 <= self.dropout < 1:
@@ -312,9 +337,12 @@ class Config:
         values = {
             key: tuple(value) if isinstance(value, list) else value for key, value in values.items()
         }
-        for key in ("target", "features"):
+        for key in ("target", "features", "categorical", "numeric", "ignore"):
             if isinstance(values.get(key), str):
                 values[key] = (values[key],)
+        # drop_missing, a setting of earlier versions (and config.json files): missing "drop"
+        if "drop_missing" in values and values.pop("drop_missing") is True:
+            values.setdefault("missing", "drop")
         return cls(**values)
 
     @classmethod
@@ -362,7 +390,7 @@ def check_resumable(saved: Config, new: Config) -> None:
 
 def check_setting_names(names: Iterable[str], where: str = "") -> None:
     """Raise `WorkflowError` naming every name that is not a setting; `where` prefixes it."""
-    known = {field.name for field in dataclasses.fields(Config)}
+    known = {field.name for field in dataclasses.fields(Config)} | {"drop_missing"}
     if unknown := sorted(set(names) - known):
         raise WorkflowError(
             f"{where}unknown setting {', '.join(map(repr, unknown))}; "

@@ -11,7 +11,9 @@ from functools import partial
 import torch
 from torch import nn
 
+from ptflow.config import MissingName
 from ptflow.devices import device_of
+from ptflow.encoding import EncodeCounts, Encoding
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.stats import Moments
@@ -231,9 +233,11 @@ class TableMetrics:
     """How a model does on every row of a table: per target column, and over all of them."""
 
     rows: int  # rows measured
-    dropped_rows: int  # rows left out for missing values (drop_missing)
+    dropped_rows: int  # rows left out: a missing target, or a missing value (drop)
     by_target: dict[str, Metrics]
     overall: Metrics
+    missing_target: int = 0  # of the dropped rows, those whose target is missing
+    counts: EncodeCounts | None = None  # what the encoding did: imputed, unseen
 
 
 def evaluate_table(
@@ -245,15 +249,19 @@ def evaluate_table(
     format: str = "auto",
     drop_missing: bool = False,
     block_rows: int = READ_BLOCK_ROWS,
+    missing: MissingName | None = None,
+    encoding: Encoding | None = None,
 ) -> TableMetrics:
     """Measure `model` on every row of a CSV or Parquet file, `block_rows` rows at a time.
 
-    Memory is one block, whatever the file's size: the metrics are running sums.
+    Memory is one block, whatever the file's size: the metrics are running sums. With the
+    model's `encoding`, raw columns are encoded as in training (`iter_table`).
     """
-    counts = {"rows": 0, "dropped": 0}
+    counts = {"rows": 0, "dropped": 0, "missing_target": 0}
+    encoded = EncodeCounts()
     table = iter_table(
         path, features, target=target, format=format, drop_missing=drop_missing,
-        block_rows=block_rows,
+        block_rows=block_rows, missing=missing, encoding=encoding,
     )  # fmt: skip
 
     def blocks() -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -261,12 +269,18 @@ def evaluate_table(
             assert block.y is not None  # targets were asked for
             counts["rows"] += len(block.X)
             counts["dropped"] += block.dropped_rows
+            counts["missing_target"] += block.missing_target
+            if block.counts is not None:
+                encoded.add(block.counts)
             yield "rows", block.X, block.y
 
     sums = evaluate_blocks(blocks(), ["rows"], {"model": partial(predict, model)})["model"]
     rows = sums["rows"]
     by_target = {name: rows.target_metrics(i) for i, name in enumerate(target)}
-    return TableMetrics(counts["rows"], counts["dropped"], by_target, rows.metrics())
+    return TableMetrics(
+        counts["rows"], counts["dropped"], by_target, rows.metrics(), counts["missing_target"],
+        encoded if encoding is not None else None,
+    )  # fmt: skip
 
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ptflow.config import MODELS
+from ptflow.encoding import UNSEEN
 from ptflow.errors import WorkflowError
 from ptflow.stats import Scaling
 
@@ -18,12 +19,16 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "t
 
 __all__ = [
     "MLP",
+    "CategoricalInputs",
     "LinearModel",
     "LinearRegressionModel",
     "Standardized",
     "build_model",
+    "build_table_model",
     "check_mlp_fits",
+    "embedding_width",
     "linear_parameters",
+    "one_hot_design",
 ]
 
 
@@ -213,3 +218,102 @@ def check_mlp_fits(
             f"about {needed / 2**30:,.1f} GiB to train ({parameters:,} parameters), more than "
             f"this machine's {memory / 2**30:,.1f} GiB; choose smaller --hidden sizes."
         )
+
+
+def embedding_width(categories: int) -> int:
+    """An embedding's width for a column of `categories` codes: fastai's rule of thumb,
+    min(600, round(1.6 * n ** 0.56))."""
+    width: float = 1.6 * float(categories) ** 0.56
+    return min(600, round(width))
+
+
+class CategoricalInputs(nn.Module):
+    """A network over dense columns followed by categorical codes (`ptflow.encoding`).
+
+    With `widths` (an MLP): each code's embedding, concatenated after the dense columns,
+    goes into `network`. Without (a linear model): the linear layer over one-hot vectors,
+    computed without making them: each category's weight is an embedding of width
+    `out_features`, added to `network`'s output on the dense columns. A code for a
+    category unseen in training has a zero embedding (`padding_idx`), which never trains.
+    """
+
+    def __init__(
+        self,
+        network: nn.Module | None,
+        dense: int,
+        sizes: Sequence[int],
+        widths: Sequence[int] | None = None,
+        out_features: int = 1,
+    ) -> None:
+        super().__init__()
+        self.dense = dense
+        self.additive = widths is None
+        self.network = network
+        if network is None:  # a linear model of categories alone: a bias and their weights
+            self.bias = nn.Parameter(torch.zeros(out_features))
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(size, out_features if widths is None else width, padding_idx=UNSEEN)
+            for size, width in zip(sizes, widths or sizes, strict=True)
+        )
+        if self.additive:  # one-hot weights start at 0, as if the categories were not there
+            for embedding in self.embeddings:
+                assert isinstance(embedding, nn.Embedding)
+                nn.init.zeros_(embedding.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense, codes = x[:, : self.dense], x[:, self.dense :].long()  # (n, d), (n, categorical)
+        embedded = [embedding(codes[:, i]) for i, embedding in enumerate(self.embeddings)]
+        if not self.additive:
+            assert self.network is not None
+            y: torch.Tensor = self.network(torch.cat([dense, *embedded], dim=1))
+            return y
+        y = self.network(dense) if self.network is not None else self.bias.expand(len(x), -1)
+        for weights in embedded:
+            y = y + weights
+        return y
+
+
+def build_table_model(
+    name: str,
+    dense: int,
+    sizes: Sequence[int],
+    out_features: int = 1,
+    *,
+    seed: int | None = 42,
+    embedding_size: int | None = None,
+    **mlp: Any,
+) -> nn.Module:
+    """Build a model for `dense` numeric inputs and categorical columns of `sizes` codes.
+
+    Without categorical columns, `build_model`'s model; with them, `CategoricalInputs`.
+    """
+    if not sizes:
+        return build_model(name, dense, out_features, seed=seed, **mlp)
+    if name == "tutorial":
+        raise WorkflowError(
+            "the tutorial model has one numeric feature, and this table has categorical "
+            "columns; use --model linear or --model mlp."
+        )
+    if name == "mlp":
+        widths = [embedding_size or embedding_width(size) for size in sizes]
+        network = build_model("mlp", dense + sum(widths), out_features, seed=seed, **mlp)
+        return CategoricalInputs(network, dense, sizes, widths)
+    if seed is not None:
+        torch.manual_seed(seed)
+    linear = build_model(name, dense, out_features, seed=seed) if dense else None
+    return CategoricalInputs(linear, dense, sizes, None, out_features)
+
+
+def one_hot_design(
+    x: torch.Tensor, dense: int, sizes: Sequence[int], most: int = 1000
+) -> torch.Tensor:
+    """Dense columns, then each categorical code as a one-hot vector (unseen: all 0), for
+    the least-squares baseline. Columns of more than `most` codes are left out: their
+    normal equations would not fit in memory."""
+    codes = x[:, dense:].long()
+    hot = [
+        nn.functional.one_hot(codes[:, i], size)[:, 1:].to(x.dtype)
+        for i, size in enumerate(sizes)
+        if size <= most
+    ]
+    return torch.cat([x[:, :dense], *hot], dim=1)

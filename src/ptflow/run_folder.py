@@ -33,6 +33,7 @@ __all__ = [
     "CHECKPOINTS",
     "CONFIG",
     "CONFIG_TOML",
+    "ENCODING",
     "HISTORY",
     "LINE_PLOTS",
     "LOCK_FILE",
@@ -47,12 +48,14 @@ __all__ = [
     "check_new_run_dir",
     "is_run_folder",
     "locked",
+    "read_encoding",
     "read_history",
     "read_json",
     "read_record",
     "read_summary",
     "run_folder_holding",
     "write_config_toml",
+    "write_encoding",
     "write_history",
     "write_record",
     "write_split",
@@ -68,6 +71,7 @@ HISTORY = "history.csv"  # one row per epoch
 SPLIT = "split_indices.npz"  # which rows went to train, validation and test
 MODEL = "model.pt"  # the trained weights, a state_dict
 REPORT = "report.html"  # everything on one page, to look at and share
+ENCODING = "encoding.json"  # a table's columns as model inputs: medians, categories
 CHECKPOINTS = "checkpoints"
 REPLACED = ".replaced"  # the run --overwrite replaces, until the new one has a checkpoint
 # Every run folder holds these; the plots differ between the tutorial's line and tables.
@@ -95,7 +99,7 @@ PLOT_CAPTIONS = {
 }
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
 TABLE_PLOTS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.table_plots))
-_OPTIONAL = ("tensorboard", REPLACED)  # written only when asked for, or while replacing
+_OPTIONAL = ("tensorboard", REPLACED, ENCODING)  # written only when asked for, or while replacing
 _NAMES = frozenset(RUN_FILES + LINE_PLOTS + TABLE_PLOTS + _OPTIONAL)
 _INSIDE = {
     "checkpoints": re.compile(r"^epoch-\d+(-batch-\d+)?\.(json|safetensors)$"),
@@ -538,6 +542,20 @@ def read_history(run_dir: Path) -> dict[str, list[float]]:
         raise WorkflowError(f"{quoted(run_dir)} lacks {HISTORY}; train again.") from None
     except (ValueError, TypeError, KeyError, csv.Error) as error:
         raise _damaged(path, str(error)) from None
+
+
+def write_encoding(run_dir: Path, encoding: dict[str, Any]) -> None:
+    """Write encoding.json: how the table's columns become the model's inputs."""
+    write_json(run_dir / ENCODING, encoding)
+
+
+def read_encoding(run_dir: Path) -> dict[str, Any] | None:
+    """A run folder's encoding.json, or None for a run without one (the tutorial's line, or
+    a run of an earlier version)."""
+    path = run_dir / ENCODING
+    if not path.is_file():
+        return None
+    return _checked(read_json(path), {"inputs": (list,)}, path)
 
 
 def write_split(run_dir: Path, **indices: Any) -> None:

@@ -30,6 +30,16 @@ class Scaling:
     y_mean: torch.Tensor  # (targets,)
     y_std: torch.Tensor
 
+    def only(self, scaled: tuple[bool, ...]) -> Scaling:
+        """The same scaling of the feature columns marked; the others left as they are."""
+        keep = torch.tensor(scaled, dtype=torch.bool)
+        return Scaling(
+            torch.where(keep, self.x_mean, torch.zeros_like(self.x_mean)),
+            torch.where(keep, self.x_std, torch.ones_like(self.x_std)),
+            self.y_mean,
+            self.y_std,
+        )
+
     def features_only(self) -> Scaling:
         """The same scaling of the features, the targets left as they are (mean 0, std 1)."""
         return Scaling(

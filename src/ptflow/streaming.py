@@ -45,7 +45,7 @@ from ptflow.tables import (
     choose_columns,
     column_roles,
     file_fingerprint,
-    keep_finite,
+    keep_rows,
     open_parquet,
     open_table,
     read_row_group,
@@ -54,6 +54,8 @@ from ptflow.tasks import REGRESSION, Task
 
 if TYPE_CHECKING:
     import pyarrow.parquet as pq
+
+    from ptflow.config import MissingName
 
 __all__ = ["PARTS", "RowSplit", "StreamedTable", "evaluate_streamed", "scan_table"]
 
@@ -379,6 +381,28 @@ def _open_parquet(
             f"without --stream."
         )
     columns = choose_columns(source, target, features)
+    if named := [name for name in columns.categorical if name not in columns.inferred]:
+        raise WorkflowError(
+            f"--stream reads numbers and true/false columns so far, and "
+            f"{', '.join(map(repr, named))} holds text; train without --stream, or leave "
+            f"it out of --features."
+        )
+    if columns.categorical:  # text the rules chose: left out, and said so
+        text = [name for name in columns.features if name in columns.categorical]
+        columns = dataclasses.replace(
+            columns,
+            features=tuple(name for name in columns.features if name not in text),
+            categorical=(),
+            ignored=(
+                *columns.ignored,
+                *((name, "holds text, which --stream does not read yet") for name in text),
+            ),
+        )
+        if not columns.features:
+            raise WorkflowError(
+                f"{path.name} has no numeric column besides the target, and --stream does "
+                f"not read text yet; train without --stream."
+            )
     file = open_parquet(source, columns)
     check_has_rows(source, file.metadata.num_rows)
     return source, columns, file
@@ -465,7 +489,15 @@ def _read_group(
 ) -> _Group:
     values = read_row_group(file, group, table.columns)
     parts = table.split.parts(first_row, len(values))
-    finite = keep_finite(table.source, table.columns, [values], first_row + 1, drop_missing)
+    mode: MissingName = "drop" if drop_missing else "error"
+    finite = keep_rows(
+        table.source,
+        table.columns,
+        [values],
+        first_row + 1,
+        mode,
+        cannot_impute="--stream does not impute yet",
+    ).keep
     dropped = 0
     if finite is not None:
         values, parts, dropped = values[finite], parts[finite], int((~finite).sum())

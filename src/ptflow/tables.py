@@ -7,8 +7,8 @@ at a time, after every check a value needs, each written once, with one wording:
 - the columns (`choose_columns`): every asked-for name exists; features default to the
   numeric columns that are neither target nor id;
 - the values: numbers (a true/false column reads as 1/0), else the first non-number is
-  named with its row; missing, infinite or too large values (`keep_finite`) are refused
-  with their row, or their rows left out with `drop_missing`.
+  named with its row; missing values are kept for imputation, or refused with their row,
+  or their rows left out (`keep_rows`); a row whose target is missing is left out.
 
 Its consumers are `load_table` (the whole table in memory, for training), `iter_table`
 (block by block, for `predict` and `evaluate` on tables larger than memory) and
@@ -22,7 +22,7 @@ import csv
 import functools
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ptflow.config import ROW_GROUP_ROWS
+from ptflow.config import ROW_GROUP_ROWS, MissingName
+from ptflow.encoding import EncodeCounts, Encoding, FeatureKind, Vocabulary
 from ptflow.errors import WorkflowError, first_line
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ __all__ = [
     "MISSING_MARKERS",
     "READ_BLOCK_ROWS",
     "ColumnRole",
+    "KeptRows",
     "Table",
     "TableBlock",
     "TableColumns",
@@ -59,7 +61,7 @@ __all__ = [
     "describe_roles",
     "file_fingerprint",
     "iter_table",
-    "keep_finite",
+    "keep_rows",
     "load_table",
     "open_parquet",
     "open_table",
@@ -78,6 +80,9 @@ MISSING_MARKERS = (
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
     "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null", "-", "?",
 )  # fmt: skip
+# A column of these words is true/false, read as 1/0 (pandas' own, and yes/no).
+TRUE_WORDS = ("True", "true", "TRUE", "yes", "Yes", "YES")
+FALSE_WORDS = ("False", "false", "FALSE", "no", "No", "NO")
 _FLOAT32_RANGE = "beyond ±3.4e38, float32's range"
 
 
@@ -100,8 +105,11 @@ class TableFile:
 
     @functools.cached_property
     def sample(self) -> pd.DataFrame:
-        """A CSV file's first 1,000 rows, read once for every question about its columns."""
-        sample = _read_csv(self, nrows=1000)
+        """The file's first 1,000 rows, read once for every question about its columns."""
+        if self.format == "parquet":
+            sample = _read_parquet_head(self)
+        else:
+            sample = _check_fields(self, _read_csv(self, nrows=1000))
         if sample.empty:
             raise _no_rows(self)
         return sample
@@ -109,22 +117,35 @@ class TableFile:
 
 @dataclass(frozen=True)
 class TableColumns:
-    """The columns a reader uses: features and targets as numbers, the id as text."""
+    """The columns a reader uses: features and targets as numbers, the id as text.
+
+    A categorical feature is read as text and numbered by a `Vocabulary`.
+    """
 
     features: tuple[str, ...]
     target: tuple[str, ...] = ()
     id_column: str | None = None
     training: bool = True  # for training (advice names --features) or for a trained model
+    categorical: tuple[str, ...] = ()  # features read as text: categories
+    boolean: tuple[str, ...] = ()  # features of true/false values, read as 1/0
+    ignored: tuple[tuple[str, str], ...] = ()  # (column, why) the rules left out
+    inferred: tuple[str, ...] = ()  # features the rules chose (not named by the user)
 
     @property
     def numeric(self) -> tuple[str, ...]:
-        """The columns read as numbers, in the order of a block's `values`."""
+        """The columns of a block's `values` (float32; categories as vocabulary numbers)."""
         return (*self.features, *self.target)
 
     @property
     def read(self) -> list[str]:
         """Every column read from the file, each once."""
         return list(dict.fromkeys([*self.numeric, *([self.id_column] if self.id_column else [])]))
+
+    def kind(self, name: str) -> FeatureKind:
+        """What a feature is to the model: numeric, boolean or categorical."""
+        if name in self.categorical:
+            return "categorical"
+        return "boolean" if name in self.boolean else "numeric"
 
 
 class _Values(NamedTuple):
@@ -175,6 +196,16 @@ def open_table(path: str | os.PathLike[str], format: str = "auto") -> TableFile:
     return TableFile(path, file_format, tuple(columns))
 
 
+def _read_parquet_head(table: TableFile) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(table.path)
+    for batch in file.iter_batches(batch_size=1000):
+        return batch.to_pandas()
+    return pd.DataFrame(columns=list(table.columns))
+
+
 def _parquet_header(path: Path) -> list[str]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -219,27 +250,138 @@ def choose_columns(
     id_column: str | None = None,
     *,
     training: bool = True,
+    categorical: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    ignore: Sequence[str] = (),
 ) -> TableColumns:
-    """Check every asked-for column name; features default to the other numeric columns."""
+    """Check every asked-for column name and give each feature its kind.
+
+    Features default to every other column the rules keep (see `_default_features`);
+    `categorical` and `numeric` override what a column's values suggest, `ignore` leaves
+    columns out.
+    """
     target = tuple(target)
+    overrides = {
+        "categorical": tuple(categorical),
+        "numeric": tuple(numeric),
+        "ignore": tuple(ignore),
+    }
     asked = [*target, *(features or ()), *([id_column] if id_column else [])]
-    if unknown := [name for name in asked if name not in table.columns]:
+    asked += [name for names in overrides.values() for name in names]
+    if unknown := list(dict.fromkeys(name for name in asked if name not in table.columns)):
         raise WorkflowError(
             f"{table.name} has no column {', '.join(map(repr, unknown))}; "
             f"its columns are: {', '.join(table.columns)}."
         )
+    _refuse_conflicts(overrides, target, features, id_column)
+    ignored: list[tuple[str, str]] = []
+    inferred: tuple[str, ...] = ()
     if features is None:
-        others = [name for name in table.columns if name not in (*target, id_column)]
-        if table.format == "csv":
-            _refuse_typos(table, [name for name in others if table.kinds[name] == "text"])
-        features = [name for name in others if table.kinds[name] == "numbers"]
-        if not features:
-            raise WorkflowError(
-                f"{table.name} has no numeric column besides the target "
-                f"({', '.join(others) or 'no other column'} holds text); "
-                f"fix the values, or name the features with --features."
+        others = [n for n in table.columns if n not in (*target, id_column, *overrides["ignore"])]
+        features, ignored = _default_features(table, others, overrides)
+        inferred = tuple(n for n in features if n not in (*categorical, *numeric))
+    elif table.format == "csv" and training:
+        overridden = (*categorical, *numeric)
+        _refuse_typos(
+            table, [n for n in features if table.kinds[n] == "text" and n not in overridden]
+        )
+    kinds = table.kinds
+    as_text = tuple(
+        name for name in features
+        if name in categorical or (kinds[name] == "text" and name not in numeric)
+    )  # fmt: skip
+    boolean = tuple(n for n in features if kinds[n] == "true/false" and n not in as_text)
+    ignored += [(name, "--ignore") for name in overrides["ignore"]]
+    return TableColumns(
+        tuple(features), target, id_column, training, as_text, boolean, tuple(ignored), inferred
+    )
+
+
+def _refuse_conflicts(
+    overrides: dict[str, tuple[str, ...]],
+    target: tuple[str, ...],
+    features: Sequence[str] | None,
+    id_column: str | None,
+) -> None:
+    """A column may be in one of --categorical, --numeric and --ignore, and not the target."""
+    seen: dict[str, str] = {}
+    for option, names in overrides.items():
+        for name in names:
+            if name in seen:
+                raise WorkflowError(
+                    f"column {name!r} is in both --{seen[name]} and --{option}; name it in one."
+                )
+            seen[name] = option
+            if name in target or name == id_column:
+                raise WorkflowError(
+                    f"column {name!r} is the {'target' if name in target else 'id column'} "
+                    f"and in --{option}; leave it out of --{option}."
+                )
+            if option == "ignore" and features is not None and name in features:
+                raise WorkflowError(
+                    f"column {name!r} is in both --features and --ignore; name it in one."
+                )
+
+
+# A text column with at least this share of distinct values (names, codes) looks like an
+# identifier, not a category.
+IDENTIFIER_SHARE = 0.9
+
+
+def _default_features(
+    table: TableFile, others: list[str], overrides: dict[str, tuple[str, ...]]
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The features the rules choose among `others`, and (column, why) for those left out.
+
+    Numbers are numeric features, true/false values boolean ones, other text categorical.
+    Left out: a column with no value in the first 1,000 rows; whole numbers that are
+    distinct and increasing there (a row number), or distinct and named like an id
+    (`id`, `..._id`), unless no other feature is left. Text columns that look like
+    identifiers are left out after reading (`drop_identifiers`).
+    """
+    chosen = set(overrides["categorical"]) | set(overrides["numeric"])
+    if table.format == "csv":
+        _refuse_typos(table, [n for n in others if table.kinds[n] == "text" and n not in chosen])
+    features, ignored, row_numbers = [], [], []
+    for name in others:
+        column = table.sample[name].dropna()
+        if name in chosen:
+            features.append(name)
+        elif column.empty:
+            ignored.append((name, "no values in the first 1,000 rows"))
+        elif table.kinds[name] == "numbers" and _looks_like_row_number(name, column):
+            row_numbers.append(name)
+        else:
+            features.append(name)
+    for name in row_numbers:
+        if features:
+            ignored.append(
+                (name, f"looks like an identifier or row number; --numeric {name} uses it")
             )
-    return TableColumns(tuple(features), target, id_column, training)
+        else:
+            features.append(name)  # the only candidate: a row number may be a trend
+    if not features:
+        raise WorkflowError(
+            f"{table.name} has no column to learn from besides the target "
+            f"({', '.join(f'{n}: {why}' for n, why in ignored) or 'no other column'}); "
+            f"name the features with --features."
+        )
+    return [name for name in others if name in features], ignored
+
+
+def _looks_like_row_number(name: str, column: pd.Series) -> bool:
+    """Whole numbers, distinct, and increasing or named like an id (in the sampled rows)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column.dtype) or len(column) < 3:
+        return False
+    values = column.to_numpy(dtype=np.float64)
+    if not (np.isfinite(values).all() and (values == np.round(values)).all()):
+        return False
+    if len(np.unique(values)) != len(values):
+        return False
+    named = name.lower() == "id" or name.lower().endswith(("_id", " id", "-id"))
+    return named or bool((np.diff(values) > 0).all())
 
 
 def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
@@ -255,7 +397,7 @@ def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
             raise WorkflowError(
                 f"column {name!r} of {table.name} holds numbers but for {column[bad].iloc[0]!r} "
                 f"at row {at} (line {at + 1}); fix that cell (a missing value may be left "
-                f"blank), or name the features with --features to leave the column out."
+                f"blank), or pass --categorical {name} to read the column as categories."
             )
 
 
@@ -283,11 +425,19 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
         }
     # The first rows decide; a later text value in a numeric column is still caught.
     sample = table.sample
-    return {
-        name: kind_of(
-            pd.api.types.is_numeric_dtype(sample[name].dtype),
-            pd.api.types.is_bool_dtype(sample[name].dtype),
+
+    def true_false(column: pd.Series) -> bool:  # bool, or true/false with blanks between
+        if pd.api.types.is_bool_dtype(column.dtype):
+            return True
+        present = column.dropna()
+        return (
+            column.dtype == object
+            and len(present) > 0
+            and all(isinstance(value, bool) for value in present)
         )
+
+    return {
+        name: kind_of(pd.api.types.is_numeric_dtype(sample[name].dtype), true_false(sample[name]))
         for name in table.columns
     }
 
@@ -302,46 +452,43 @@ class ColumnRole:
 
 
 def column_roles(
-    table: TableFile, columns: TableColumns, missing: dict[str, int] | None = None
+    table: TableFile,
+    columns: TableColumns,
+    missing: dict[str, int] | None = None,
+    levels: dict[str, int] | None = None,
 ) -> tuple[ColumnRole, ...]:
     """Every column of the table and what the run does with it, in the file's order.
 
-    `missing`: the missing values found in each used column (rows dropped for them).
+    `missing`: the missing values found in each used column; `levels`: the distinct
+    values of each categorical feature.
     """
-    kinds = table.kinds
-    missing = missing or {}
-    why_not = {
-        "text": "holds text, which ptflow does not read as a feature yet",
-        "true/false": "true/false: name it in --features to use it as 1/0",
-        "numbers": "not in --features",
-    }
+    missing, levels, ignored = missing or {}, levels or {}, dict(columns.ignored)
     roles = []
     for name in table.columns:
-        kind = kinds[name]
-        detail: str = "true/false as 1/0" if kind == "true/false" else kind
-        if missing.get(name):
-            detail += f", {missing[name]} missing"
-        if name in columns.target:
-            roles.append(ColumnRole(name, "target", detail))
-        elif name in columns.features:
+        if name in columns.features:
+            kind = columns.kind(name)
+            detail = (
+                f"categories, {levels.get(name, 0)} values" if kind == "categorical"
+                else "true/false as 1/0" if kind == "boolean" else "numbers"
+            )  # fmt: skip
+            if missing.get(name):
+                detail += f", {missing[name]} missing"
             roles.append(ColumnRole(name, "feature", detail))
+        elif name in columns.target:
+            detail = f"numbers, {missing[name]} missing" if missing.get(name) else "numbers"
+            roles.append(ColumnRole(name, "target", detail))
         elif name == columns.id_column:
             roles.append(ColumnRole(name, "id", "kept as written"))
         else:
-            roles.append(ColumnRole(name, "ignored", why_not[kind]))
+            roles.append(ColumnRole(name, "ignored", ignored.get(name, "not in --features")))
     return tuple(roles)
 
 
 def describe_roles(roles: Sequence[ColumnRole]) -> str:
-    """The roles in one line: "target y (numbers) | features a, b (numbers) | ignored: ..."."""
-    groups: dict[tuple[str, str], list[str]] = {}
-    for column in roles:
-        groups.setdefault((column.role, column.detail), []).append(column.name)
-    parts = []
-    for (role, detail), names in groups.items():
-        label = f"{role}s" if len(names) > 1 and role != "ignored" else role
-        parts.append(f"{label} {', '.join(names)} ({detail})")
-    return "columns: " + " | ".join(parts)
+    """The roles as a short table: a line per column, its role and detail, under a title."""
+    width = max((len(column.name) for column in roles), default=0)
+    lines = [f"  {c.name:<{width}}  {c.role:<7}  {c.detail}" for c in roles]
+    return "\n".join(["columns:", *lines])
 
 
 def read_blocks(
@@ -351,8 +498,11 @@ def read_blocks(
     block_rows: int | None = None,
     threads: int | None = None,
     hashing: _Hashing | None = None,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
 ) -> Iterator[_Values]:
     """Yield the table's numeric columns as float32 (and its ids), a block at a time.
+
+    A categorical column's values are numbered by its `vocabularies` entry (NaN: missing).
 
     Every value is a number or missing (NaN); the first that is neither raises
     `WorkflowError` naming its row. Blocks are of `block_rows` rows (default
@@ -362,10 +512,13 @@ def read_blocks(
     after all).
     """
     block_rows = block_rows or READ_BLOCK_ROWS
+    vocabularies = vocabularies or {}
+    if missing := [name for name in columns.categorical if name not in vocabularies]:
+        raise ValueError(f"no vocabulary for categorical column(s) {missing}")
     if table.format == "parquet":
-        yield from _parquet_blocks(table, columns, block_rows)
+        yield from _parquet_blocks(table, columns, block_rows, vocabularies)
         return
-    if threads is not None and columns.id_column is None:
+    if threads is not None and columns.id_column is None and not columns.categorical:
         from ptflow.csv_blocks import SequentialReadNeeded, parallel_blocks
 
         rows, hashing = 0, hashing or _Hashing()
@@ -381,29 +534,40 @@ def read_blocks(
         except SequentialReadNeeded:
             # Quotes, or a value that is not a number: read on in one sequential pass,
             # whose errors name the line.
-            yield from _csv_blocks(table, columns, block_rows, skip=rows)
+            yield from _csv_blocks(table, columns, block_rows, vocabularies, skip=rows)
             return
-    yield from _csv_blocks(table, columns, block_rows)
+    yield from _csv_blocks(table, columns, block_rows, vocabularies)
 
 
 def _csv_blocks(
-    table: TableFile, columns: TableColumns, block_rows: int, skip: int = 0
+    table: TableFile,
+    columns: TableColumns,
+    block_rows: int,
+    vocabularies: Mapping[str, Vocabulary],
+    skip: int = 0,
 ) -> Iterator[_Values]:
     """Read a CSV file in one sequential pass, in blocks; the blocks' first `skip` rows left out."""
     # Ids as written: "007" stays "007", and "NA" (Namibia, say) is no missing value.
-    text = {columns.id_column: str} if columns.id_column else None
+    # Categories as written too ("007" is not 7), but with the missing-value markers.
+    text = {name: str for name in columns.categorical}
+    if columns.id_column:
+        text[columns.id_column] = str
     markers = {name: list(MISSING_MARKERS) for name in columns.numeric}
     first_row, names = 1, columns.numeric
     with _read_csv(
         table, usecols=columns.read, dtype=text, chunksize=block_rows, na_values=markers
     ) as reader:
         for frame in reader:
-            rows = len(frame)
+            rows = len(_check_fields(table, frame))
             if first_row + rows - 1 > skip:
                 if first_row <= skip:
                     frame = frame.iloc[skip - first_row + 1 :]
                 start = max(first_row, skip + 1)
-                values = [_float32(table, columns, name, frame[name], start) for name in names]
+                values = [
+                    vocabularies[name].codes(frame[name]) if name in vocabularies
+                    else _float32(table, columns, name, frame[name], start)
+                    for name in names
+                ]  # fmt: skip
                 yield _Values(values, _ids(frame, columns.id_column), start, None)
             first_row += rows
 
@@ -456,12 +620,21 @@ def _non_numeric(
     )
 
 
-def _parquet_blocks(table: TableFile, columns: TableColumns, block_rows: int) -> Iterator[_Values]:
+def _parquet_blocks(
+    table: TableFile,
+    columns: TableColumns,
+    block_rows: int,
+    vocabularies: Mapping[str, Vocabulary],
+) -> Iterator[_Values]:
     file = open_parquet(table, columns)
     total = max(file.metadata.num_rows, 1)
     first_row = 1
     for batch in file.iter_batches(batch_size=block_rows, columns=columns.read):
-        values = [_arrow_float32(batch.column(name)) for name in columns.numeric]
+        values = [
+            vocabularies[name].codes(batch.column(name).to_pandas()) if name in vocabularies
+            else _arrow_float32(batch.column(name))
+            for name in columns.numeric
+        ]  # fmt: skip
         ids = None
         if columns.id_column is not None:
             ids = [str(value) for value in batch.column(columns.id_column).to_pylist()]
@@ -490,6 +663,8 @@ def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.Parqu
 
     for name in columns.numeric:
         kind = file.schema_arrow.field(name).type
+        if name in columns.categorical:
+            continue
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
             continue
         column = pq.read_table(table.path, columns=[name]).column(name).to_pandas()
@@ -532,47 +707,78 @@ def read_row_group(file: pq.ParquetFile, group: int, columns: TableColumns) -> N
     return by_column.T
 
 
-def keep_finite(
+class KeptRows(NamedTuple):
+    """Which rows of a block to keep (None: all), and why the others were left out."""
+
+    keep: NDArray[np.bool_] | None
+    missing_target: int  # rows whose target is missing: never trained or scored on
+    missing_feature: int  # rows left out for a missing feature value (--missing drop)
+
+
+def keep_rows(
     table: TableFile,
     columns: TableColumns,
     parts: Sequence[NDArray[np.float32]],
     first_row: int,
-    drop_missing: bool,
-) -> NDArray[np.bool_] | None:
-    """Which rows to keep of `parts` (arrays whose columns, side by side, are `columns.numeric`).
+    missing: MissingName,
+    *,
+    cannot_impute: str = "",
+) -> KeptRows:
+    """Which rows of `parts` (arrays whose columns, side by side, are `columns.numeric`) to keep.
 
-    None when all of them. A row with a missing, infinite or too large value is an error
-    naming the first such value's column and row, unless `drop_missing`, which leaves the
-    row out.
+    A row whose target is missing is left out, whatever `missing` says. A missing feature
+    value is kept for imputation (`impute`), leaves its row out (`drop`) or is an error
+    naming its column and row (`error`). An infinite or too large value is an error,
+    except with `drop`, which leaves its row out.
     """
     # One pass over the whole arrays first: the row-by-row check is seven times slower.
     if all(np.isfinite(part).all() for part in parts):
-        return None
-    finite = np.logical_and.reduce([np.isfinite(part).all(axis=1) for part in parts])
-    if not drop_missing:
-        row = int(np.argmax(~finite))
-        bad = np.concatenate([~np.isfinite(part[row]) for part in parts])
-        fix = (
-            "clean the data or pass --drop-missing to skip such rows"
-            if columns.target
-            else "give every row a finite value"
-        )
+        return KeptRows(None, 0, 0)
+    width = len(columns.features)
+    finite = np.concatenate([np.isfinite(part) for part in parts], axis=1)
+    nan = np.concatenate([np.isnan(part) for part in parts], axis=1)
+    target_missing = nan[:, width:].any(axis=1)
+    bad = ~finite if missing != "impute" else ~finite & ~nan
+    bad[:, width:] &= ~nan[:, width:]  # a missing target drops its row: not an error
+    if missing == "drop":
+        keep = ~bad.any(axis=1) & ~target_missing
+        dropped_feature = int((~keep & ~target_missing).sum())
+        return KeptRows(np.asarray(keep), int(target_missing.sum()), dropped_feature)
+    if bad.any():
+        row, column = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        value = np.concatenate([part[row] for part in parts])[column]
+        if np.isnan(value):
+            problem = "a missing value"
+            fix = (
+                f"pass --missing drop to skip such rows ({cannot_impute}), or fill it in"
+                if cannot_impute
+                else "pass --missing impute or --missing drop, or fill it in"
+            )
+        else:
+            problem = f"an infinite or too large ({_FLOAT32_RANGE}) value"
+            fix = "fix the value" + (
+                ", or pass --missing drop to skip such rows" if columns.target else ""
+            )
         raise WorkflowError(
-            f"{table.name} has a missing, infinite or too large ({_FLOAT32_RANGE}) value in "
-            f"column {columns.numeric[int(np.argmax(bad))]!r} at row {first_row + row}; {fix}."
+            f"{table.name} has {problem} in column {columns.numeric[column]!r} at row "
+            f"{first_row + row}; {fix}."
         )
-    return np.asarray(finite)
+    if not target_missing.any():
+        return KeptRows(None, 0, 0)
+    return KeptRows(np.asarray(~target_missing), int(target_missing.sum()), 0)
 
 
 @dataclass(frozen=True)
 class TableBlock:
     """Consecutive rows of a table's columns, checked, as `iter_table` yields them."""
 
-    X: torch.Tensor  # (rows, features), float32
+    X: torch.Tensor  # (rows, features), float32; encoded when an encoding was given
     ids: list[str] | None  # the id column's values, when one was asked for
     first_row: int  # the row number (from 1) in the file of the block's first row
     y: torch.Tensor | None = None  # (rows, targets), float32, when targets were asked for
-    dropped_rows: int = 0  # rows of the block left out for missing values (drop_missing)
+    dropped_rows: int = 0  # rows of the block left out for missing values
+    counts: EncodeCounts | None = None  # what the encoding did: imputed, unseen
+    missing_target: int = 0  # of the dropped rows, those whose target is missing
 
 
 def iter_table(
@@ -584,25 +790,49 @@ def iter_table(
     id_column: str | None = None,
     block_rows: int = READ_BLOCK_ROWS,
     drop_missing: bool = False,
+    missing: MissingName | None = None,
+    encoding: Encoding | None = None,
 ) -> Iterator[TableBlock]:
     """Yield a trained model's feature (and target) columns `block_rows` rows at a time.
 
     Memory is one block, whatever the file's size: for predicting on and evaluating tables
-    larger than memory. Checked as `read_blocks` and `keep_finite` check.
+    larger than memory. Checked as `read_blocks` and `keep_rows` check. With the model's
+    `encoding`, the blocks' X are its inputs: missing values imputed (`missing` "impute",
+    the default then), categories coded. Rows whose target is missing are left out.
     """
+    if missing is None:
+        missing = "drop" if drop_missing else "impute" if encoding is not None else "error"
+    cannot_impute = ""
+    if encoding is None:
+        cannot_impute = "a model saved without an encoding of its columns cannot impute"
+        missing = "error" if missing == "impute" else missing
     table = open_table(path, format)
-    columns = choose_columns(table, target, features, id_column, training=False)
+    categorical = [c.name for c in encoding.categorical] if encoding is not None else []
+    numeric = [name for name in features if name not in (*categorical, id_column)]
+    columns = choose_columns(
+        table, target, features, id_column, training=False, categorical=categorical,
+        numeric=numeric,
+    )  # fmt: skip
+    vocabularies = {name: Vocabulary() for name in columns.categorical}
     width, kept, dropped = len(columns.features), 0, 0
-    for block in read_blocks(table, columns, block_rows=block_rows):
+    for block in read_blocks(table, columns, block_rows=block_rows, vocabularies=vocabularies):
         rows = len(block.columns[0])
         X, y = _matrix(block.columns[:width], rows), _matrix(block.columns[width:], rows)
-        finite = keep_finite(table, columns, [X, y], block.first_row, drop_missing)
+        rows_kept = keep_rows(
+            table, columns, [X, y], block.first_row, missing, cannot_impute=cannot_impute
+        )
         ids, block_dropped = block.ids, 0
-        if finite is not None:
-            X, y, block_dropped = X[finite], y[finite], int((~finite).sum())
-            ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
+        if (keep := rows_kept.keep) is not None:
+            X, y, block_dropped = X[keep], y[keep], int((~keep).sum())
+            ids = [ids[row] for row in np.flatnonzero(keep)] if ids is not None else None
+        counts = None
+        if encoding is not None:
+            X, counts = encoding.encode(X, vocabularies)
         y_tensor = torch.from_numpy(y) if columns.target else None
-        yield TableBlock(torch.from_numpy(X), ids, block.first_row, y_tensor, block_dropped)
+        yield TableBlock(
+            torch.from_numpy(X), ids, block.first_row, y_tensor, block_dropped, counts,
+            rows_kept.missing_target,
+        )  # fmt: skip
         kept, dropped = kept + len(X), dropped + block_dropped
     if kept == 0:
         raise _no_rows(table) if dropped == 0 else _all_missing(table)
@@ -631,16 +861,25 @@ def _all_missing(table: TableFile) -> WorkflowError:
 
 @dataclass(frozen=True)
 class Table:
-    """The used columns of a data file as float32 tensors, with their names and origin."""
+    """The used columns of a data file as float32 tensors, with their names and origin.
+
+    X holds the features as read: NaN where a value is missing (with `missing="impute"`),
+    and a categorical column as its `vocabularies` numbers; `ptflow.encoding` turns them
+    into a model's inputs.
+    """
 
     X: torch.Tensor  # (rows, features)
     y: torch.Tensor  # (rows, targets); no columns when no target was asked for
     features: tuple[str, ...]
     target: tuple[str, ...]
     fingerprint: dict[str, Any]  # file name, size, SHA-256, rows, columns
-    dropped_rows: int = 0  # rows with missing values removed by drop_missing
+    dropped_rows: int = 0  # rows left out: a missing target, or drop_missing
     ids: list[str] | None = None  # the id column's values, when one was asked for
     roles: tuple[ColumnRole, ...] = ()  # every column of the file, and what was done with it
+    kinds: tuple[FeatureKind, ...] = ()  # each feature's kind; () for the tutorial's line
+    vocabularies: dict[str, Vocabulary] = field(default_factory=dict)  # categorical features'
+    file_rows: NDArray[np.int64] | None = None  # each row's data row in the file (0-based)
+    missing_target: int = 0  # of the dropped rows, those whose target is missing
 
 
 def load_table(
@@ -650,48 +889,109 @@ def load_table(
     *,
     format: str = "auto",
     drop_missing: bool = False,
+    missing: MissingName | None = None,
     id_column: str | None = None,
+    categorical: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    ignore: Sequence[str] = (),
 ) -> Table:
     """Read target and feature columns of a CSV or Parquet file, checking every value.
 
-    Features default to every other numeric column. Missing or infinite values are an
-    error unless `drop_missing`, which removes their rows. A constant target is an error.
-    A CSV file is parsed on every core (`torch.get_num_threads()`), and hashed from the
-    bytes parsed; a Parquet file is hashed in a background thread meanwhile.
+    Features default to every other column the rules keep (`choose_columns`). A missing
+    feature value is an error (`missing="error"`, the default), leaves its row out
+    (`"drop"`, or `drop_missing`) or stays NaN for imputation (`"impute"`). A row whose
+    target is missing is left out; a constant target is an error. A CSV file is parsed on
+    every core (`torch.get_num_threads()`), and hashed from the bytes parsed; a Parquet
+    file is hashed in a background thread meanwhile.
     """
+    missing = missing or ("drop" if drop_missing else "error")
     table = open_table(path, format)
-    columns = choose_columns(table, target, features, id_column)
+    columns = choose_columns(
+        table, target, features, id_column, categorical=categorical, numeric=numeric,
+        ignore=ignore,
+    )  # fmt: skip
+    vocabularies = {name: Vocabulary() for name in columns.categorical}
     hashing = _Hashing()
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         parquet_hash = None
         if table.format == "parquet":
             parquet_hash = background.submit(file_fingerprint, table.path)
-        blocks = read_blocks(table, columns, threads=torch.get_num_threads(), hashing=hashing)
+        blocks = read_blocks(
+            table, columns, threads=torch.get_num_threads(), hashing=hashing,
+            vocabularies=vocabularies,
+        )  # fmt: skip
         X, y, ids = _gather(table, columns, blocks)
         if parquet_hash is not None:
             fingerprint = parquet_hash.result()
         else:  # from the bytes the parallel read parsed, or by reading the file again
             fingerprint = file_fingerprint(table.path, hashing.hexdigest())
-    finite = keep_finite(table, columns, [X, y], 1, drop_missing)
-    dropped, missing = 0, {}
-    if finite is not None:
-        counts = [np.count_nonzero(~np.isfinite(part), axis=0) for part in (X, y)]
-        missing = dict(zip(columns.numeric, map(int, np.concatenate(counts)), strict=True))
-        X, y, dropped = X[finite], y[finite], int((~finite).sum())
-        ids = [ids[row] for row in np.flatnonzero(finite)] if ids is not None else None
+    kept = keep_rows(table, columns, [X, y], 1, missing)
+    counts = {}
+    if kept.keep is not None or missing == "impute":
+        per_column = [np.count_nonzero(np.isnan(part), axis=0) for part in (X, y)]
+        counts = dict(zip(columns.numeric, map(int, np.concatenate(per_column)), strict=True))
+    file_rows = None
+    if (keep := kept.keep) is not None:
+        X, y = X[keep], y[keep]
+        ids = [ids[row] for row in np.flatnonzero(keep)] if ids is not None else None
+        file_rows = np.flatnonzero(keep)
         if len(X) == 0:
             raise _all_missing(table)
+    X, columns = _drop_identifiers(table, columns, X, vocabularies)
     if len(y) > 1:
-        check_varying_target(columns.target, y.min(axis=0), y.max(axis=0))
+        check_varying_target(columns.target, np.nanmin(y, axis=0), np.nanmax(y, axis=0))
+    levels = {name: len(vocabularies[name].values) for name in columns.categorical}
     return Table(
         torch.from_numpy(X),
         torch.from_numpy(y),
         columns.features,
         columns.target,
         {**fingerprint, "rows": len(X), "columns": len(table.columns)},
-        dropped,
+        0 if keep is None else int((~keep).sum()),
         ids,
-        column_roles(table, columns, missing),
+        column_roles(table, columns, counts, levels),
+        tuple(columns.kind(name) for name in columns.features),
+        {name: vocabularies[name] for name in columns.categorical},
+        file_rows,
+        kept.missing_target,
+    )
+
+
+def _drop_identifiers(
+    table: TableFile,
+    columns: TableColumns,
+    X: NDArray[np.float32],
+    vocabularies: dict[str, Vocabulary],
+) -> tuple[NDArray[np.float32], TableColumns]:
+    """Leave out text columns the rules chose whose values are nearly all distinct (names,
+    codes): an identifier, not a category. A column named in an option is kept."""
+    import dataclasses
+
+    dropped = {}
+    for name in set(columns.categorical) & set(columns.inferred):
+        values = X[:, columns.features.index(name)]
+        present = int(np.count_nonzero(~np.isnan(values)))
+        distinct = len(np.unique(values[~np.isnan(values)]))
+        if present >= 2 and distinct >= IDENTIFIER_SHARE * present:
+            dropped[name] = (
+                f"looks like an identifier ({distinct:,} distinct values in {present:,} rows); "
+                f"--categorical {name} uses it"
+            )
+    if not dropped:
+        return X, columns
+    features = tuple(name for name in columns.features if name not in dropped)
+    if not features:
+        raise WorkflowError(
+            f"{table.name} has no column to learn from besides the target: "
+            f"{'; '.join(f'{n} {why}' for n, why in dropped.items())}."
+        )
+    keep = [columns.features.index(name) for name in features]
+    X = np.ascontiguousarray(X[:, keep])
+    return X, dataclasses.replace(
+        columns,
+        features=features,
+        categorical=tuple(n for n in columns.categorical if n not in dropped),
+        ignored=(*columns.ignored, *dropped.items()),
     )
 
 
@@ -767,7 +1067,13 @@ def _read_csv(table: TableFile, **options: Any) -> Any:
     """pandas' reader on a CSV file, with the header as `open_table` read it."""
     import pandas as pd
 
-    options = {"na_values": list(MISSING_MARKERS), **options}
+    options = {
+        "na_values": list(MISSING_MARKERS),
+        # A column read as text (categories, ids) keeps the words.
+        "true_values": list(TRUE_WORDS),
+        "false_values": list(FALSE_WORDS),
+        **options,
+    }
     try:
         return pd.read_csv(
             table.path,
@@ -782,6 +1088,15 @@ def _read_csv(table: TableFile, **options: Any) -> Any:
     # ValueError: a row with more fields than the header names (pandas' words for it)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as error:
         raise _unparsable(table, error) from None
+
+
+def _check_fields(table: TableFile, frame: pd.DataFrame) -> pd.DataFrame:
+    """Refuse a block in which pandas took a row's extra fields for an index."""
+    import pandas as pd
+
+    if not isinstance(frame.index, pd.RangeIndex):
+        raise _unparsable(table, ValueError("a row has more fields than the header names"))
+    return frame
 
 
 def _unparsable(table: TableFile, error: BaseException) -> WorkflowError:
@@ -831,7 +1146,8 @@ def convert_table(
     read = pa_csv.ReadOptions(
         column_names=list(table.columns), skip_rows=1, block_size=CSV_BLOCK_BYTES
     )
-    nulls = pa_csv.ConvertOptions(null_values=list(MISSING_MARKERS))
+    words = {"true_values": list(TRUE_WORDS), "false_values": list(FALSE_WORDS)}
+    nulls = pa_csv.ConvertOptions(null_values=list(MISSING_MARKERS), **words)
     try:
         with pa_csv.open_csv(source, read_options=read, convert_options=nulls) as first:
             schema = first.schema
@@ -839,7 +1155,9 @@ def convert_table(
             field.name: pa.float64() if pa.types.is_integer(field.type) else field.type
             for field in schema
         }
-        convert = pa_csv.ConvertOptions(column_types=types, null_values=list(MISSING_MARKERS))
+        convert = pa_csv.ConvertOptions(
+            column_types=types, null_values=list(MISSING_MARKERS), **words
+        )
         with pa_csv.open_csv(source, read_options=read, convert_options=convert) as reader:
             return _write_row_groups(reader, destination, row_group_rows)
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:

@@ -7,6 +7,7 @@ over `resume_workflow`; `ptflow predict` and `ptflow evaluate` over `load_run`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -40,10 +41,17 @@ from ptflow.config import Config, check_resumable
 from ptflow.data import Split, Splits, make_linear_data, scale_splits, split
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
+from ptflow.encoding import Encoding, fit_encoding
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import PREDICT_ROWS, Metrics, Predictor, evaluate_blocks, predict
 from ptflow.files import remove_stale_temporaries
-from ptflow.models import Standardized, build_model, check_mlp_fits, linear_parameters
+from ptflow.models import (
+    Standardized,
+    build_table_model,
+    check_mlp_fits,
+    linear_parameters,
+    one_hot_design,
+)
 from ptflow.plots import (
     plot_loss_curves,
     plot_predicted_vs_actual,
@@ -59,8 +67,10 @@ from ptflow.run_folder import (
     RUN_FILES,
     check_new_run_dir,
     locked,
+    read_encoding,
     read_record,
     read_summary,
+    write_encoding,
     write_history,
     write_record,
     write_split,
@@ -121,6 +131,7 @@ class LoadedRun:
     features: tuple[str, ...]
     target: tuple[str, ...]
     task: Task = REGRESSION  # what the metrics are, how they print
+    encoding: Encoding | None = None  # how a table's columns become the model's inputs
 
 
 def default_run_dir(root: str | os.PathLike[str] = "runs") -> Path:
@@ -142,14 +153,30 @@ def load_data(cfg: Config) -> Table:
             cfg.target,
             cfg.features,
             format=cfg.format,
-            drop_missing=cfg.drop_missing,
+            missing=cfg.missing,
+            categorical=cfg.categorical,
+            numeric=cfg.numeric,
+            ignore=cfg.ignore,
         )
         logger.info("%s", describe_roles(table.roles))
-        if table.dropped_rows:
-            logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
+        _log_dropped(table.dropped_rows, table.missing_target)
         return table
     X, y = make_linear_data(cfg.weight, cfg.bias, cfg.start, cfg.end, cfg.step)
     return Table(X, y, features=("X",), target=("y",), fingerprint={})
+
+
+def _log_dropped(dropped: int, missing_target: int) -> None:
+    if missing_target:
+        logger.info("left out %s without a target value", _rows(missing_target))
+    if dropped > missing_target:
+        logger.info(
+            "left out %s with a missing or infinite feature value (--missing drop)",
+            _rows(dropped - missing_target),
+        )
+
+
+def _rows(count: int) -> str:
+    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -157,11 +184,12 @@ class _Prepared:
     """Steps 1 and 3: the data, its split, and the model before training."""
 
     data: Table | StreamedTable
-    splits: Splits | None  # raw columns, as read; None when streamed
+    splits: Splits | None  # the model's inputs, unscaled; None when streamed
     model: nn.Module  # takes raw columns: standardisation, if any, is inside
     network: nn.Module  # what trains: the model itself, or the network inside Standardized
     train_splits: Splits | StreamedTable  # what the network sees: standardised if asked
     y_pred_before: torch.Tensor | None  # the tutorial's "predictions before training"
+    encoding: Encoding | None = None  # a table's columns as inputs, fitted on training rows
 
 
 def run_workflow(
@@ -200,13 +228,16 @@ def run_workflow(
         return _train_and_finish(run_dir, cfg, prepared, None, started, progress, should_stop)
     with writing(run_dir, overwrite=overwrite) as folder:
         _write_run_record(run_dir, cfg, prepared, command)
+        if prepared.encoding is not None:
+            write_encoding(run_dir, prepared.encoding.to_dict())
         if (splits := prepared.splits) is not None:  # a streamed split is a rule, in config.json
-            write_split(
-                run_dir,
-                train=splits.train_indices.numpy(),
-                val=splits.val_indices.numpy(),
-                test=splits.test_indices.numpy(),
+            # Row numbers of the file, also when rows were left out, to audit against it.
+            file_rows = getattr(prepared.data, "file_rows", None)
+            indices = (splits.train_indices, splits.val_indices, splits.test_indices)
+            train, val, test = (
+                part.numpy() if file_rows is None else file_rows[part.numpy()] for part in indices
             )
+            write_split(run_dir, train=train, val=val, test=test)
         if narrate is not None:
             _narrate_start(cfg, prepared, narrate)
         return _train_and_finish(
@@ -353,11 +384,14 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         )
     features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
     task = task_of(read_summary(run_dir))
-    model = _build_network(cfg, len(features), task.out_features(len(target)), seed=None)
+    saved = read_encoding(run_dir)
+    encoding = Encoding.from_dict(saved) if saved is not None else None
+    inputs = encoding.width if encoding is not None else len(features)
+    model = _build_network(cfg, inputs, task.out_features(len(target)), None, encoding)
     if cfg.scale == "standard":
-        model = Standardized(model, None, len(features), len(target))
+        model = Standardized(model, None, inputs, len(target))
     load_weights(model, run_dir / MODEL)
-    return LoadedRun(run_dir, cfg, model, features, target, task)
+    return LoadedRun(run_dir, cfg, model, features, target, task, encoding)
 
 
 def _prepare(cfg: Config) -> _Prepared:
@@ -368,6 +402,11 @@ def _prepare(cfg: Config) -> _Prepared:
     splits = split(
         data.X, data.y, cfg.train_fraction, cfg.val_fraction, shuffle=cfg.shuffle, seed=cfg.seed
     )
+    encoding = None
+    if data.kinds:  # a table: medians and categories from the training rows only
+        kinds = dict(zip(data.features, data.kinds, strict=True))
+        encoding = fit_encoding(splits.train.X.numpy(), data.features, kinds, data.vocabularies)
+        splits = _encoded(splits, encoding, data)
     logger.info(
         "data: %d rows | features: %d | targets: %d | split: %d train, %d validation, %d test",
         len(data.X),
@@ -381,13 +420,16 @@ def _prepare(cfg: Config) -> _Prepared:
     # trained on standardised columns if asked; then moved to its device, once
     device = _device(cfg)
     outputs = _TASK.out_features(len(data.target))
+    inputs = splits.train.X.shape[1]
     if cfg.model == "mlp":  # the batches' activations too, before any is allocated
         rows = max(len(part.X) for part in (splits.train, splits.test))
         batch_rows = max(batch_size_for(cfg, len(splits.train.X)), min(rows, PREDICT_ROWS))
-        check_mlp_fits(len(data.features), outputs, cfg.hidden, batch_rows)
-    network = _build_network(cfg, len(data.features), outputs, seed=cfg.seed)
+        check_mlp_fits(inputs, outputs, cfg.hidden, batch_rows)
+    network = _build_network(cfg, inputs, outputs, cfg.seed, encoding)
     if cfg.scale == "standard":
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
+        if encoding is not None:  # numbers only: not 0/1 indicators, not category codes
+            scaling = scaling.only(encoding.scaled)
         if not _TASK.scales_targets:
             scaling = scaling.features_only()
         model: nn.Module = Standardized(network, scaling)
@@ -397,7 +439,21 @@ def _prepare(cfg: Config) -> _Prepared:
     model.to(device)
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
-    return _Prepared(data, splits, model, network, train_splits, y_pred_before)
+    return _Prepared(data, splits, model, network, train_splits, y_pred_before, encoding)
+
+
+def _encoded(splits: Splits, encoding: Encoding, data: Table) -> Splits:
+    """The splits' raw columns as the model's inputs; what was imputed or unseen, logged."""
+    encoded: dict[str, Any] = {}
+    for name in ("train", "val", "test"):
+        part = getattr(splits, name)
+        if part is None:
+            continue
+        X, counts = encoding.encode(part.X.numpy(), data.vocabularies)
+        encoded[name] = Split(torch.from_numpy(X), part.y)
+        for line in counts.describe():
+            logger.info("%s rows: %s", name, line)
+    return dataclasses.replace(splits, **encoded)
 
 
 def _prepare_streamed(cfg: Config) -> _Prepared:
@@ -408,7 +464,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         cfg.target,
         cfg.features,
         format=cfg.format,
-        drop_missing=cfg.drop_missing,
+        drop_missing=cfg.missing == "drop",
         train_fraction=cfg.train_fraction,
         val_fraction=cfg.val_fraction,
         shuffle=cfg.shuffle,
@@ -427,11 +483,11 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
     )
     logger.info("%s", describe_roles(table.roles))
     if table.dropped_rows:
-        logger.info("dropped %d rows with missing or infinite values", table.dropped_rows)
+        logger.info("left out %s with missing or infinite values", _rows(table.dropped_rows))
     # 3. model, as for a table in memory
     device = _device(cfg)
     outputs = _TASK.out_features(len(table.target))
-    network = _build_network(cfg, len(table.features), outputs, seed=cfg.seed)
+    network = _build_network(cfg, len(table.features), outputs, cfg.seed)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
     model.to(device)
     return _Prepared(table, None, model, network, table, None)
@@ -494,7 +550,7 @@ def _train_and_finish(
         assert isinstance(prepared.data, StreamedTable)
         metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world, _TASK)
     else:
-        metrics, baseline_metrics = _evaluate_in_memory(model, splits, world, _TASK)
+        metrics, baseline_metrics = _evaluate_in_memory(model, prepared, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -527,10 +583,12 @@ def _train_and_finish(
 
 
 def _evaluate_in_memory(
-    model: nn.Module, splits: Splits, world: World | None, task: Task
+    model: nn.Module, prepared: _Prepared, world: World | None
 ) -> tuple[dict[str, Metrics], dict[str, Metrics]]:
     """The model's and the baseline's metrics on every part; under torchrun, each process
     scores its share of each part's rows and the sums are merged."""
+    splits, encoding = prepared.splits, prepared.encoding
+    assert splits is not None  # in memory
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     present = {name: part for name, part in parts.items() if part is not None}
     shares = {
@@ -539,14 +597,25 @@ def _evaluate_in_memory(
     blocks = ((name, part.X[shares[name]], part.y[shares[name]]) for name, part in present.items())
     predictors: dict[str, Predictor] = {
         "model": partial(predict, model),
-        "baseline": fit_least_squares(*splits.train).predict,
+        "baseline": _baseline(splits.train, encoding),
     }
     merge = world.merge_metric_sums if world is not None else None
-    sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
+    sums = evaluate_blocks(blocks, list(present), predictors, merge, task=_TASK)
     return (
         {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
         {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
     )
+
+
+def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
+    """The least-squares fit of the training rows: on one-hot categories, if there are any."""
+    if encoding is None or not encoding.categorical:
+        return fit_least_squares(*train).predict
+    design = partial(
+        one_hot_design, dense=encoding.dense_width, sizes=[c.size for c in encoding.categorical]
+    )
+    fit = fit_least_squares(design(train.X), train.y)
+    return lambda X: fit.predict(design(X))
 
 
 def _on_epoch_end(
@@ -598,6 +667,7 @@ def _write_run_record(
             "out_features": _TASK.out_features(len(data.target)),
             "features": list(data.features),
             "target": list(data.target),
+            "inputs": prepared.splits.train.X.shape[1] if prepared.splits else len(data.features),
         },
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
@@ -615,12 +685,23 @@ def write_config_toml(cfg: Config, path: str | os.PathLike[str]) -> None:
     write_settings_toml(cfg.to_dict(), Path(path))
 
 
-def _build_network(cfg: Config, in_features: int, out_features: int, seed: int | None) -> nn.Module:
-    return build_model(
+def _build_network(
+    cfg: Config,
+    in_features: int,
+    out_features: int,
+    seed: int | None,
+    encoding: Encoding | None = None,
+) -> nn.Module:
+    """The model of `cfg` for `in_features` inputs: with categorical ones at the end, if the
+    `encoding` has any."""
+    categorical = encoding.categorical if encoding is not None else ()
+    return build_table_model(
         cfg.model,
-        in_features,
+        in_features - len(categorical),
+        [column.size for column in categorical],
         out_features,
         seed=seed,
+        embedding_size=cfg.embedding_size,
         hidden=cfg.hidden,
         activation=cfg.activation,
         dropout=cfg.dropout,

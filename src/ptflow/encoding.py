@@ -1,0 +1,298 @@
+"""Step 1, data, for typed columns: what a table's feature columns become as model inputs.
+
+An `Encoding` is fitted on the training rows only and saved with the model
+(`encoding.json`, plain JSON), so `evaluate`, `predict` and `load_run` apply it to raw files:
+
+- a numeric or true/false column stays a number; a missing value becomes the training
+  rows' median, and a column that had missing training values gets a 0/1 "was missing"
+  input beside it (fastai's FillMissing does the same);
+- a categorical column becomes an integer code: UNSEEN (0) for a value the training rows
+  never had, MISSING (1) for a missing value, then the training rows' values in sorted
+  order. The model turns codes into one-hot vectors or embeddings (`ptflow.models`).
+
+The encoded matrix holds, in order: the numeric columns, their "was missing" inputs, and
+the categorical codes (as float32, exact below 2**24).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ptflow.errors import WorkflowError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "MISSING",
+    "UNSEEN",
+    "CategoricalInput",
+    "EncodeCounts",
+    "Encoding",
+    "NumericInput",
+    "Vocabulary",
+    "fit_encoding",
+]
+
+UNSEEN = 0  # a value the training rows did not have: its one-hot vector and embedding are 0
+MISSING = 1  # a missing value, where the training rows had some (else it counts as unseen)
+_FIRST_LEVEL = 2
+
+FeatureKind = Literal["numeric", "boolean", "categorical"]
+
+
+class Vocabulary:
+    """The distinct text values of a column, numbered as first read: a block's cells as codes.
+
+    The numbers depend on the file's order; `Encoding` maps them to its own codes, which
+    do not.
+    """
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self._numbers: dict[str, int] = {}
+
+    def codes(self, column: pd.Series) -> NDArray[np.float32]:
+        """The column's values as their numbers in this vocabulary (new ones added), NaN
+        where missing."""
+        import pandas as pd
+
+        local, uniques = pd.factorize(column, use_na_sentinel=True)
+        numbers = np.array([self._number(text_of(value)) for value in uniques], dtype=np.float32)
+        out = np.full(len(local), np.nan, dtype=np.float32)
+        present = local >= 0
+        out[present] = numbers[local[present]]
+        return out
+
+    def _number(self, text: str) -> int:
+        number = self._numbers.get(text)
+        if number is None:
+            number = self._numbers[text] = len(self.values)
+            self.values.append(text)
+        return number
+
+
+def text_of(value: object) -> str:
+    """A cell as text, the same from a CSV file and from Parquet: 3.0 (float64) reads "3"."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(frozen=True)
+class NumericInput:
+    """A numeric or true/false column: missing values become `fill`, the training median."""
+
+    name: str
+    kind: Literal["numeric", "boolean"]
+    fill: float
+    indicator: bool  # the training rows had missing values: a "was missing" input follows
+    missing: int = 0  # missing values in the training rows
+
+
+@dataclass(frozen=True)
+class CategoricalInput:
+    """A categorical column: its training rows' values, sorted; code = 2 + their index."""
+
+    name: str
+    levels: tuple[str, ...]
+    missing: int = 0  # missing values in the training rows; with any, MISSING is a level
+
+    @property
+    def size(self) -> int:
+        """Codes in use: UNSEEN, MISSING and the levels."""
+        return len(self.levels) + _FIRST_LEVEL
+
+
+FeatureInput = NumericInput | CategoricalInput
+
+
+@dataclass
+class EncodeCounts:
+    """What encoding a table's rows did with their values, by column: to tell the user."""
+
+    imputed: dict[str, int] = field(default_factory=dict)  # missing values filled in
+    unseen: dict[str, int] = field(default_factory=dict)  # categories training never had
+
+    def add(self, other: EncodeCounts) -> None:
+        for mine, theirs in ((self.imputed, other.imputed), (self.unseen, other.unseen)):
+            for name, count in theirs.items():
+                mine[name] = mine.get(name, 0) + count
+
+    def describe(self) -> list[str]:
+        """One sentence per kind of change, or none."""
+        lines = []
+        if self.imputed:
+            shown = ", ".join(f"{name} {count}" for name, count in self.imputed.items())
+            lines.append(f"imputed missing values with the training rows' median: {shown}")
+        if self.unseen:
+            shown = ", ".join(f"{name} {count}" for name, count in self.unseen.items())
+            lines.append(f"categories not seen in training (encoded as unseen): {shown}")
+        return lines
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a model's feature columns become its inputs; fitted on training rows only."""
+
+    inputs: tuple[FeatureInput, ...]  # one per feature column, in the features' order
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.inputs)
+
+    @property
+    def numeric(self) -> tuple[NumericInput, ...]:
+        return tuple(c for c in self.inputs if isinstance(c, NumericInput))
+
+    @property
+    def categorical(self) -> tuple[CategoricalInput, ...]:
+        return tuple(c for c in self.inputs if isinstance(c, CategoricalInput))
+
+    @property
+    def dense_width(self) -> int:
+        """The encoded columns before the categorical codes: numbers and indicators."""
+        return len(self.numeric) + sum(column.indicator for column in self.numeric)
+
+    @property
+    def width(self) -> int:
+        return self.dense_width + len(self.categorical)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The encoded matrix's columns, named."""
+        numeric = self.numeric
+        return (
+            *(c.name for c in numeric),
+            *(f"{c.name} (was missing)" for c in numeric if c.indicator),
+            *(c.name for c in self.categorical),
+        )
+
+    @property
+    def scaled(self) -> tuple[bool, ...]:
+        """Which encoded columns are standardised: the numbers; not 0/1 values nor codes."""
+        numeric = self.numeric
+        return (
+            *(c.kind == "numeric" for c in numeric),
+            *(False for c in numeric if c.indicator),
+            *(False for _ in self.categorical),
+        )
+
+    def encode(
+        self, raw: NDArray[np.float32], vocabularies: Mapping[str, Vocabulary]
+    ) -> tuple[NDArray[np.float32], EncodeCounts]:
+        """Encode raw feature columns (rows, features): numbers with NaN where missing, a
+        categorical column as its `vocabularies` numbers. Returns the inputs and counts."""
+        position = {name: i for i, name in enumerate(self.features)}
+        rows = len(raw)
+        out = np.empty((rows, self.width), dtype=np.float32)
+        counts = EncodeCounts()
+        numeric = self.numeric
+        indicators = len(numeric)
+        for i, column in enumerate(numeric):
+            values = raw[:, position[column.name]]
+            missing = np.isnan(values)
+            out[:, i] = values
+            if (count := int(missing.sum())) > 0:
+                out[missing, i] = column.fill
+                counts.imputed[column.name] = count
+            if column.indicator:
+                out[:, indicators] = missing
+                indicators += 1
+        for j, category in enumerate(self.categorical):
+            values = raw[:, position[category.name]]
+            codes, unseen = _codes(category, vocabularies[category.name], values)
+            out[:, self.dense_width + j] = codes
+            if unseen:
+                counts.unseen[category.name] = unseen
+        return out, counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [
+                {"name": c.name, "kind": c.kind, "fill": c.fill, "indicator": c.indicator,
+                 "missing": c.missing}
+                if isinstance(c, NumericInput)
+                else {"name": c.name, "kind": "categorical", "levels": list(c.levels),
+                      "missing": c.missing}
+                for c in self.inputs
+            ]
+        }  # fmt: skip
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Encoding:
+        """The Encoding `to_dict` gave; a damaged one is a `WorkflowError`."""
+        try:
+            inputs: list[FeatureInput] = []
+            for item in values["inputs"]:
+                if item["kind"] == "categorical":
+                    levels = tuple(str(level) for level in item["levels"])
+                    inputs.append(CategoricalInput(str(item["name"]), levels, int(item["missing"])))
+                elif item["kind"] in ("numeric", "boolean"):
+                    fill = float(item["fill"])
+                    if not math.isfinite(fill):
+                        raise ValueError(f"fill {fill}")
+                    inputs.append(
+                        NumericInput(
+                            str(item["name"]), item["kind"], fill, bool(item["indicator"]),
+                            int(item["missing"]),
+                        )
+                    )  # fmt: skip
+                else:
+                    raise ValueError(f"kind {item['kind']!r}")
+        except (KeyError, TypeError, ValueError) as error:
+            raise WorkflowError(
+                f"the saved encoding of the columns is damaged ({error}); train the run again."
+            ) from None
+        return cls(tuple(inputs))
+
+
+def _codes(
+    column: CategoricalInput, vocabulary: Vocabulary, numbers: NDArray[np.float32]
+) -> tuple[NDArray[np.float32], int]:
+    """A column's vocabulary numbers as the encoding's codes, and how many were unseen."""
+    code_of = {level: _FIRST_LEVEL + i for i, level in enumerate(column.levels)}
+    lookup = np.array(
+        [code_of.get(value, UNSEEN) for value in vocabulary.values] or [UNSEEN], dtype=np.float32
+    )
+    missing = np.isnan(numbers)
+    codes = np.full(len(numbers), MISSING if column.missing else UNSEEN, dtype=np.float32)
+    codes[~missing] = lookup[numbers[~missing].astype(np.int64)]
+    unseen = int(np.count_nonzero(codes[~missing] == UNSEEN))
+    return codes, unseen
+
+
+def fit_encoding(
+    raw: NDArray[np.float32],
+    features: Sequence[str],
+    kinds: Mapping[str, FeatureKind],
+    vocabularies: Mapping[str, Vocabulary],
+) -> Encoding:
+    """Fit the encoding of feature columns on the training rows `raw` (rows, features)."""
+    inputs: list[FeatureInput] = []
+    for i, name in enumerate(features):
+        values = raw[:, i]
+        missing = np.isnan(values)
+        count = int(missing.sum())
+        kind = kinds[name]
+        if kind == "categorical":
+            vocabulary = vocabularies[name].values
+            present = np.unique(values[~missing].astype(np.int64))
+            levels = tuple(sorted(vocabulary[number] for number in present))
+            inputs.append(CategoricalInput(name, levels, count))
+        else:
+            # The median of what is there: robust to outliers, and a value the column has.
+            present = values[~missing].astype(np.float64)
+            fill = float(np.median(present)) if len(present) else 0.0
+            inputs.append(NumericInput(name, kind, fill, count > 0, count))
+    return Encoding(tuple(inputs))

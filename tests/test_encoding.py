@@ -1,0 +1,309 @@
+"""Typed columns (issue 16): roles, categories, missing values, saved with the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import ptflow
+from ptflow.cli import main
+from ptflow.encoding import MISSING, UNSEEN, Encoding, Vocabulary, fit_encoding
+from ptflow.errors import WorkflowError
+from ptflow.tables import describe_roles, load_table
+
+HOUSES = """listing_id,city,area,rooms,age,garden,price
+1,Leeds,70,3,12,yes,210
+2,York,55,2,,no,180
+3,Leeds,90,4,30,yes,260
+4,Hull,40,1,5,no,95
+5,York,,3,18,yes,220
+6,Leeds,65,2,22,no,190
+7,Hull,80,3,9,yes,170
+8,York,100,4,40,no,300
+9,Leeds,75,3,15,yes,230
+10,Hull,50,2,,no,110
+11,York,60,2,25,yes,200
+12,Leeds,85,4,11,no,250
+13,Hull,45,1,35,no,90
+14,York,95,4,8,yes,310
+15,Leeds,,3,20,yes,225
+16,Hull,70,3,14,no,150
+17,York,58,2,28,no,190
+18,Leeds,88,4,6,yes,270
+19,Hull,52,2,19,yes,120
+20,York,77,3,,no,240
+21,Leeds,66,2,33,yes,
+22,Hull,90,4,12,no,185
+23,York,48,1,16,yes,150
+24,Leeds,72,3,21,no,215
+"""
+
+
+@pytest.fixture
+def houses(tmp_path: Path) -> Path:
+    path = tmp_path / "houses.csv"
+    path.write_text(HOUSES)
+    return path
+
+
+def test_an_ordinary_business_table_gets_a_role_for_every_column(houses: Path) -> None:
+    table = load_table(houses, ["price"], missing="impute")
+    roles = {role.name: (role.role, role.detail) for role in table.roles}
+    assert roles == {
+        "listing_id": (
+            "ignored",
+            "looks like an identifier or row number; --numeric listing_id uses it",
+        ),
+        "city": ("feature", "categories, 3 values"),
+        "area": ("feature", "numbers, 2 missing"),
+        "rooms": ("feature", "numbers"),
+        "age": ("feature", "numbers, 3 missing"),
+        "garden": ("feature", "true/false as 1/0"),  # yes/no
+        "price": ("target", "numbers, 1 missing"),
+    }
+    assert table.features == ("city", "area", "rooms", "age", "garden")
+    assert table.kinds == ("categorical", "numeric", "numeric", "numeric", "boolean")
+    # the row without a price is left out, and counted; the file's rows are kept
+    assert len(table.X) == 23 and table.missing_target == 1 and table.dropped_rows == 1
+    assert table.file_rows is not None and 20 not in table.file_rows.tolist()
+    lines = describe_roles(table.roles).splitlines()
+    assert lines[0] == "columns:" and lines[2].split() == [
+        "city",
+        "feature",
+        "categories,",
+        "3",
+        "values",
+    ]
+
+
+def test_the_role_rules_can_be_overridden(houses: Path) -> None:
+    table = load_table(
+        houses, ["price"], missing="impute", numeric=["listing_id"], categorical=["rooms"],
+        ignore=["age"],
+    )  # fmt: skip
+    assert table.features == ("listing_id", "city", "area", "rooms", "garden")
+    assert dict(zip(table.features, table.kinds, strict=True))["rooms"] == "categorical"
+    assert table.vocabularies["rooms"].values == ["3", "2", "4", "1"]  # as written, first read
+    assert {r.name: r.detail for r in table.roles}["age"] == "--ignore"
+    with pytest.raises(WorkflowError, match="in both --categorical and --ignore"):
+        load_table(houses, ["price"], categorical=["city"], ignore=["city"])
+    with pytest.raises(WorkflowError, match="is the target and in --numeric"):
+        load_table(houses, ["price"], numeric=["price"])
+    with pytest.raises(WorkflowError, match="has no column 'town'"):
+        load_table(houses, ["price"], categorical=["town"])
+
+
+def test_a_text_column_of_nearly_distinct_values_is_an_identifier(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    rows = [f"person {i},{'ab'[i % 2]},{i % 5},{i}" for i in range(30)]
+    path.write_text("name,group,x,y\n" + "\n".join(rows) + "\n")
+    table = load_table(path, ["y"])
+    assert table.features == ("group", "x")
+    detail = {r.name: r.detail for r in table.roles}["name"]
+    assert (
+        detail
+        == "looks like an identifier (30 distinct values in 30 rows); --categorical name uses it"
+    )
+    assert load_table(path, ["y"], categorical=["name"]).features == ("name", "group", "x")
+
+
+def test_a_numeric_column_with_a_typo_is_an_error_naming_the_cell(tmp_path: Path) -> None:
+    path = tmp_path / "typo.csv"
+    rows = [f"{i},{2 * i}" for i in range(40)]
+    rows[6] = "five,12"
+    path.write_text("rooms,price\n" + "\n".join(rows) + "\n")
+    with pytest.raises(WorkflowError) as error:
+        load_table(path, ["price"])
+    assert "'five' at row 7 (line 8)" in str(error.value)
+    assert "--categorical rooms" in str(error.value)
+    assert load_table(path, ["price"], categorical=["rooms"]).kinds == ("categorical",)
+
+
+def test_missing_values_are_an_error_or_drop_rows_when_asked(houses: Path) -> None:
+    with pytest.raises(
+        WorkflowError, match=r"missing value in column 'age' at row 2; pass --missing impute"
+    ):
+        load_table(houses, ["price"], missing="error")
+    dropped = load_table(houses, ["price"], missing="drop")
+    assert len(dropped.X) == 18 and dropped.dropped_rows == 6 and dropped.missing_target == 1
+    assert not torch.isnan(dropped.X).any()
+
+
+def test_the_encoding_is_fitted_on_training_rows_and_reserves_unseen_and_missing() -> None:
+    vocabulary = Vocabulary()
+    import pandas as pd
+
+    codes = vocabulary.codes(pd.Series(["b", "a", None, "b", "c"], dtype="str"))
+    assert vocabulary.values == ["b", "a", "c"] and np.isnan(codes[2])
+    raw = np.column_stack([codes, np.array([1.0, np.nan, 3.0, 5.0, 2.0], dtype=np.float32)])
+    encoding = fit_encoding(
+        raw[:4], ["letter", "x"], {"letter": "categorical", "x": "numeric"}, {"letter": vocabulary}
+    )
+    assert encoding.input_names == ("x", "x (was missing)", "letter")
+    encoded, counts = encoding.encode(raw, {"letter": vocabulary})
+    # x: median of 1, 3, 5 fills the gap, and an indicator says where; letter: sorted levels
+    assert encoded[:, 0].tolist() == [1.0, 3.0, 3.0, 5.0, 2.0]
+    assert encoded[:, 1].tolist() == [0, 1, 0, 0, 0]
+    assert encoded[:, 2].tolist() == [3, 2, MISSING, 3, UNSEEN]  # "c" came after training
+    assert counts.imputed == {"x": 1} and counts.unseen == {"letter": 1}
+    assert encoding.scaled == (True, False, False)
+    assert Encoding.from_dict(json.loads(encoding.to_json())) == encoding
+    with pytest.raises(WorkflowError, match="saved encoding of the columns is damaged"):
+        Encoding.from_dict({"inputs": [{"name": "x", "kind": "numeric", "fill": "nan"}]})
+
+
+def _effects_table(path: Path, rows: int = 600, seed: int = 0) -> None:
+    """y = 2·x + an effect per city + noise: what a model should learn, per category."""
+    generator = np.random.default_rng(seed)
+    cities = np.array(["Leeds", "York", "Hull", "Bath"])
+    effect = {"Leeds": 10.0, "York": -5.0, "Hull": 0.0, "Bath": 3.0}
+    city = cities[generator.integers(0, 4, rows)]
+    x = generator.normal(size=rows)
+    y = 2 * x + np.array([effect[c] for c in city]) + generator.normal(scale=0.1, size=rows)
+    x_text = [f"{v:.4f}" for v in x]
+    for i in range(0, rows, 37):
+        x_text[i] = ""  # a few blanks
+    lines = [f"{c},{v},{t:.4f}" for c, v, t in zip(city, x_text, y, strict=True)]
+    path.write_text("city,x,y\n" + "\n".join(lines) + "\n")
+
+
+def test_a_linear_model_learns_each_category_as_least_squares_does(tmp_path: Path) -> None:
+    path = tmp_path / "effects.csv"
+    _effects_table(path)
+    cfg = ptflow.Config.for_table(str(path), "y", epochs=300, lr=0.05)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    test, baseline = result.metrics["test"].to_dict(), result.baseline_metrics["test"].to_dict()
+    assert test["r2"] is not None and baseline["r2"] is not None
+    assert baseline["r2"] > 0.95  # the categories are what explain y: they are used
+    assert abs(test["r2"] - baseline["r2"]) < 0.01
+    # and the saved model predicts the same from the raw file, by category
+    run = ptflow.load_run(result.run_dir)
+    assert run.encoding is not None and run.encoding.categorical[0].levels == (
+        "Bath",
+        "Hull",
+        "Leeds",
+        "York",
+    )
+
+
+def test_predict_and_evaluate_encode_raw_rows_and_say_what_they_did(
+    houses: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(houses),
+                "--target",
+                "price",
+                "--out",
+                str(run),
+                "--epochs",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    new = tmp_path / "new.csv"
+    new.write_text(
+        "listing_id,city,area,rooms,age,garden\n30,Leeds,70,3,,yes\n31,Bath,60,2,10,no\n32,,80,,5,\n"
+    )
+    capsys.readouterr()
+    assert main(["predict", str(run), "--data", str(new), "--id", "listing_id"]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert lines[0] == "listing_id,price_pred" and len(lines) == 4
+    assert all(np.isfinite(float(line.split(",")[1])) for line in lines[1:])
+    assert "imputed missing values with the training rows' median: rooms 1, age 1, garden 1" in err
+    assert "categories not seen in training (encoded as unseen): city 1" in err
+    assert main(["predict", str(run), "--data", str(new), "--missing", "error"]) == 2
+    assert "missing value in column 'age' at row 1" in capsys.readouterr().err
+    assert main(["predict", str(run), "--data", str(new), "--missing", "drop"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2 and "left out 2 rows" in err
+    assert main(["evaluate", str(run), "--data", str(houses)]) == 0
+    assert "houses.csv: 23 rows (1 without a target left out)" in capsys.readouterr().out
+    missing_column = tmp_path / "short.csv"
+    missing_column.write_text("city,area,rooms,age\nLeeds,70,3,1\n")
+    assert main(["predict", str(run), "--data", str(missing_column)]) == 2
+    assert "has no column 'garden'" in capsys.readouterr().err
+    changed = tmp_path / "changed.csv"
+    changed.write_text("city,area,rooms,age,garden\nLeeds,big,3,1,yes\n")
+    assert main(["predict", str(run), "--data", str(changed)]) == 2
+    assert "non-numeric value 'big' at row 1" in capsys.readouterr().err
+
+
+def test_csv_and_parquet_give_the_same_encoding_and_predictions(
+    houses: Path, tmp_path: Path
+) -> None:
+    parquet = tmp_path / "houses.parquet"
+    ptflow.convert_table(houses, parquet)  # integers become float64: 3.0 still reads "3"
+    runs = {}
+    for name, path in (("csv", houses), ("parquet", parquet)):
+        cfg = ptflow.Config.for_table(str(path), "price", epochs=5, categorical=("rooms",))
+        runs[name] = ptflow.run_workflow(cfg, tmp_path / name)
+    encodings = [(r.run_dir / "encoding.json").read_text() for r in runs.values()]
+    assert encodings[0] == encodings[1]
+    assert '"3"' in encodings[0] and '"3.0"' not in encodings[0]
+    csv_model, parquet_model = (ptflow.load_run(r.run_dir).model for r in runs.values())
+    for key, value in csv_model.state_dict().items():
+        assert torch.equal(value, parquet_model.state_dict()[key]), key
+
+
+def test_split_indices_are_rows_of_the_file_when_rows_are_left_out(
+    houses: Path, tmp_path: Path
+) -> None:
+    cfg = ptflow.Config.for_table(str(houses), "price", epochs=1)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    saved = np.load(result.run_dir / "split_indices.npz")
+    rows = sorted(np.concatenate([saved["train"], saved["val"], saved["test"]]).tolist())
+    assert rows == [row for row in range(24) if row != 20]  # row 21 has no price
+
+
+def test_an_mlp_embeds_categories_and_resumes_bit_for_bit(houses: Path, tmp_path: Path) -> None:
+    cfg = ptflow.Config.for_table(str(houses), "price", model="mlp", epochs=6, checkpoint_every=3)
+    whole = ptflow.run_workflow(cfg, tmp_path / "whole")
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(ptflow.TrainingInterrupted):
+        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
+    resumed = ptflow.resume_workflow(tmp_path / "cut")
+    for key, value in whole.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    widths = [m.embedding_dim for m in whole.model.modules() if isinstance(m, torch.nn.Embedding)]
+    assert widths == [round(1.6 * 5**0.56)]  # 3 cities + unseen + missing
+
+
+def test_streaming_leaves_text_out_and_says_so(houses: Path, tmp_path: Path) -> None:
+    parquet = tmp_path / "houses.parquet"
+    ptflow.convert_table(houses, parquet)
+    table = ptflow.scan_table(parquet, ["price"], drop_missing=True)
+    assert {r.name: r.detail for r in table.roles}[
+        "city"
+    ] == "holds text, which --stream does not read yet"
+    with pytest.raises(WorkflowError, match="--stream reads numbers and true/false columns so far"):
+        ptflow.scan_table(parquet, ["price"], ["city", "area"], drop_missing=True)
+
+
+def test_the_baseline_is_reproducible_when_a_one_hot_column_is_constant(tmp_path: Path) -> None:
+    """Rank-deficient least squares (a category only in the test rows): one answer."""
+    path = tmp_path / "rare.csv"
+    lines = [f"{'a' if i < 95 else 'b'},{i % 7},{i % 7 * 2 + (i < 95)}" for i in range(100)]
+    path.write_text("group,x,y\n" + "\n".join(lines) + "\n")
+    cfg = ptflow.Config.for_table(str(path), "y", epochs=1, shuffle=False)
+    scores = {
+        ptflow.run_workflow(cfg, tmp_path / f"run{i}").baseline_metrics["test"].to_dict()["r2"]
+        for i in range(3)
+    }
+    assert len(scores) == 1
