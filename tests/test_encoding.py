@@ -171,6 +171,7 @@ def _effects_table(path: Path, rows: int = 600, seed: int = 0) -> None:
     path.write_text("city,x,y\n" + "\n".join(lines) + "\n")
 
 
+@pytest.mark.slow  # trains several runs: keeps the default suite under five minutes
 def test_a_linear_model_learns_each_category_as_least_squares_does(tmp_path: Path) -> None:
     path = tmp_path / "effects.csv"
     _effects_table(path)
@@ -296,6 +297,7 @@ def test_streaming_leaves_text_out_and_says_so(houses: Path, tmp_path: Path) -> 
         ptflow.scan_table(parquet, ["price"], ["city", "area"], drop_missing=True)
 
 
+@pytest.mark.slow  # trains several runs: keeps the default suite under five minutes
 def test_the_baseline_is_reproducible_when_a_one_hot_column_is_constant(tmp_path: Path) -> None:
     """Rank-deficient least squares (a category only in the test rows): one answer."""
     path = tmp_path / "rare.csv"

@@ -114,8 +114,10 @@ class Config:
     # y = weight * X + bias with X = arange(start, end, step)
     data: str | None = _setting(None, "table", "CSV or Parquet file to learn from")
     target: tuple[str, ...] = _setting((), "table", "column(s) to predict (a b or a,b)")
-    features: tuple[str, ...] | None = _setting(  # None: every other numeric column
-        None, "table", "columns to learn from, as a b or a,b (default: every other numeric column)"
+    features: tuple[str, ...] | None = _setting(  # None: the columns the rules keep
+        None,
+        "table",
+        "columns to learn from, as a b or a,b (default: every other column the rules keep)",
     )
     format: FormatName = _setting("auto", "table", "file format")  # auto: by the extension
     categorical: tuple[str, ...] = _setting(
