@@ -309,3 +309,29 @@ def test_the_baseline_is_reproducible_when_a_one_hot_column_is_constant(tmp_path
         for i in range(3)
     }
     assert len(scores) == 1
+
+
+def test_permutation_importance_finds_the_column_the_target_depends_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generator = np.random.default_rng(3)
+    a, b = generator.normal(size=300), generator.normal(size=300)
+    city = np.array(["x", "y", "z"])[generator.integers(0, 3, 300)]
+    y = 3 * a + (city == "x") * 2 + generator.normal(scale=0.1, size=300)
+    path = tmp_path / "t.csv"
+    rows = (f"{u:.5f},{v:.5f},{c},{t:.5f}" for u, v, c, t in zip(a, b, city, y, strict=True))
+    path.write_text("a,b,city,y\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(path), "--target", "y", "--epochs", "200", "--lr", "0.05",
+                 "--out", str(run)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "Importance (the rise in MAE on the test rows when a column is shuffled): a " in printed
+    importance = json.loads((run / "summary.json").read_text())["importance"]
+    assert importance["metric"] == "mae" and importance["rows"] == "test"
+    columns = importance["columns"]
+    assert list(columns) == ["a", "city", "b"]  # largest first
+    assert columns["a"] > 1.5 and columns["city"] > 0.3 and abs(columns["b"]) < 0.05
+    assert "<h2>Importance</h2>" in (run / "report.html").read_text()
+    assert main(["evaluate", str(run), "--data", str(path), "--importance", "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert list(measured["importance"]) == ["a", "city", "b"]

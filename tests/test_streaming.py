@@ -178,11 +178,12 @@ def test_bad_streamed_input_is_one_error_line(tmp_path: Path, run_cli: RunCli) -
     values = np.arange(40.0)
     holes = values.copy()
     holes[33] = np.nan
-    pq.write_table(pa.table({"x": values, "y": holes}), tmp_path / "nan.parquet", row_group_size=8)
+    pq.write_table(pa.table({"x": holes, "y": values}), tmp_path / "nan.parquet", row_group_size=8)
     (tmp_path / "t.csv").write_text("x,y\n1,2\n3,4\n")
     cases = {
         ("--data", "t.csv"): "convert it with `ptflow convert t.csv t.parquet`",
-        ("--data", "nan.parquet"): "column 'y' at row 34",
+        ("--data", "nan.parquet"): "column 'x' at row 34; pass --missing drop to skip such rows "
+        "(--stream does not impute yet)",
         ("--data", "nan.parquet", "--features", "z"): "no column 'z'",
     }
     for args, message in cases.items():
@@ -216,8 +217,8 @@ def test_cli_converts_then_streams_then_predicts(tmp_path: Path, run_cli: RunCli
     assert again.returncode == 2 and "already exists" in again.stderr
 
     done = run_cli(
-        "train", "--data", "big.parquet", "--target", "y", "--stream", "--epochs", "20",
-        "--batch-size", "64", "--lr", "0.01", "--out", "run",
+        "train", "--data", "big.parquet", "--target", "y", "--numeric", "n", "--stream",
+        "--epochs", "20", "--batch-size", "64", "--lr", "0.01", "--out", "run",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "streamed, 7 row groups" in done.stdout

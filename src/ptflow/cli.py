@@ -143,6 +143,12 @@ def _add_evaluate(commands: Any) -> None:
         const="drop",
         help="the same as --missing drop",
     )
+    evaluate.add_argument(
+        "--importance",
+        action="store_true",
+        help="also the permutation importance of each feature column, on the first "
+        "100,000 rows (default: off)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON (default: a table)")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -620,7 +626,7 @@ def _print_run_summary(result: RunResult) -> None:
         print("Learned parameters (true values in brackets):")
         print(f"  weight {weight:.4f} ({cfg.weight:.4f})")
         print(f"  bias   {bias:.4f} ({cfg.bias:.4f})")
-    if cfg.patience is not None:
+    if cfg.patience:
         stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
         print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
     task = result.task
@@ -635,7 +641,20 @@ def _print_run_summary(result: RunResult) -> None:
         _print_metrics_table(task, rows)
         if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline):
             print(behind)
+        if result.importance:
+            print(_importance_line(task, result.importance))
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
+
+
+def _importance_line(task: Task, importance: dict[str, float], rows: str = "test rows") -> str:
+    """Permutation importance in one line, largest first."""
+    first = task.metrics[0]
+    shown = " | ".join(
+        f"{name} {format_metric(first, value)}" for name, value in importance.items()
+    )
+    return (
+        f"Importance (the rise in {first.label} on the {rows} when a column is shuffled): {shown}"
+    )
 
 
 def _print_metrics_table(task: Task, rows: list[tuple[str, dict[str, float | None]]]) -> None:
@@ -647,10 +666,11 @@ def _print_metrics_table(task: Task, rows: list[tuple[str, dict[str, float | Non
 
 
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
-    from ptflow.evaluation import evaluate_table
+    from ptflow.evaluation import evaluate_table, table_importance
     from ptflow.workflow import load_run
 
     run = load_run(args.run_dir)
+    importance = None
     # Block by block: memory is one block whatever the file's size.
     measured = evaluate_table(
         run.model,
@@ -661,6 +681,11 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
         missing=args.missing,
         encoding=run.encoding,
     )
+    if args.importance:
+        importance = table_importance(
+            run.model, args.data, run.features, run.target, format=args.format,
+            missing=args.missing, encoding=run.encoding, task=run.task,
+        )  # fmt: skip
     if args.json:
         print(
             json.dumps(
@@ -669,6 +694,7 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
                     "dropped_rows": measured.dropped_rows,
                     "metrics": {name: m.to_dict() for name, m in measured.by_target.items()},
                     "overall": measured.overall.to_dict(),
+                    **({"importance": importance} if importance is not None else {}),
                 },
                 indent=2,
             )
@@ -680,6 +706,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
             print(line)
     by_target = [(name, metrics.to_dict()) for name, metrics in measured.by_target.items()]
     _print_metrics_table(run.task, by_target)
+    if importance is not None:
+        print(_importance_line(run.task, importance, f"rows of {args.data.name}"))
     return 0
 
 

@@ -74,7 +74,11 @@ ROW_GROUP_ROWS = 131_072
 RESUMABLE_SETTINGS = frozenset({"epochs", "log_every", "checkpoint_every", "keep_checkpoints"})
 
 # What `ptflow train` on a table starts from, where the tutorial's defaults make no sense:
-# shuffled three-way split, standardised columns, Adam on the mean squared error.
+# shuffled three-way split, standardised columns, Adam on the mean squared error, and
+# early stopping on the validation rows with the best epoch's weights kept. Chosen on four
+# real tables (README, "Real tables"): with 1,000 epochs and patience 50 the linear model
+# reached the least-squares fit's test R² within 0.002 where 100 epochs fell 0.02-0.1
+# short, and the MLP stopped before overfitting the 83-row one.
 TABLE_DEFAULTS: dict[str, Any] = {
     "train_fraction": 0.7,
     "val_fraction": 0.15,
@@ -83,7 +87,8 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "model": "linear",
     "loss": REGRESSION.default_loss,
     "optimizer": "adam",
-    "epochs": 100,
+    "epochs": 1000,
+    "patience": 50,
 }
 
 
@@ -190,7 +195,10 @@ class Config:
         None, "training", f"rows per step; none: all rows up to {AUTO_BATCH_ROWS} in one batch"
     )
     patience: int | None = _setting(  # early stopping
-        None, "training", "stop after this many epochs without validation improvement"
+        None,
+        "training",
+        "stop after this many epochs without validation improvement, keeping the best "
+        "epoch's weights; 0: never stop early",
     )
     min_delta: float = _setting(0.0, "training", "early stopping: smallest improvement that counts")
     log_every: int = _setting(10, "training", "log the losses every N epochs")
@@ -316,12 +324,12 @@ class Config:
             raise WorkflowError(f"clip_grad_norm must be positive, got {self.clip_grad_norm}.")
         if self.min_delta < 0:
             raise WorkflowError(f"min_delta must be 0 or more, got {self.min_delta}.")
-        if self.patience is not None and self.patience < 1:
-            raise WorkflowError(f"patience must be at least 1, got {self.patience}.")
-        if (self.patience is not None or self.schedule == "plateau") and self.val_fraction == 0:
+        if self.patience is not None and self.patience < 0:
+            raise WorkflowError(f"patience must be 0 (off) or more, got {self.patience}.")
+        if (self.patience or self.schedule == "plateau") and self.val_fraction == 0:
             raise WorkflowError(
-                "early stopping and the plateau schedule watch the validation loss; "
-                "set val_fraction above 0."
+                "early stopping (patience, on by default for tables) and the plateau schedule "
+                "watch the validation loss; set val_fraction above 0, or patience to 0."
             )
 
     def to_dict(self) -> dict[str, Any]:

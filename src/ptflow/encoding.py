@@ -175,6 +175,19 @@ class Encoding:
             *(c.name for c in self.categorical),
         )
 
+    def input_columns(self) -> dict[str, list[int]]:
+        """Which encoded columns each feature became: a number and its was-missing input."""
+        became: dict[str, list[int]] = {}
+        indicator = len(self.numeric)
+        for i, number in enumerate(self.numeric):
+            became[number.name] = [i]
+            if number.indicator:
+                became[number.name].append(indicator)
+                indicator += 1
+        for j, category in enumerate(self.categorical):
+            became[category.name] = [self.dense_width + j]
+        return {name: became[name] for name in self.features}
+
     @property
     def scaled(self) -> tuple[bool, ...]:
         """Which encoded columns are standardised: the numbers; not 0/1 values nor codes."""

@@ -18,6 +18,7 @@ from torch import nn
 
 from ptflow.config import Config
 from ptflow.data import Splits
+from ptflow.encoding import Encoding
 from ptflow.tasks import task_of
 from ptflow.training import (
     InMemory,
@@ -57,7 +58,11 @@ def numbers(tensor: torch.Tensor) -> str:
 
 
 def describe_data(
-    cfg: Config, splits: Splits, features: tuple[str, ...], target: tuple[str, ...]
+    cfg: Config,
+    splits: Splits,
+    features: tuple[str, ...],
+    target: tuple[str, ...],
+    encoding: Encoding | None = None,
 ) -> list[str]:
     """Step 1 in sentences: where the data comes from, its first rows, and the split."""
     rows = len(splits.train_indices) + len(splits.val_indices) + len(splits.test_indices)
@@ -70,8 +75,16 @@ def describe_data(
         source = f"{cfg.data}: {rows} rows of {', '.join(features)} to predict {', '.join(target)}"
     X, y = splits.train
     order = "shuffled (seeded), then cut" if cfg.shuffle else "in order: the first rows train"
+    inputs = []
+    if encoding is not None and encoding.width != len(features):
+        inputs = [
+            f"   The columns become {encoding.width} inputs ({', '.join(encoding.input_names)}), "
+            f"fitted on the training rows only: a missing number is their median and sets its "
+            f"was-missing input, a category is a code (0: unseen in training, 1: missing).",
+        ]
     return [
         f"1. Data: {source}.",
+        *inputs,
         f"   The first training row is X = {numbers(X[0])} with y = {numbers(y[0])}.",
         f"   Split {order}: {len(splits.train_indices)} train, {len(splits.val_indices)} "
         f"validation, {len(splits.test_indices)} test rows; the model never trains on the "

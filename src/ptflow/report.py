@@ -27,7 +27,7 @@ from ptflow.run_folder import (
     read_summary,
     run_folder_holding,
 )
-from ptflow.tasks import task_of
+from ptflow.tasks import Task, task_of
 
 __all__ = ["write_comparison", "write_report"]
 
@@ -46,6 +46,8 @@ pre { white-space: pre-wrap; word-break: break-all; background: #f6f6f6; padding
 figure { margin: 1rem 0; }
 img { max-width: 100%; height: auto; }
 figcaption { color: #555; font-size: 0.9rem; }
+table.importance td:last-child { width: 20rem; }
+.bar { background: #4a7ab5; height: 0.9rem; min-width: 1px; }
 @media print { section, figure { break-inside: avoid; } main { max-width: none; } }
 """
 
@@ -163,7 +165,41 @@ def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
         "rows dropped (missing values)": data.get("dropped_rows"),
         "SHA-256": data.get("sha256"),
     }
-    return _table_section("Data", facts) + _columns(summary.get("columns"))
+    return (
+        _table_section("Data", facts)
+        + _columns(summary.get("columns"))
+        + _importance(summary.get("importance"), task_of(summary))
+    )
+
+
+def _importance(importance: Any, task: Task) -> str:
+    """Permutation importance as bars: how much the first metric worsens, per column."""
+    if not isinstance(importance, dict) or not isinstance(importance.get("columns"), dict):
+        return ""
+    values = {
+        str(name): float(value)
+        for name, value in importance["columns"].items()
+        if isinstance(value, int | float) and math.isfinite(value)
+    }
+    if not values:
+        return ""
+    metric = next((m for m in task.metrics if m.name == importance.get("metric")), task.metrics[0])
+    largest = max(max(values.values()), 1e-300)
+    rows = "".join(
+        f"<tr><th>{_text(name)}</th><td class='number'>{_number(value)}</td>"
+        f'<td><div class="bar" style="width: {max(0.0, value) / largest * 100:.1f}%"></div>'
+        f"</td></tr>\n"
+        for name, value in values.items()
+    )
+    return (
+        "<section>\n<h2>Importance</h2>\n"
+        f"<p>How much the test rows' {_text(metric.label)} worsens when one column's values are "
+        "shuffled among the rows (the mean of 5 seeded shuffles): the model's use of each "
+        "column, in the data's units.</p>\n"
+        '<div class="scroll"><table class="importance">\n'
+        f"<tr><th>column</th><th>{_text(metric.label)} rise</th><th></th></tr>\n{rows}"
+        "</table></div>\n</section>"
+    )
 
 
 def _columns(roles: Any) -> str:

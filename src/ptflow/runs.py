@@ -83,6 +83,7 @@ def _row(run: Path) -> RunRow:
         record = read_record(run)
         config = record["config"]
         summary = read_summary(run)
+        task = task_of(summary)  # a summary naming no task ptflow knows is damaged too
     except (OSError, WorkflowError):
         return RunRow(run.name, "", "", "", None, None, {}, None, "damaged")
     model = str(config.get("model", ""))
@@ -96,7 +97,7 @@ def _row(run: Path) -> RunRow:
         model=model,
         epochs=summary.get("epochs") if summary else None,
         best_val_loss=_best_val_loss(run),
-        test={name: test.get(name) for name in task_of(summary).brief},
+        test={name: test.get(name) for name in task.brief},
         wall_s=summary.get("wall_s") if summary else None,
         status="finished" if summary else "unfinished",
     )

@@ -118,23 +118,43 @@ class LeastSquares:
 
 
 class NormalEquations:
-    """Running [X 1]ᵀ[X 1] and [X 1]ᵀy in float64: the least-squares fit, block by block."""
+    """Running [X 1]ᵀ[X 1] and [X 1]ᵀy in float64: the least-squares fit, block by block.
+
+    X is shifted by its first block's means before the sums: a column far from zero (a
+    year, say) would otherwise be nearly the intercept column, and its digits lost.
+    """
 
     def __init__(self, features: int, targets: int) -> None:
         self.gram = torch.zeros(features + 1, features + 1, dtype=torch.float64)
         self.moment = torch.zeros(features + 1, targets, dtype=torch.float64)
+        self.shift: torch.Tensor | None = None  # (features,)
 
     def add(self, X: torch.Tensor, y: torch.Tensor) -> None:
         """Add a block of rows: features X (rows, features), targets y (rows, targets)."""
-        design = torch.cat([X.double(), torch.ones(len(X), 1, dtype=torch.float64)], dim=1)
+        if len(X) == 0:
+            return
+        X = X.double()
+        if self.shift is None:
+            self.shift = X.mean(dim=0)
+        ones = torch.ones(len(X), 1, dtype=torch.float64)
+        design = torch.cat([X - self.shift, ones], dim=1)
         self.gram += design.T @ design
         self.moment += design.T @ y.double()
 
     def solve(self) -> LeastSquares:
         """The fit of every block added so far."""
-        # lstsq rather than solve: a constant or repeated column leaves the system singular.
-        solution = torch.linalg.lstsq(self.gram, self.moment, driver="gelsd").solution
-        return LeastSquares(coef=solution[:-1], intercept=solution[-1])
+        # Each column scaled to unit length first, so that columns in large units (money)
+        # and small ones (a rate) count alike in the solver's rank decision. lstsq rather
+        # than solve: a constant or repeated column leaves the system singular; gelsd (an
+        # SVD) decides the rank the same way every time.
+        length = self.gram.diagonal().sqrt()
+        length = torch.where(length > 0, length, torch.ones_like(length))
+        scaled = self.gram / length[:, None] / length[None, :]
+        solution = torch.linalg.lstsq(scaled, self.moment / length[:, None], driver="gelsd")
+        coef = solution.solution / length[:, None]
+        shift = self.shift if self.shift is not None else torch.zeros(len(coef) - 1)
+        intercept = coef[-1] - shift.double() @ coef[:-1]
+        return LeastSquares(coef=coef[:-1], intercept=intercept)
 
 
 def fit_least_squares(X: torch.Tensor, y: torch.Tensor) -> LeastSquares:

@@ -315,6 +315,9 @@ def scan_table(
     seed: int = 0,
     scale: bool = True,
     scale_targets: bool = True,
+    categorical: Sequence[str] = (),
+    numeric: Sequence[str] = (),
+    ignore: Sequence[str] = (),
 ) -> StreamedTable:
     """Read a Parquet table once, a row group at a time, checking every value.
 
@@ -324,7 +327,8 @@ def scan_table(
     errors as `load_table`: missing columns, text, missing or infinite values (unless
     `drop_missing`), a constant target, too few rows for a part.
     """
-    source, columns, file = _open_parquet(Path(path), format, target, features)
+    overrides = {"categorical": categorical, "numeric": numeric, "ignore": ignore}
+    source, columns, file = _open_parquet(Path(path), format, target, features, overrides)
     metadata = file.metadata
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
@@ -370,7 +374,11 @@ def _scaling(scan: _Scan, scale: bool, scale_targets: bool) -> Scaling | None:
 
 
 def _open_parquet(
-    path: Path, format: str, target: Sequence[str], features: Sequence[str] | None
+    path: Path,
+    format: str,
+    target: Sequence[str],
+    features: Sequence[str] | None,
+    overrides: dict[str, Sequence[str]],
 ) -> tuple[TableFile, TableColumns, pq.ParquetFile]:
     """The Parquet file to stream, its columns and the features, checked before any row."""
     source = open_table(path, format)
@@ -380,7 +388,14 @@ def _open_parquet(
             f"`ptflow convert {path.name} {path.with_suffix('.parquet').name}`, or train "
             f"without --stream."
         )
-    columns = choose_columns(source, target, features)
+    columns = choose_columns(
+        source,
+        target,
+        features,
+        categorical=overrides["categorical"],
+        numeric=overrides["numeric"],
+        ignore=overrides["ignore"],
+    )
     if named := [name for name in columns.categorical if name not in columns.inferred]:
         raise WorkflowError(
             f"--stream reads numbers and true/false columns so far, and "

@@ -325,7 +325,7 @@ def _refuse_conflicts(
 
 # A text column with at least this share of distinct values (names, codes) looks like an
 # identifier, not a category.
-IDENTIFIER_SHARE = 0.9
+IDENTIFIER_SHARE = 0.5
 
 
 def _default_features(
@@ -972,7 +972,7 @@ def _drop_identifiers(
         values = X[:, columns.features.index(name)]
         present = int(np.count_nonzero(~np.isnan(values)))
         distinct = len(np.unique(values[~np.isnan(values)]))
-        if present >= 2 and distinct >= IDENTIFIER_SHARE * present:
+        if distinct > 2 and distinct >= IDENTIFIER_SHARE * present:
             dropped[name] = (
                 f"looks like an identifier ({distinct:,} distinct values in {present:,} rows); "
                 f"--categorical {name} uses it"

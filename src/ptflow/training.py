@@ -534,12 +534,12 @@ def _update_early_stopping(loop: _Loop, epoch: int, eval_loss: float) -> bool:
     cfg, state, history = loop.cfg, loop.state, loop.state.history
     if eval_loss < state.best_loss - cfg.min_delta:
         state.best_loss, history.best_epoch, state.epochs_without_improvement = eval_loss, epoch, 0
-        if cfg.patience is not None:
+        if cfg.patience:  # 0 or None: no early stopping
             weights = state.model.state_dict().items()
             state.best_weights = {k: v.detach().clone() for k, v in weights}
     else:
         state.epochs_without_improvement += 1
-    out_of_patience = cfg.patience is not None and state.epochs_without_improvement >= cfg.patience
+    out_of_patience = bool(cfg.patience) and state.epochs_without_improvement >= (cfg.patience or 0)
     history.stopped_early = out_of_patience and epoch < cfg.epochs
     return out_of_patience
 

@@ -43,7 +43,14 @@ from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.encoding import Encoding, fit_encoding
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
-from ptflow.evaluation import PREDICT_ROWS, Metrics, Predictor, evaluate_blocks, predict
+from ptflow.evaluation import (
+    PREDICT_ROWS,
+    Metrics,
+    Predictor,
+    evaluate_blocks,
+    permutation_importance,
+    predict,
+)
 from ptflow.files import remove_stale_temporaries
 from ptflow.models import (
     Standardized,
@@ -119,6 +126,8 @@ class RunResult:
     learned: tuple[float, float] | None  # (weight, bias) of a one-feature linear model
     wall_s: float
     task: Task = REGRESSION  # what the metrics are, how they print
+    # By input column, how much the test rows' first metric worsens when it is shuffled
+    importance: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -278,7 +287,7 @@ def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], No
         narrate("(--explain tells the steps of runs in memory; this one streams its table.)")
         return
     data = prepared.data
-    lines = describe_data(cfg, prepared.splits, data.features, data.target)
+    lines = describe_data(cfg, prepared.splits, data.features, data.target, prepared.encoding)
     lines += describe_model(cfg, prepared.network)
     lines += describe_first_batch(cfg, prepared.network, prepared.train_splits)
     for line in lines:
@@ -471,6 +480,9 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         seed=cfg.seed,
         scale=cfg.scale == "standard",
         scale_targets=_TASK.scales_targets,
+        categorical=cfg.categorical,
+        numeric=cfg.numeric,
+        ignore=cfg.ignore,
     )
     logger.info(
         "data (streamed, %d row groups): %d rows | features: %d | targets: %d | "
@@ -567,6 +579,7 @@ def _train_and_finish(
     )
     if world is not None and not world.is_main:
         return result
+    result = dataclasses.replace(result, importance=_importance(result, prepared.encoding))
     # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
     _write_run_files(run_dir, result, prepared.y_pred_before, shown)
     summary = _summary(result)
@@ -616,6 +629,16 @@ def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
     )
     fit = fit_least_squares(design(train.X), train.y)
     return lambda X: fit.predict(design(X))
+
+
+def _importance(result: RunResult, encoding: Encoding | None) -> dict[str, float] | None:
+    """Permutation importance of each input column on the test rows, for a table in memory."""
+    splits, features = result.splits, result.data.features
+    if result.config.data is None or splits is None:
+        return None  # the tutorial's one column; a streamed table is not held
+    columns = encoding.input_columns() if encoding else {n: [i] for i, n in enumerate(features)}
+    test = splits.test
+    return permutation_importance(result.model, test.X, test.y, columns, result.task)
 
 
 def _on_epoch_end(
@@ -801,6 +824,12 @@ def _summary(result: RunResult) -> dict[str, Any]:
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
         summary["columns"] = [asdict(role) for role in result.data.roles]
+    if result.importance is not None:
+        summary["importance"] = {
+            "metric": result.task.metrics[0].name,
+            "rows": "test",
+            "columns": result.importance,
+        }
     else:
         summary["parameters"] = {
             name: tensor.detach().cpu().tolist()
