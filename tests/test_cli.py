@@ -101,7 +101,7 @@ def test_help_shows_defaults_without_importing_torch(command: list[str]) -> None
         for default in ("(default: 200)", "(default: 0.01)", "(default: l1)", "(default: 42)"):
             assert default in done.stdout
     if command == ["train"]:
-        for default in ("(default: 100)", "(default: mse)", "(default: adam)", "(default: 0.15)"):
+        for default in ("(default: 1000)", "(default: mse)", "(default: adam)", "(default: 0.15)"):
             assert default in " ".join(done.stdout.split())  # help text wraps lines
 
 

@@ -226,3 +226,25 @@ def test_a_process_without_rows_is_refused_before_any_file(
     done = _train(run_cli, "--nproc", "2", "--batch-size", "139", "--out", "run")  # 140 rows
     assert done.returncode == 2 and "leave 1 in the last" in done.stderr, done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow  # a torchrun of two processes beside one process
+def test_two_processes_encode_categories_and_gaps_as_one(tmp_path: Path, run_cli: RunCli) -> None:
+    """Every process fits the same encoding from the same training rows (issue 16)."""
+    rng = np.random.default_rng(2)
+    city = np.array(["Leeds", "York", "Hull"])[rng.integers(0, 3, 200)]
+    x = rng.normal(size=200)
+    y = 2 * x + (city == "York") * 3 + rng.normal(scale=0.1, size=200)
+    cells = [f"{v:.4f}" if i % 17 else "" for i, v in enumerate(x)]  # a few gaps
+    lines = [f"{c},{v},{t:.4f}" for c, v, t in zip(city, cells, y, strict=True)]
+    (tmp_path / "cities.csv").write_text("city,x,y\n" + "\n".join(lines) + "\n")
+    common = ("--data", "cities.csv", "--target", "y", "--model", "mlp", "--hidden", "8",
+              "--batch-size", "33", "--epochs", "4", "--quiet")  # fmt: skip
+    one = run_cli("train", *common, "--out", "one")
+    two = run_cli("train", *common, "--out", "two", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    encodings = [(tmp_path / run / "encoding.json").read_text() for run in ("one", "two")]
+    assert encodings[0] == encodings[1] and '"categorical"' in encodings[0]
+    expected, got = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    for name, value in expected.items():
+        assert torch.allclose(got[name], value, rtol=1e-5, atol=1e-6), name

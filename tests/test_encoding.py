@@ -335,3 +335,27 @@ def test_permutation_importance_finds_the_column_the_target_depends_on(
     assert main(["evaluate", str(run), "--data", str(path), "--importance", "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     assert list(measured["importance"]) == ["a", "city", "b"]
+
+
+def test_a_table_run_lists_only_the_settings_that_apply_to_it(houses: Path, tmp_path: Path) -> None:
+    import tomllib
+
+    from ptflow.config import relevant_settings
+
+    cfg = ptflow.Config.for_table(str(houses), "price", epochs=2)
+    run = ptflow.run_workflow(
+        cfg, tmp_path / "run", command=["ptflow", "train", "--data", "x"]
+    ).run_dir
+    saved = tomllib.loads((run / "config.toml").read_text())
+    assert "weight" not in saved and "hidden" not in saved and "momentum" not in saved
+    assert saved["missing"] == "impute" and saved["patience"] == 50
+    page = (run / "report.html").read_text()
+    assert "<title>ptflow train houses.csv</title>" in page
+    assert "<th>weight</th>" not in page and "<th>missing</th>" in page
+    # the same file, read back, is the same run
+    assert ptflow.Config.for_table(**{"data": str(houses), "target": "price", **{
+        k: v for k, v in saved.items() if k not in ("data", "target")
+    }}) == cfg  # fmt: skip
+    line = relevant_settings(ptflow.Config().to_dict())
+    assert "weight" in line and "missing" not in line and "hidden" not in line
+    assert "hidden" in relevant_settings(ptflow.Config(model="mlp").to_dict())

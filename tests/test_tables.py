@@ -89,7 +89,7 @@ def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
         ("x,y\n1,5\n2,5\n3,5\n", "y", "target column 'y' has the same value in every row"),
         ("x,y\n1,2\n3,4,5\n", "y", "every row has one value per column"),
         (
-            "name,y\na,1\nb,2\n",
+            "name,y\na,1\nb,2\nc,4\n",
             "y",
             "no column to learn from besides the target: name looks like an identifier",
         ),

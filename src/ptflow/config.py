@@ -40,6 +40,7 @@ __all__ = [
     "check_line_points",
     "check_resumable",
     "check_setting_names",
+    "relevant_settings",
 ]
 
 ModelName = Literal["tutorial", "linear", "mlp"]
@@ -363,6 +364,36 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
         return Config.from_dict({**self.to_dict(), **changes})
+
+
+# Settings that matter only for the tutorial's line, or only for a table.
+_LINE_SETTINGS = ("weight", "bias", "start", "end", "step")
+_TABLE_SETTINGS = ("data", "target", "features", "categorical", "numeric", "ignore", "format",
+                   "missing", "stream")  # fmt: skip
+
+
+def relevant_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings (`Config.to_dict()`) that take part in a run, as report.html and
+    config.toml list them: the line's for the tutorial, the table's for a table, an MLP's
+    for an MLP, an optimizer's, a loss's and a schedule's own. The others keep their
+    defaults and change nothing."""
+    table = settings.get("data") is not None
+    model, optimizer = settings.get("model"), settings.get("optimizer")
+    schedule, patience = settings.get("schedule"), settings.get("patience")
+    applies = {
+        **{name: not table for name in _LINE_SETTINGS},
+        **{name: table for name in _TABLE_SETTINGS},
+        **{name: model == "mlp" for name in ("hidden", "activation", "dropout")},
+        "embedding_size": model == "mlp" and table,
+        "momentum": optimizer == "sgd",
+        "nesterov": optimizer == "sgd",
+        "huber_delta": settings.get("loss") == "huber",
+        "step_size": schedule == "step",
+        "gamma": schedule in ("step", "plateau"),
+        "plateau_patience": schedule == "plateau",
+        "min_delta": bool(patience),
+    }
+    return {key: value for key, value in settings.items() if applies.get(key, True)}
 
 
 def check_line_points(start: float, end: float, step: float) -> None:

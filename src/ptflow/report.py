@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ptflow.config import relevant_settings
 from ptflow.errors import WorkflowError
 from ptflow.files import check_output_path, quoted, write_text
 from ptflow.run_folder import (
@@ -68,13 +69,13 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
         _data(record, summary),
         _training(history, summary),
         _plots(run_dir),
-        _settings("Configuration", record["config"]),
+        _settings("Configuration", relevant_settings(record["config"])),
         _settings("Environment", record.get("versions", {})),
     ]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>ptflow run {_text(run_dir.name)}</title>\n<style>{_STYLE}</style>\n"
+        f"<title>{_text(_title(run_dir, record))}</title>\n<style>{_STYLE}</style>\n"
         "</head>\n<body>\n<main>\n" + "\n".join(s for s in sections if s) + "\n</main>\n"
         "</body>\n</html>\n"
     )
@@ -103,12 +104,22 @@ def _header(run_dir: Path, record: dict[str, Any], summary: dict[str, Any]) -> s
         f"ptflow {versions.get('ptflow', '?')}, torch {versions.get('torch', '?')}, "
         f"Python {versions.get('python', '?')}",
     ]
-    command = record.get("command") or ["ptflow.run_workflow(...)"]
+    command = " ".join(map(str, record.get("command") or ["ptflow.run_workflow(...)"]))
     return (
-        f"<section>\n<h1>ptflow run {_text(run_dir.name)}</h1>\n"
-        f'<p class="meta">{_text(" · ".join(facts))}</p>\n'
-        f"<pre>{_text(' '.join(map(str, command)))}</pre>\n</section>"
+        f"<section>\n<h1>{_text(_title(run_dir, record))}</h1>\n"
+        f'<p class="meta">{_text(" · ".join([f"run folder {run_dir.name}", *facts]))}</p>\n'
+        f"<pre>{_text(command)}</pre>\n</section>"
     )
+
+
+def _title(run_dir: Path, record: dict[str, Any]) -> str:
+    """The command that made the run, as far as its command and data ("ptflow train
+    houses.csv"), or the run folder's name when it came from Python."""
+    command = record.get("command")
+    if not command or len(command) < 2:
+        return f"ptflow run {run_dir.name}"
+    data = record.get("data", {}).get("file")
+    return " ".join(map(str, command[:2])) + (f" {data}" if data else "")
 
 
 def _metrics(summary: dict[str, Any]) -> str:

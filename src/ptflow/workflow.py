@@ -37,7 +37,7 @@ from ptflow.checkpoint import (
     load_weights,
     save_weights,
 )
-from ptflow.config import Config, check_resumable
+from ptflow.config import Config, check_resumable, relevant_settings
 from ptflow.data import Split, Splits, make_linear_data, scale_splits, split
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
@@ -525,17 +525,8 @@ def _train_and_finish(
     on_checkpoint: Callable[[], None] | None = None,
 ) -> RunResult:
     splits, model = prepared.splits, prepared.model
-    info = {"config": cfg.to_dict(), "versions": _versions()}
     world = World.current()
-    checkpoints = CheckpointSchedule(
-        run_dir / CHECKPOINTS,
-        cfg.checkpoint_every,
-        cfg.keep_checkpoints,
-        info,
-        decide=world.decide if world is not None else None,
-        writes=world is None or world.is_main,
-        on_saved=on_checkpoint,
-    )
+    checkpoints = _checkpoint_schedule(run_dir, cfg, world, on_checkpoint)
     # 4. train, checkpointing on the way
     try:
         history = train(
@@ -593,6 +584,21 @@ def _train_and_finish(
         for line in describe_result(summary, cfg):
             narrate(line)
     return result
+
+
+def _checkpoint_schedule(
+    run_dir: Path, cfg: Config, world: World | None, on_saved: Callable[[], None] | None
+) -> CheckpointSchedule:
+    """When and where checkpoints are written: by rank 0 alone, when every process agrees."""
+    return CheckpointSchedule(
+        run_dir / CHECKPOINTS,
+        cfg.checkpoint_every,
+        cfg.keep_checkpoints,
+        {"config": cfg.to_dict(), "versions": _versions()},
+        decide=world.decide if world is not None else None,
+        writes=world is None or world.is_main,
+        on_saved=on_saved,
+    )
 
 
 def _evaluate_in_memory(
@@ -700,12 +706,12 @@ def _write_run_record(
     }
     if resumed_by is not None:
         record["resumed_by"] = resumed_by
-    write_record(run_dir, record, cfg.to_dict())
+    write_record(run_dir, record, relevant_settings(cfg.to_dict()))
 
 
 def write_config_toml(cfg: Config, path: str | os.PathLike[str]) -> None:
     """Write the configuration as TOML, the format `--config` reads, atomically."""
-    write_settings_toml(cfg.to_dict(), Path(path))
+    write_settings_toml(relevant_settings(cfg.to_dict()), Path(path))
 
 
 def _build_network(
