@@ -268,6 +268,7 @@ def test_split_indices_are_rows_of_the_file_when_rows_are_left_out(
     assert rows == [row for row in range(24) if row != 20]  # row 21 has no price
 
 
+@pytest.mark.slow  # two trainings and a resume
 def test_an_mlp_embeds_categories_and_resumes_bit_for_bit(houses: Path, tmp_path: Path) -> None:
     cfg = ptflow.Config.for_table(str(houses), "price", model="mlp", epochs=6, checkpoint_every=3)
     whole = ptflow.run_workflow(cfg, tmp_path / "whole")
