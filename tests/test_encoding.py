@@ -182,6 +182,12 @@ def test_a_linear_model_learns_each_category_as_least_squares_does(tmp_path: Pat
     assert baseline["r2"] > 0.95  # the categories are what explain y: they are used
     assert abs(test["r2"] - baseline["r2"]) < 0.01
     # and the saved model predicts the same from the raw file, by category
+    # the coefficients, in the data's units: 2 per unit of x, and each city's own effect
+    coefficients = json.loads((result.run_dir / "summary.json").read_text())["coefficients"]
+    assert coefficients["inputs"]["x"] == pytest.approx(2.0, abs=0.05)
+    effect = {"Leeds": 10.0, "York": -5.0, "Hull": 0.0, "Bath": 3.0}
+    for city, shift in coefficients["categories"]["city"].items():
+        assert coefficients["intercept"] + shift == pytest.approx(effect[city], abs=0.1), city
     run = ptflow.load_run(result.run_dir)
     assert run.encoding is not None and run.encoding.categorical[0].levels == (
         "Bath",
@@ -353,6 +359,10 @@ def test_a_table_run_lists_only_the_settings_that_apply_to_it(houses: Path, tmp_
     page = (run / "report.html").read_text()
     assert "<title>ptflow train houses.csv</title>" in page
     assert "<th>weight</th>" not in page and "<th>missing</th>" in page
+    assert "<h2>Coefficients</h2>" in page and "<th>city = Leeds</th>" in page
+    coefficients = json.loads((run / "summary.json").read_text())["coefficients"]
+    assert set(coefficients["inputs"]) == {"area", "rooms", "age", "garden", "area (was missing)",
+                                          "age (was missing)"}  # fmt: skip
     # the same file, read back, is the same run
     assert ptflow.Config.for_table(**{"data": str(houses), "target": "price", **{
         k: v for k, v in saved.items() if k not in ("data", "target")
@@ -360,3 +370,26 @@ def test_a_table_run_lists_only_the_settings_that_apply_to_it(houses: Path, tmp_
     line = relevant_settings(ptflow.Config().to_dict())
     assert "weight" in line and "missing" not in line and "hidden" not in line
     assert "hidden" in relevant_settings(ptflow.Config(model="mlp").to_dict())
+
+
+def test_parquet_columns_are_read_by_their_own_types(tmp_path: Path, houses: Path) -> None:
+    """Dictionary (pandas categorical), nullable integer, nullable boolean and string."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({
+        "grade": pd.Categorical(["a", "b", "c", "a"] * 10),
+        "count": pd.array([1, None, 3, 4] * 10, dtype="Int64"),
+        "flag": pd.array([True, None, False, True] * 10, dtype="boolean"),
+        "word": pd.array(["x", "y", None, "x"] * 10, dtype="string"),
+        "y": np.arange(40) * 1.5 % 7,
+    })  # fmt: skip
+    frame.to_parquet(tmp_path / "typed.parquet")
+    table = load_table(tmp_path / "typed.parquet", ["y"], missing="impute")
+    assert table.kinds == ("categorical", "numeric", "boolean", "categorical")
+    assert table.vocabularies["grade"].values == ["a", "b", "c"]
+    assert torch.isnan(table.X[1, 1]) and table.X[0, 2] == 1.0 and table.X[2, 2] == 0.0
+    # convert keeps text as text and true/false (yes/no) as booleans
+    ptflow.convert_table(houses, tmp_path / "houses.parquet")
+    schema = pq.read_schema(tmp_path / "houses.parquet")
+    assert str(schema.field("city").type) == "string" and str(schema.field("garden").type) == "bool"

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ptflow.config import MODELS
-from ptflow.encoding import UNSEEN
+from ptflow.encoding import MISSING, UNSEEN, Encoding
 from ptflow.errors import WorkflowError
 from ptflow.stats import Scaling
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_table_model",
     "check_mlp_fits",
     "embedding_width",
+    "linear_coefficients",
     "linear_parameters",
     "one_hot_design",
 ]
@@ -317,3 +318,58 @@ def one_hot_design(
         if size <= most
     ]
     return torch.cat([x[:, :dense], *hot], dim=1)
+
+
+def linear_coefficients(model: nn.Module, encoding: Encoding) -> dict[str, Any] | None:
+    """A linear model's weights in the data's own units, or None for another model.
+
+    `inputs`: the change in each target for one unit more of each numeric input (a
+    was-missing input: for a missing value); `categories`: each category's shift against
+    an unseen one; `intercept`: the prediction when every input is 0 and every category
+    unseen. One number per target, or a list of them when there are several.
+    """
+    scaling = model if isinstance(model, Standardized) else None
+    inner = scaling.model if scaling is not None else model
+    if isinstance(inner, CategoricalInputs) and inner.additive:
+        network, embeddings, bias = (
+            inner.network,
+            list(inner.embeddings),
+            getattr(inner, "bias", None),
+        )
+    elif isinstance(inner, LinearModel):
+        network, embeddings, bias = inner, [], None
+    else:
+        return None
+    dense = encoding.dense_width
+    with torch.no_grad():
+        if isinstance(network, LinearModel):
+            weight, bias = network.linear.weight.double(), network.linear.bias.double()
+        else:  # categories alone
+            assert isinstance(bias, torch.Tensor)
+            weight, bias = torch.zeros(len(bias), 0, dtype=torch.float64), bias.double()
+        ones = torch.ones(dense, dtype=torch.float64)
+        x_mean = scaling.x_mean[:dense].double() if scaling is not None else 0 * ones
+        x_std = scaling.x_std[:dense].double() if scaling is not None else ones
+        y_std = scaling.y_std.double() if scaling is not None else torch.ones(len(bias))
+        y_mean = scaling.y_mean.double() if scaling is not None else torch.zeros(len(bias))
+        per_unit = weight * y_std[:, None] / x_std[None, :]  # (targets, dense)
+        intercept = y_mean + y_std * (bias - (weight * x_mean / x_std).sum(dim=1))
+        categories = {}
+        for column, embedding in zip(encoding.categorical, embeddings, strict=True):
+            assert isinstance(embedding, nn.Embedding)
+            table = embedding.weight.double() * y_std  # (codes, targets)
+            levels = {level: table[MISSING + 1 + i] for i, level in enumerate(column.levels)}
+            if column.missing:
+                levels["(missing)"] = table[MISSING]
+            categories[column.name] = {name: _numbers(value) for name, value in levels.items()}
+    names = encoding.input_names[:dense]
+    return {
+        "intercept": _numbers(intercept),
+        "inputs": {name: _numbers(per_unit[:, i]) for i, name in enumerate(names)},
+        "categories": categories,
+    }
+
+
+def _numbers(values: torch.Tensor) -> float | list[float]:
+    listed = [float(value) for value in values.tolist()]
+    return listed[0] if len(listed) == 1 else listed

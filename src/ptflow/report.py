@@ -180,6 +180,29 @@ def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
         _table_section("Data", facts)
         + _columns(summary.get("columns"))
         + _importance(summary.get("importance"), task_of(summary))
+        + _coefficients(summary.get("coefficients"))
+    )
+
+
+def _coefficients(coefficients: Any) -> str:
+    """A linear model's weights in the data's units: per input, per category, intercept."""
+    if not isinstance(coefficients, dict):
+        return ""
+    rows = [("intercept", coefficients.get("intercept"))]
+    rows += list((coefficients.get("inputs") or {}).items())
+    for column, levels in (coefficients.get("categories") or {}).items():
+        rows += [(f"{column} = {level}", value) for level, value in (levels or {}).items()]
+    body = "".join(
+        f"<tr><th>{_text(str(name))}</th><td class='number'>"
+        f"{_text(', '.join(_number(v) for v in (value if isinstance(value, list) else [value])))}"
+        "</td></tr>\n"
+        for name, value in rows
+    )
+    return (
+        "<section>\n<h2>Coefficients</h2>\n"
+        "<p>The linear model in the data's units: the change in the target for one unit more "
+        "of each input, and each category's shift against one unseen in training.</p>\n"
+        f'<div class="scroll"><table>\n{body}</table></div>\n</section>'
     )
 
 

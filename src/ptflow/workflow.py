@@ -56,6 +56,7 @@ from ptflow.models import (
     Standardized,
     build_table_model,
     check_mlp_fits,
+    linear_coefficients,
     linear_parameters,
     one_hot_design,
 )
@@ -128,6 +129,7 @@ class RunResult:
     task: Task = REGRESSION  # what the metrics are, how they print
     # By input column, how much the test rows' first metric worsens when it is shuffled
     importance: dict[str, float] | None = None
+    encoding: Encoding | None = None  # how a table's columns became the model's inputs
 
 
 @dataclass(frozen=True)
@@ -570,7 +572,7 @@ def _train_and_finish(
     )
     if world is not None and not world.is_main:
         return result
-    result = dataclasses.replace(result, importance=_importance(result, prepared.encoding))
+    result = _with_importance(result, prepared.encoding)
     # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
     _write_run_files(run_dir, result, prepared.y_pred_before, shown)
     summary = _summary(result)
@@ -637,14 +639,16 @@ def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
     return lambda X: fit.predict(design(X))
 
 
-def _importance(result: RunResult, encoding: Encoding | None) -> dict[str, float] | None:
-    """Permutation importance of each input column on the test rows, for a table in memory."""
+def _with_importance(result: RunResult, encoding: Encoding | None) -> RunResult:
+    """The result with its encoding and the permutation importance of each input column on
+    the test rows (for a table in memory: the tutorial has one column, a stream is not held)."""
     splits, features = result.splits, result.data.features
     if result.config.data is None or splits is None:
-        return None  # the tutorial's one column; a streamed table is not held
+        return dataclasses.replace(result, encoding=encoding)
     columns = encoding.input_columns() if encoding else {n: [i] for i, n in enumerate(features)}
     test = splits.test
-    return permutation_importance(result.model, test.X, test.y, columns, result.task)
+    importance = permutation_importance(result.model, test.X, test.y, columns, result.task)
+    return dataclasses.replace(result, encoding=encoding, importance=importance)
 
 
 def _on_epoch_end(
@@ -830,6 +834,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
         summary["columns"] = [asdict(role) for role in result.data.roles]
+    if result.encoding is not None and cfg.model != "mlp":
+        summary["coefficients"] = linear_coefficients(result.model, result.encoding)
     if result.importance is not None:
         summary["importance"] = {
             "metric": result.task.metrics[0].name,
