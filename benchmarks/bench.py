@@ -195,7 +195,7 @@ def bench_read_typed_csv(rows: int, repeats: int, folder: Path) -> Row:
         numbers = frame[[f"n{i}" for i in range(12)]].to_numpy()
         (
             torch.from_numpy(np.column_stack([numbers, *codes])),
-            torch.from_numpy(frame["y"].to_numpy()),
+            torch.from_numpy(frame["y"].to_numpy().copy()),
         )
 
     def ours() -> None:
