@@ -393,3 +393,14 @@ def test_parquet_columns_are_read_by_their_own_types(tmp_path: Path, houses: Pat
     ptflow.convert_table(houses, tmp_path / "houses.parquet")
     schema = pq.read_schema(tmp_path / "houses.parquet")
     assert str(schema.field("city").type) == "string" and str(schema.field("garden").type) == "bool"
+
+
+def test_a_setting_the_run_does_not_use_is_named_not_silently_ignored(
+    houses: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["train", "--data", str(houses), "--target", "price", "--epochs", "1"]
+    assert main([*args, "--hidden", "8", "--momentum", "0.9", "--out", str(tmp_path / "a")]) == 0
+    assert "note: --hidden, --momentum do not apply to this run (--model linear, --optimizer " \
+        "adam" in capsys.readouterr().err  # fmt: skip
+    assert main([*args, "--model", "mlp", "--hidden", "8", "--out", str(tmp_path / "b")]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -29,6 +29,7 @@ from ptflow.config import (
     TABLE_DEFAULTS,
     Config,
     check_setting_names,
+    relevant_settings,
 )
 from ptflow.console import (
     check_utf8,
@@ -470,6 +471,21 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _note_ignored_settings(args: argparse.Namespace, cfg: Config) -> None:
+    """Say, on stderr, which given settings this run does not use (--hidden for a linear
+    model, --momentum without SGD...): a silent choice would leave the user guessing."""
+    given = _given_settings(args)
+    used = relevant_settings(cfg.to_dict())
+    if unused := [name for name in given if name not in used]:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        print(
+            f"note: {flags} {'does' if len(unused) == 1 else 'do'} not apply to this run "
+            f"(--model {cfg.model}, --optimizer {cfg.optimizer}, --loss {cfg.loss}, "
+            f"--schedule {cfg.schedule}); ignored.",
+            file=sys.stderr,
+        )
+
+
 def _resolve_config(args: argparse.Namespace) -> Config:
     """Defaults, then the TOML file, then the options given on the command line."""
     return Config.from_dict({**args.defaults, **_given_settings(args)})
@@ -521,6 +537,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 "`ptflow run` trains on the tutorial's line."
             )
         device = cfg.device
+        if not args.quiet and launched_rank() is None:  # once, not once per process
+            _note_ignored_settings(args, cfg)
     if (args.nproc or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
 
