@@ -151,3 +151,11 @@ def test_runs_raise_no_python_warnings(tmp_path: Path, sine_table: Path) -> None
             cwd=tmp_path, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert done.returncode == 0 and done.stderr == "", done.stderr
+
+
+def test_a_run_named_with_a_newline_stays_on_one_row() -> None:
+    from ptflow.runs import RunRow, format_table
+
+    row = RunRow("bad\nname", "", "data\t.csv", "linear", None, None, {}, None, "damaged")
+    lines = format_table([row]).splitlines()
+    assert len(lines) == 2 and "bad\\nname" in lines[1] and "data\\t.csv" in lines[1]

@@ -153,7 +153,12 @@ def _cell(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, str) and len(value) > 19 and value[10:11] == "T":
         return value[:19].replace("T", " ")  # the date, to the second
-    return str(value)
+    # A folder or file name may hold a newline or a tab: shown escaped, one row per run.
+    return (
+        str(value).encode("unicode_escape").decode("ascii")
+        if not str(value).isprintable()
+        else str(value)
+    )
 
 
 def rows_as_json(rows: list[RunRow]) -> str:
