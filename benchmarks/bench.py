@@ -127,6 +127,23 @@ def _linear_problem(rows: int) -> ptflow.Splits:
     return ptflow.split(X, y, 0.98)
 
 
+def _hand_written_epoch(model: nn.Module, splits: ptflow.Splits) -> None:
+    """The baseline epoch: Adam on shuffled slices of 4,096 rows, then the test loss."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    X_train, y_train = splits.train
+    order = torch.randperm(len(X_train))
+    model.train()
+    for start in range(0, len(X_train), 4096):
+        rows = order[start : start + 4096]
+        loss = nn.functional.mse_loss(model(X_train[rows]), y_train[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.inference_mode():
+        nn.functional.mse_loss(model(splits.test.X), splits.test.y).item()
+
+
 def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: int) -> Row:
     """One epoch over rows x 16 features, batch 4096, Adam."""
     splits = _linear_problem(rows)
@@ -135,20 +152,7 @@ def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: in
     )
 
     def plain() -> None:
-        model = ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64))
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        X_train, y_train = splits.train
-        order = torch.randperm(len(X_train))
-        model.train()
-        for start in range(0, len(X_train), 4096):
-            rows_ = order[start : start + 4096]
-            loss = nn.functional.mse_loss(model(X_train[rows_]), y_train[rows_])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        with torch.inference_mode():
-            nn.functional.mse_loss(model(splits.test.X), splits.test.y).item()
+        _hand_written_epoch(ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64)), splits)
 
     def ours() -> None:
         ptflow.train(ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64)), splits, cfg)
@@ -223,27 +227,16 @@ def bench_categorical_epoch(rows: int, repeats: int) -> Row:
     X = torch.cat([numbers, *(c.float() for c in codes)], dim=1)
     y = numbers[:, :1] + 0.1 * torch.randn(rows, 1, generator=generator)
     splits = ptflow.split(X, y, 0.98)
-    cfg = ptflow.Config(model="mlp", loss="mse", optimizer="adam", epochs=1, batch_size=4096)
+    cfg = ptflow.Config(
+        model="mlp", loss="mse", optimizer="adam", epochs=1, batch_size=4096, lr=1e-3
+    )
     sizes = [levels + 2 for levels in LEVELS]
 
     def model() -> nn.Module:
         return build_table_model("mlp", 12, sizes, 1, seed=0, hidden=(64, 64))
 
     def plain() -> None:
-        network = model()
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-        X_train, y_train = splits.train
-        order = torch.randperm(len(X_train))
-        network.train()
-        for start in range(0, len(X_train), 4096):
-            rows_ = order[start : start + 4096]
-            loss = nn.functional.mse_loss(network(X_train[rows_]), y_train[rows_])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        network.eval()
-        with torch.inference_mode():
-            nn.functional.mse_loss(network(splits.test.X), splits.test.y).item()
+        _hand_written_epoch(model(), splits)
 
     def ours() -> None:
         ptflow.train(model(), splits, cfg)
