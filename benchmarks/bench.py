@@ -389,6 +389,19 @@ with open("/proc/self/clear_refs", "w") as clear:
 if reader == "ptflow":
     table = ptflow.load_table(path, ["y"])
     X, y = table.X, table.y
+    if "typed" in path:  # and encoded, as a run does: the raw columns and the inputs
+        from ptflow.encoding import fit_encoding
+        kinds = dict(zip(table.features, table.kinds))
+        encoding = fit_encoding(X.numpy(), table.features, kinds, table.vocabularies)
+        X = torch.from_numpy(encoding.encode(X.numpy(), table.vocabularies)[0])
+elif reader == "pandas-typed":  # 12 numbers, 4 categories as codes, y
+    hints = {name: ("category" if name.startswith("c") else np.float32) for name in
+             [*(f"n{i}" for i in range(12)), *(f"c{i}" for i in range(4)), "y"]}
+    frame = pd.read_csv(path, engine="c", dtype=hints)
+    codes = [frame[f"c{i}"].cat.codes.to_numpy().astype(np.float32) for i in range(4)]
+    X = torch.from_numpy(np.column_stack([frame[[f"n{i}" for i in range(12)]].to_numpy(), *codes]))
+    y = torch.from_numpy(frame["y"].to_numpy().copy()[:, None])
+    del frame, codes
 elif reader == "pandas":
     values = pd.read_csv(path, engine="c", dtype=np.float32).to_numpy()
     X, y = torch.from_numpy(values[:, :16].copy()), torch.from_numpy(values[:, 16:].copy())
@@ -405,7 +418,11 @@ print((peak - before) / tensor_mib)
 
 def bench_read_memory(rows: int, folder: Path, kind: str) -> Row:
     """Peak memory above the process's baseline while reading, in units of the tensors' size."""
-    path = _write_table(rows, folder, kind)
+    path = (
+        _write_typed_table(rows, folder)
+        if kind == "typed-csv"
+        else _write_table(rows, folder, kind)
+    )
 
     def multiple(reader: str) -> float:
         done = subprocess.run(
@@ -416,7 +433,7 @@ def bench_read_memory(rows: int, folder: Path, kind: str) -> Row:
         )
         return float(done.stdout)
 
-    direct = "pandas" if kind == "csv" else "pyarrow"
+    direct = {"csv": "pandas", "typed-csv": "pandas-typed"}.get(kind, "pyarrow")
     baseline, ours = multiple(direct), multiple("ptflow")
     return Row(
         f"peak memory reading {kind}, x tensor size",
@@ -669,6 +686,7 @@ def main() -> None:
             "read-typed-csv": lambda: bench_read_typed_csv(rows, max(3, repeats // 3), here),
             "epoch-categorical": lambda: bench_categorical_epoch(rows, repeats),
             "memory-csv": lambda: bench_read_memory(rows, here, "csv"),
+            "memory-typed-csv": lambda: bench_read_memory(rows, here, "typed-csv"),
             "read-parquet": lambda: bench_read_parquet(rows, repeats, here),
             "memory-parquet": lambda: bench_read_memory(rows, here, "parquet"),
             "predict": lambda: bench_predict(rows, repeats),
