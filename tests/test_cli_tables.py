@@ -52,6 +52,7 @@ def test_train_predict_round_trip_gives_the_summary_metrics(
     assert summary["metrics"]["test"]["r2"] > 0.95
 
 
+@pytest.mark.slow  # ptflow processes; test_encoding checks CSV = Parquet in-process
 def test_csv_and_parquet_give_identical_predictions(
     run_cli: RunCli, trained: Path, sine_table: Path
 ) -> None:

@@ -26,6 +26,7 @@ def test_auto_takes_the_best_device_there_is() -> None:
     assert resolve_device("cpu") == torch.device("cpu")
 
 
+@pytest.mark.slow  # two ptflow processes: keeps the default suite under five minutes
 def test_the_device_is_recorded_in_the_run_folder(run_cli: RunCli, tmp_path: Path) -> None:
     done = run_cli("run", "--device", "cpu", "--epochs", "5", "--out", "run", "--quiet")
     assert done.returncode == 0, done.stderr
@@ -73,6 +74,7 @@ def test_bf16_trains_as_well_as_float32_and_reproducibly() -> None:
     assert half_mse < 1.5 * full_mse and full_mse < 0.1  # y's variance is about 1.6
 
 
+@pytest.mark.slow  # ptflow processes: keeps the default suite under five minutes
 def test_bf16_from_the_command_line(run_cli: RunCli, tmp_path: Path) -> None:
     done = run_cli("run", "--precision", "bf16", "--epochs", "50", "--out", "run", "--quiet")
     assert done.returncode == 0, done.stderr

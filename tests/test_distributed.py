@@ -220,6 +220,7 @@ def test_ctrl_c_stops_every_process_at_an_epoch_end(
     assert len(history) == 1 + stopped + 2  # the header, then every epoch once
 
 
+@pytest.mark.slow  # a torchrun of two processes
 def test_a_process_without_rows_is_refused_before_any_file(
     tmp_path: Path, run_cli: RunCli, linear_table: Path
 ) -> None:
