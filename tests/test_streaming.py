@@ -141,6 +141,8 @@ def test_streamed_run_learns_and_is_reproducible(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert sum(summary["split_rows"].values()) == 3000
     assert summary["data"]["row_groups"] == 12
+    # the tutorial line's parameters belong to the line's runs only
+    assert "true_parameters" not in summary and "parameters" not in summary
 
 
 @pytest.mark.parametrize("stop_after", [7, 21])  # mid-epoch, and a batch into another epoch

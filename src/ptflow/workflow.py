@@ -834,6 +834,12 @@ def _summary(result: RunResult) -> dict[str, Any]:
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
         summary["columns"] = [asdict(role) for role in result.data.roles]
+    else:
+        summary["parameters"] = {
+            name: tensor.detach().cpu().tolist()
+            for name, tensor in result.model.state_dict().items()
+        }
+        summary["true_parameters"] = {"weight": cfg.weight, "bias": cfg.bias}
     if result.encoding is not None and cfg.model != "mlp":
         summary["coefficients"] = linear_coefficients(result.model, result.encoding)
     if result.importance is not None:
@@ -842,12 +848,6 @@ def _summary(result: RunResult) -> dict[str, Any]:
             "rows": "test",
             "columns": result.importance,
         }
-    else:
-        summary["parameters"] = {
-            name: tensor.detach().cpu().tolist()
-            for name, tensor in result.model.state_dict().items()
-        }
-        summary["true_parameters"] = {"weight": cfg.weight, "bias": cfg.bias}
     if result.learned is not None:
         summary["learned_parameters"] = dict(zip(("weight", "bias"), result.learned, strict=True))
     return summary
