@@ -236,7 +236,7 @@ def test_predict_and_evaluate_encode_raw_rows_and_say_what_they_did(
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 2 and "left out 2 rows" in err
     assert main(["evaluate", str(run), "--data", str(houses)]) == 0
-    assert "houses.csv: 23 rows (1 without a target left out)" in capsys.readouterr().out
+    assert "houses.csv: 23 rows (1 row without a target value left out)" in capsys.readouterr().out
     missing_column = tmp_path / "short.csv"
     missing_column.write_text("city,area,rooms,age\nLeeds,70,3,1\n")
     assert main(["predict", str(run), "--data", str(missing_column)]) == 2
@@ -404,3 +404,14 @@ def test_a_setting_the_run_does_not_use_is_named_not_silently_ignored(
         "adam" in capsys.readouterr().err  # fmt: skip
     assert main([*args, "--model", "mlp", "--hidden", "8", "--out", str(tmp_path / "b")]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_config_file_of_an_earlier_version_with_drop_missing_drops_rows(
+    houses: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "old.toml").write_text("drop_missing = true\n")
+    args = ["train", "--data", str(houses), "--target", "price", "--epochs", "1", "--quiet"]
+    assert main([*args, "--config", str(tmp_path / "old.toml"), "--out", str(tmp_path / "a")]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["data"]["dropped_rows"] == 6  # 5 with a gap in a feature, 1 without a price
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["config"]["missing"] == "drop"

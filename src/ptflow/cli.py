@@ -113,13 +113,7 @@ def _add_train(commands: Any) -> None:
     for name in ("target", "features", "categorical", "numeric", "ignore"):
         table.add_argument(f"--{name}", action=_CommaList, metavar="COLUMN", help=_help(name))
     _add_settings(table, "table", _TRAIN_DEFAULTS, skip=_COLUMN_LISTS)
-    table.add_argument(
-        "--drop-missing",
-        dest="missing",
-        action="store_const",
-        const="drop",
-        help="the same as --missing drop",
-    )
+    _add_drop_missing(table)
     _add_common_options(train, _TRAIN_DEFAULTS)
     train.set_defaults(handler=_run, command="train", defaults=_TRAIN_DEFAULTS)
 
@@ -137,13 +131,7 @@ def _add_evaluate(commands: Any) -> None:
     )
     _add_format_option(evaluate)
     _add_missing_option(evaluate)
-    evaluate.add_argument(
-        "--drop-missing",
-        dest="missing",
-        action="store_const",
-        const="drop",
-        help="the same as --missing drop",
-    )
+    _add_drop_missing(evaluate)
     evaluate.add_argument(
         "--importance",
         action="store_true",
@@ -353,6 +341,17 @@ def _add_missing_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_drop_missing(parser: argparse._ActionsContainer) -> None:
+    """--drop-missing, the earlier spelling of --missing drop."""
+    parser.add_argument(
+        "--drop-missing",
+        dest="missing",
+        action="store_const",
+        const="drop",
+        help="the same as --missing drop",
+    )
+
+
 def _add_format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format",
@@ -471,10 +470,9 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
     return 0
 
 
-def _note_ignored_settings(args: argparse.Namespace, cfg: Config) -> None:
-    """Say, on stderr, which given settings this run does not use (--hidden for a linear
+def _note_ignored_settings(given: dict[str, Any], cfg: Config) -> None:
+    """Say, on stderr, which `given` settings this run does not use (--hidden for a linear
     model, --momentum without SGD...): a silent choice would leave the user guessing."""
-    given = _given_settings(args)
     used = relevant_settings(cfg.to_dict())
     if unused := [name for name in given if name not in used]:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
@@ -486,14 +484,13 @@ def _note_ignored_settings(args: argparse.Namespace, cfg: Config) -> None:
         )
 
 
-def _resolve_config(args: argparse.Namespace) -> Config:
-    """Defaults, then the TOML file, then the options given on the command line."""
-    return Config.from_dict({**args.defaults, **_given_settings(args)})
-
-
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the TOML file and the command line give, the latter winning."""
     values: dict[str, Any] = _read_toml(args.config) if args.config is not None else {}
+    # drop_missing, the earlier spelling of missing = "drop": here, where the defaults do
+    # not yet hide that the file gave no `missing` of its own
+    if values.pop("drop_missing", None) is True:
+        values.setdefault("missing", "drop")
     given = {name: getattr(args, name, None) for name in _FIELDS}
     values.update({name: value for name, value in given.items() if value is not None})
     if given["data"] is not None:  # stored absolute, so the run can be repeated from anywhere
@@ -530,7 +527,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             )
         device = args.device or _saved_device(args.resume)
     else:
-        cfg = _resolve_config(args)  # invalid settings fail here, before torch is imported
+        # Defaults, then the TOML file, then the options given on the command line; invalid
+        # settings fail here, before torch is imported.
+        given = _given_settings(args)
+        cfg = Config.from_dict({**args.defaults, **given})
         if args.command == "train" and cfg.data is None:
             raise WorkflowError(
                 "ptflow train needs a table: give --data FILE (or data in --config); "
@@ -538,7 +538,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             )
         device = cfg.device
         if not args.quiet and launched_rank() is None:  # once, not once per process
-            _note_ignored_settings(args, cfg)
+            _note_ignored_settings(given, cfg)
     if (args.nproc or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
 
@@ -730,15 +730,11 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _dropped(measured: Any) -> str:
-    """What was left out of a table's rows, in brackets: " (3 left out: no target)"."""
-    if not measured.dropped_rows:
-        return ""
-    reasons = []
-    if measured.missing_target:
-        reasons.append(f"{measured.missing_target} without a target")
-    if measured.dropped_rows > measured.missing_target:
-        reasons.append(f"{measured.dropped_rows - measured.missing_target} with a missing value")
-    return f" ({', '.join(reasons)} left out)"
+    """What was left out of a table's rows, in brackets: " (3 rows ... left out)"."""
+    from ptflow.tables import rows_left_out
+
+    phrases = rows_left_out(measured.dropped_rows, measured.missing_target)
+    return f" ({', '.join(phrases)} left out)" if phrases else ""
 
 
 def _report(args: argparse.Namespace, argv: list[str]) -> int:
@@ -832,7 +828,7 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
 def _predict_table(args: argparse.Namespace, run: Any) -> None:
     from ptflow.encoding import EncodeCounts
     from ptflow.files import atomic_path
-    from ptflow.tables import iter_table
+    from ptflow.tables import iter_table, rows_left_out
 
     model, features, target = run.model, run.features, run.target
     # Block by block: memory is one block whatever the file's size. An error midway leaves
@@ -857,8 +853,8 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     # On stderr: stdout holds the predictions, for a pipe.
     for line in counts.describe():
         print(line, file=sys.stderr)
-    if dropped:
-        print(f"left out {dropped:,} rows with a missing value (--missing drop)", file=sys.stderr)
+    for left_out in rows_left_out(dropped, 0):  # no target: only missing feature values
+        print(f"left out {left_out}", file=sys.stderr)
 
 
 def _check_predictions_output(

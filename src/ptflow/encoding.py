@@ -41,6 +41,8 @@ __all__ = [
     "fit_encoding",
 ]
 
+# A code is a float32 in the input matrix: exact for whole numbers up to 2**24.
+MAX_CATEGORIES = 2**24 - 2
 UNSEEN = 0  # a value the training rows did not have: its one-hot vector and embedding are 0
 MISSING = 1  # a missing value, where the training rows had some (else it counts as unseen)
 _FIRST_LEVEL = 2
@@ -55,7 +57,8 @@ class Vocabulary:
     do not.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # the column's, for the error when there are too many values
         self.values: list[str] = []
         self._numbers: dict[str, int] = {}
 
@@ -74,6 +77,12 @@ class Vocabulary:
     def _number(self, text: str) -> int:
         number = self._numbers.get(text)
         if number is None:
+            if len(self.values) >= MAX_CATEGORIES:  # float32 holds whole numbers to 2**24
+                raise WorkflowError(
+                    f"categorical column {self.name!r} has more than {MAX_CATEGORIES:,} "
+                    f"distinct values, more than a category code can hold; leave it out "
+                    f"with --ignore {self.name}."
+                )
             number = self._numbers[text] = len(self.values)
             self.values.append(text)
         return number
@@ -112,17 +121,20 @@ class CategoricalInput:
 
 
 FeatureInput = NumericInput | CategoricalInput
+InputKind = Literal["number", "was missing", "code"]
 
 
 @dataclass
 class EncodeCounts:
     """What encoding a table's rows did with their values, by column: to tell the user."""
 
-    imputed: dict[str, int] = field(default_factory=dict)  # missing values filled in
+    imputed: dict[str, int] = field(default_factory=dict)  # missing numbers filled in
     unseen: dict[str, int] = field(default_factory=dict)  # categories training never had
+    missing: dict[str, int] = field(default_factory=dict)  # missing categories
 
     def add(self, other: EncodeCounts) -> None:
-        for mine, theirs in ((self.imputed, other.imputed), (self.unseen, other.unseen)):
+        for kind in ("imputed", "unseen", "missing"):
+            mine, theirs = getattr(self, kind), getattr(other, kind)
             for name, count in theirs.items():
                 mine[name] = mine.get(name, 0) + count
 
@@ -135,6 +147,12 @@ class EncodeCounts:
         if self.unseen:
             shown = ", ".join(f"{name} {count}" for name, count in self.unseen.items())
             lines.append(f"categories not seen in training (encoded as unseen): {shown}")
+        if self.missing:
+            shown = ", ".join(f"{name} {count}" for name, count in self.missing.items())
+            lines.append(
+                f"missing categories (encoded as missing, or as unseen where the training rows "
+                f"had none missing): {shown}"
+            )
         return lines
 
 
@@ -166,36 +184,37 @@ class Encoding:
         return self.dense_width + len(self.categorical)
 
     @property
-    def input_names(self) -> tuple[str, ...]:
-        """The encoded matrix's columns, named."""
+    def layout(self) -> tuple[tuple[InputKind, FeatureInput], ...]:
+        """What each encoded column is, in order: the numbers, their was-missing inputs,
+        the category codes; with the feature it comes from."""
         numeric = self.numeric
         return (
-            *(c.name for c in numeric),
-            *(f"{c.name} (was missing)" for c in numeric if c.indicator),
-            *(c.name for c in self.categorical),
+            *(("number", c) for c in numeric),
+            *(("was missing", c) for c in numeric if c.indicator),
+            *(("code", c) for c in self.categorical),
+        )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The encoded matrix's columns, named."""
+        return tuple(
+            f"{c.name} (was missing)" if kind == "was missing" else c.name
+            for kind, c in self.layout
         )
 
     def input_columns(self) -> dict[str, list[int]]:
         """Which encoded columns each feature became: a number and its was-missing input."""
-        became: dict[str, list[int]] = {}
-        indicator = len(self.numeric)
-        for i, number in enumerate(self.numeric):
-            became[number.name] = [i]
-            if number.indicator:
-                became[number.name].append(indicator)
-                indicator += 1
-        for j, category in enumerate(self.categorical):
-            became[category.name] = [self.dense_width + j]
-        return {name: became[name] for name in self.features}
+        became: dict[str, list[int]] = {name: [] for name in self.features}
+        for i, (_, column) in enumerate(self.layout):
+            became[column.name].append(i)
+        return became
 
     @property
     def scaled(self) -> tuple[bool, ...]:
         """Which encoded columns are standardised: the numbers; not 0/1 values nor codes."""
-        numeric = self.numeric
-        return (
-            *(c.kind == "numeric" for c in numeric),
-            *(False for c in numeric if c.indicator),
-            *(False for _ in self.categorical),
+        return tuple(
+            kind == "number" and isinstance(c, NumericInput) and c.kind == "numeric"
+            for kind, c in self.layout
         )
 
     def encode(
@@ -204,27 +223,24 @@ class Encoding:
         """Encode raw feature columns (rows, features): numbers with NaN where missing, a
         categorical column as its `vocabularies` numbers. Returns the inputs and counts."""
         position = {name: i for i, name in enumerate(self.features)}
-        rows = len(raw)
-        out = np.empty((rows, self.width), dtype=np.float32)
+        out = np.empty((len(raw), self.width), dtype=np.float32)
         counts = EncodeCounts()
-        numeric = self.numeric
-        indicators = len(numeric)
-        for i, column in enumerate(numeric):
+        for i, (kind, column) in enumerate(self.layout):
             values = raw[:, position[column.name]]
             missing = np.isnan(values)
-            out[:, i] = values
-            if (count := int(missing.sum())) > 0:
-                out[missing, i] = column.fill
-                counts.imputed[column.name] = count
-            if column.indicator:
-                out[:, indicators] = missing
-                indicators += 1
-        for j, category in enumerate(self.categorical):
-            values = raw[:, position[category.name]]
-            codes, unseen = _codes(category, vocabularies[category.name], values)
-            out[:, self.dense_width + j] = codes
-            if unseen:
-                counts.unseen[category.name] = unseen
+            count = int(missing.sum())
+            if kind == "was missing":
+                out[:, i] = missing
+            elif isinstance(column, NumericInput):
+                out[:, i] = np.where(missing, np.float32(column.fill), values)
+                if count:
+                    counts.imputed[column.name] = count
+            else:
+                out[:, i], unseen = _codes(column, vocabularies[column.name], values)
+                if unseen:
+                    counts.unseen[column.name] = unseen
+                if count:
+                    counts.missing[column.name] = count
         return out, counts
 
     def to_dict(self) -> dict[str, Any]:

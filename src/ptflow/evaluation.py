@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "evaluate_blocks",
     "evaluate_table",
+    "feature_inputs",
     "mean_loss",
     "metrics_by_target",
     "permutation_importance",
@@ -393,9 +394,12 @@ def table_importance(
         rows += len(block.X)
         if rows >= IMPORTANCE_ROWS:
             break
-    columns = (
-        encoding.input_columns()
-        if encoding is not None
-        else {name: [i] for i, name in enumerate(features)}
-    )
+    columns = feature_inputs(features, encoding)
     return permutation_importance(model, torch.cat(X_parts), torch.cat(y_parts), columns, task)
+
+
+def feature_inputs(features: Sequence[str], encoding: Encoding | None) -> dict[str, list[int]]:
+    """Which model inputs each feature column became: its encoding's, or one input each."""
+    if encoding is not None:
+        return encoding.input_columns()
+    return {name: [i] for i, name in enumerate(features)}

@@ -18,6 +18,7 @@ from ptflow.stats import Scaling
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 __all__ = [
+    "BASELINE_MOST_CATEGORIES",
     "MLP",
     "CategoricalInputs",
     "LinearModel",
@@ -305,17 +306,22 @@ def build_table_model(
     return CategoricalInputs(linear, dense, sizes, None, out_features)
 
 
+# The least-squares baseline one-hot encodes categorical columns of at most this many
+# categories (beside the codes for unseen and missing).
+BASELINE_MOST_CATEGORIES = 1000
+
+
 def one_hot_design(
-    x: torch.Tensor, dense: int, sizes: Sequence[int], most: int = 1000
+    x: torch.Tensor, dense: int, sizes: Sequence[int], most: int = BASELINE_MOST_CATEGORIES
 ) -> torch.Tensor:
     """Dense columns, then each categorical code as a one-hot vector (unseen: all 0), for
-    the least-squares baseline. Columns of more than `most` codes are left out: their
+    the least-squares baseline. Columns of more than `most` categories are left out: their
     normal equations would not fit in memory."""
     codes = x[:, dense:].long()
     hot = [
         nn.functional.one_hot(codes[:, i], size)[:, 1:].to(x.dtype)
         for i, size in enumerate(sizes)
-        if size <= most
+        if size - (MISSING + 1) <= most
     ]
     return torch.cat([x[:, :dense], *hot], dim=1)
 

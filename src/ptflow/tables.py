@@ -67,6 +67,8 @@ __all__ = [
     "open_table",
     "read_blocks",
     "read_row_group",
+    "row_count",
+    "rows_left_out",
     "table_format",
 ]
 
@@ -276,16 +278,14 @@ def choose_columns(
     _refuse_conflicts(overrides, target, features, id_column)
     ignored: list[tuple[str, str]] = []
     inferred: tuple[str, ...] = ()
+    others = [n for n in table.columns if n not in (*target, id_column, *overrides["ignore"])]
+    kinds, overridden = table.kinds, (*categorical, *numeric)
+    if table.format == "csv" and training:  # a column the options read as they say: no typo
+        candidates = others if features is None else features
+        _refuse_typos(table, [n for n in candidates if kinds[n] == "text" and n not in overridden])
     if features is None:
-        others = [n for n in table.columns if n not in (*target, id_column, *overrides["ignore"])]
-        features, ignored = _default_features(table, others, overrides)
-        inferred = tuple(n for n in features if n not in (*categorical, *numeric))
-    elif table.format == "csv" and training:
-        overridden = (*categorical, *numeric)
-        _refuse_typos(
-            table, [n for n in features if table.kinds[n] == "text" and n not in overridden]
-        )
-    kinds = table.kinds
+        features, ignored = _default_features(table, others, set(overridden))
+        inferred = tuple(n for n in features if n not in overridden)
     as_text = tuple(
         name for name in features
         if name in categorical or (kinds[name] == "text" and name not in numeric)
@@ -329,7 +329,7 @@ IDENTIFIER_SHARE = 0.5
 
 
 def _default_features(
-    table: TableFile, others: list[str], overrides: dict[str, tuple[str, ...]]
+    table: TableFile, others: list[str], chosen: set[str]
 ) -> tuple[list[str], list[tuple[str, str]]]:
     """The features the rules choose among `others`, and (column, why) for those left out.
 
@@ -337,11 +337,9 @@ def _default_features(
     Left out: a column with no value in the first 1,000 rows; whole numbers that are
     distinct and increasing there (a row number), or distinct and named like an id
     (`id`, `..._id`), unless no other feature is left. Text columns that look like
-    identifiers are left out after reading (`drop_identifiers`).
+    identifiers are left out after reading (`_drop_identifiers`). `chosen`: the columns
+    the options name, kept whatever their values.
     """
-    chosen = set(overrides["categorical"]) | set(overrides["numeric"])
-    if table.format == "csv":
-        _refuse_typos(table, [n for n in others if table.kinds[n] == "text" and n not in chosen])
     features, ignored, row_numbers = [], [], []
     for name in others:
         column = table.sample[name].dropna()
@@ -425,21 +423,22 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
         }
     # The first rows decide; a later text value in a numeric column is still caught.
     sample = table.sample
-
-    def true_false(column: pd.Series) -> bool:  # bool, or true/false with blanks between
-        if pd.api.types.is_bool_dtype(column.dtype):
-            return True
-        present = column.dropna()
-        return (
-            column.dtype == object
-            and len(present) > 0
-            and all(isinstance(value, bool) for value in present)
-        )
-
     return {
-        name: kind_of(pd.api.types.is_numeric_dtype(sample[name].dtype), true_false(sample[name]))
+        name: kind_of(
+            pd.api.types.is_numeric_dtype(sample[name].dtype), _holds_true_false(sample[name])
+        )
         for name in table.columns
     }
+
+
+def _holds_true_false(column: pd.Series) -> bool:
+    """A column pandas read as booleans, or as true/false values with blanks between them."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and all(isinstance(value, bool) for value in present)
 
 
 @dataclass(frozen=True)
@@ -584,8 +583,7 @@ def _float32(
 
     kind = column.dtype
     if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_bool_dtype(kind)):  # text
-        present = column.dropna()
-        if len(present) and all(isinstance(value, bool) for value in present):
+        if _holds_true_false(column):
             column = column.astype("float32")  # true/false with blanks between them
         else:
             numbers, bad = _as_numbers(column)
@@ -813,7 +811,7 @@ def iter_table(
         table, target, features, id_column, training=False, categorical=categorical,
         numeric=numeric,
     )  # fmt: skip
-    vocabularies = {name: Vocabulary() for name in columns.categorical}
+    vocabularies = {name: Vocabulary(name) for name in columns.categorical}
     width, kept, dropped = len(columns.features), 0, 0
     for block in read_blocks(table, columns, block_rows=block_rows, vocabularies=vocabularies):
         rows = len(block.columns[0])
@@ -836,6 +834,23 @@ def iter_table(
         kept, dropped = kept + len(X), dropped + block_dropped
     if kept == 0:
         raise _no_rows(table) if dropped == 0 else _all_missing(table)
+
+
+def row_count(count: int) -> str:
+    """ "1 row", "2 rows"."""
+    return f"{count:,} row" + ("" if count == 1 else "s")
+
+
+def rows_left_out(dropped: int, missing_target: int) -> list[str]:
+    """What was left out of a table's `dropped` rows, a phrase per reason, for the user."""
+    phrases = []
+    if missing_target:
+        phrases.append(f"{row_count(missing_target)} without a target value")
+    if dropped > missing_target:
+        phrases.append(
+            f"{row_count(dropped - missing_target)} with a missing or infinite feature value"
+        )
+    return phrases
 
 
 def _matrix(columns: list[NDArray[np.float32]], rows: int) -> NDArray[np.float32]:
@@ -910,7 +925,7 @@ def load_table(
         table, target, features, id_column, categorical=categorical, numeric=numeric,
         ignore=ignore,
     )  # fmt: skip
-    vocabularies = {name: Vocabulary() for name in columns.categorical}
+    vocabularies = {name: Vocabulary(name) for name in columns.categorical}
     hashing = _Hashing()
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         parquet_hash = None

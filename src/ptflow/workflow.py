@@ -48,11 +48,13 @@ from ptflow.evaluation import (
     Metrics,
     Predictor,
     evaluate_blocks,
+    feature_inputs,
     permutation_importance,
     predict,
 )
 from ptflow.files import remove_stale_temporaries
 from ptflow.models import (
+    BASELINE_MOST_CATEGORIES,
     Standardized,
     build_table_model,
     check_mlp_fits,
@@ -90,7 +92,7 @@ from ptflow.run_folder import (
 )
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
-from ptflow.tables import Table, describe_roles, load_table
+from ptflow.tables import Table, describe_roles, load_table, row_count, rows_left_out
 from ptflow.tasks import REGRESSION, Task, task_of
 from ptflow.training import EpochEnd, History, batch_size_for, train
 
@@ -170,24 +172,11 @@ def load_data(cfg: Config) -> Table:
             ignore=cfg.ignore,
         )
         logger.info("%s", describe_roles(table.roles))
-        _log_dropped(table.dropped_rows, table.missing_target)
+        for left_out in rows_left_out(table.dropped_rows, table.missing_target):
+            logger.info("left out %s", left_out)
         return table
     X, y = make_linear_data(cfg.weight, cfg.bias, cfg.start, cfg.end, cfg.step)
     return Table(X, y, features=("X",), target=("y",), fingerprint={})
-
-
-def _log_dropped(dropped: int, missing_target: int) -> None:
-    if missing_target:
-        logger.info("left out %s without a target value", _rows(missing_target))
-    if dropped > missing_target:
-        logger.info(
-            "left out %s with a missing or infinite feature value (--missing drop)",
-            _rows(dropped - missing_target),
-        )
-
-
-def _rows(count: int) -> str:
-    return f"{count:,} row" + ("" if count == 1 else "s")
 
 
 @dataclass(frozen=True)
@@ -497,7 +486,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
     )
     logger.info("%s", describe_roles(table.roles))
     if table.dropped_rows:
-        logger.info("left out %s with missing or infinite values", _rows(table.dropped_rows))
+        logger.info("left out %s with missing or infinite values", row_count(table.dropped_rows))
     # 3. model, as for a table in memory
     device = _device(cfg)
     outputs = _TASK.out_features(len(table.target))
@@ -632,6 +621,13 @@ def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
     """The least-squares fit of the training rows: on one-hot categories, if there are any."""
     if encoding is None or not encoding.categorical:
         return fit_least_squares(*train).predict
+    most = BASELINE_MOST_CATEGORIES
+    if left_out := [c.name for c in encoding.categorical if len(c.levels) > most]:
+        logger.info(
+            "the least-squares baseline leaves out %s: more than %d categories",
+            ", ".join(left_out),
+            most,
+        )
     design = partial(
         one_hot_design, dense=encoding.dense_width, sizes=[c.size for c in encoding.categorical]
     )
@@ -645,7 +641,7 @@ def _with_importance(result: RunResult, encoding: Encoding | None) -> RunResult:
     splits, features = result.splits, result.data.features
     if result.config.data is None or splits is None:
         return dataclasses.replace(result, encoding=encoding)
-    columns = encoding.input_columns() if encoding else {n: [i] for i, n in enumerate(features)}
+    columns = feature_inputs(features, encoding)
     test = splits.test
     importance = permutation_importance(result.model, test.X, test.y, columns, result.task)
     return dataclasses.replace(result, encoding=encoding, importance=importance)
@@ -840,8 +836,9 @@ def _summary(result: RunResult) -> dict[str, Any]:
             for name, tensor in result.model.state_dict().items()
         }
         summary["true_parameters"] = {"weight": cfg.weight, "bias": cfg.bias}
-    if result.encoding is not None and cfg.model != "mlp":
-        summary["coefficients"] = linear_coefficients(result.model, result.encoding)
+    encoding = result.encoding
+    if encoding and (coefficients := linear_coefficients(result.model, encoding)) is not None:
+        summary["coefficients"] = coefficients
     if result.importance is not None:
         summary["importance"] = {
             "metric": result.task.metrics[0].name,
