@@ -150,6 +150,7 @@ def test_the_encoding_is_fitted_on_training_rows_and_reserves_unseen_and_missing
     assert encoded[:, 1].tolist() == [0, 1, 0, 0, 0]
     assert encoded[:, 2].tolist() == [3, 2, MISSING, 3, UNSEEN]  # "c" came after training
     assert counts.imputed == {"x": 1} and counts.unseen == {"letter": 1}
+    assert counts.missing == {"letter": 1}  # said, not silently coded
     assert encoding.scaled == (True, False, False)
     assert Encoding.from_dict(json.loads(encoding.to_json())) == encoding
     with pytest.raises(WorkflowError, match="saved encoding of the columns is damaged"):
@@ -415,3 +416,16 @@ def test_a_config_file_of_an_earlier_version_with_drop_missing_drops_rows(
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["data"]["dropped_rows"] == 6  # 5 with a gap in a feature, 1 without a price
     assert json.loads((tmp_path / "a" / "config.json").read_text())["config"]["missing"] == "drop"
+
+
+def test_a_column_of_more_values_than_a_code_can_hold_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pandas as pd
+
+    import ptflow.encoding
+
+    monkeypatch.setattr(ptflow.encoding, "MAX_CATEGORIES", 2)  # 2**24 - 2 in truth
+    vocabulary = Vocabulary("code")
+    with pytest.raises(WorkflowError, match="column 'code' has more than 2 distinct values"):
+        vocabulary.codes(pd.Series(["a", "b", "c"], dtype="str"))
