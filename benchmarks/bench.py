@@ -529,7 +529,7 @@ def bench_streamed_epoch(rows: int, repeats: int, folder: Path) -> Row:
     """One epoch (train and validate) read from Parquet row groups, against tensors in memory."""
     path = _write_table(rows, folder, "parquet")
     settings = {"model": "linear", "epochs": 1, "batch_size": 4096, "train_fraction": 0.98}
-    settings.update(val_fraction=0.0, shuffle=False, scale="none")
+    settings.update(val_fraction=0.0, patience=0, shuffle=False, scale="none")
     cfg = ptflow.Config.for_table(str(path), "y", **settings)
     table = ptflow.load_table(path, ["y"])
     splits = ptflow.split(table.X, table.y, 0.98)
