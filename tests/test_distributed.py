@@ -78,6 +78,8 @@ def test_two_processes_train_the_one_process_model(
     for name, value in expected.items():
         assert torch.allclose(got[name], value, rtol=1e-5, atol=1e-6), name
     summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two")]
+    encodings = [(tmp_path / run / "encoding.json").read_text() for run in ("one", "two")]
+    assert encodings[0] == encodings[1] and '"categorical"' in encodings[0]
     for part in ("train", "val", "test"):
         assert summaries[1]["metrics"][part]["mse"] == pytest.approx(
             summaries[0]["metrics"][part]["mse"], rel=1e-5
@@ -169,14 +171,18 @@ def test_streamed_tables_train_on_two_processes(tmp_path: Path, run_cli: RunCli)
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(3000, 3))
-    y = X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=3000)
-    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": y}
+    city = np.array(["Leeds", "York", "Hull"], dtype=object)[rng.integers(0, 3, 3000)]
+    y = X @ np.array([1.0, -2.0, 0.5]) + (city == "York") + 0.1 * rng.normal(size=3000)
+    X[::37, 0], city[::41] = np.nan, None  # gaps: imputed, and a missing category
+    columns = {"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "city": city, "y": y}
     pq.write_table(pa.table(columns), tmp_path / "t.parquet", row_group_size=300)
     args = ("--data", "t.parquet", "--target", "y", "--stream", "--batch-size", "64", "--quiet")
     one = run_cli("train", *args, "--epochs", "3", "--out", "one")
     two = run_cli("train", *args, "--epochs", "3", "--out", "two", "--nproc", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     summaries = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two")]
+    encodings = [(tmp_path / run / "encoding.json").read_text() for run in ("one", "two")]
+    assert encodings[0] == encodings[1] and '"categorical"' in encodings[0]
     for part in ("train", "val", "test"):
         assert summaries[1]["metrics"][part]["r2"] == pytest.approx(
             summaries[0]["metrics"][part]["r2"], rel=1e-6

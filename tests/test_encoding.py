@@ -294,15 +294,111 @@ def test_an_mlp_embeds_categories_and_resumes_bit_for_bit(houses: Path, tmp_path
     assert widths == [round(1.6 * 5**0.56)]  # 3 cities + unseen + missing
 
 
-def test_streaming_leaves_text_out_and_says_so(houses: Path, tmp_path: Path) -> None:
-    parquet = tmp_path / "houses.parquet"
-    ptflow.convert_table(houses, parquet)
-    table = ptflow.scan_table(parquet, ["price"], drop_missing=True)
-    assert {r.name: r.detail for r in table.roles}[
-        "city"
-    ] == "holds text, which --stream does not read yet"
-    with pytest.raises(WorkflowError, match="--stream reads numbers and true/false columns so far"):
-        ptflow.scan_table(parquet, ["price"], ["city", "area"], drop_missing=True)
+def _typed_parquet(path: Path, rows: int = 3000, group_rows: int = 256) -> Path:
+    """Numbers with gaps, a true/false column and categories (some missing, one rare)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    generator = np.random.default_rng(4)
+    a, b = generator.normal(5, 2, size=rows), generator.normal(size=rows)
+    cities = np.array(["Leeds", "York", "Hull", "Bath", "Ely"])
+    city = cities[generator.choice(5, size=rows, p=[0.4, 0.3, 0.2, 0.09, 0.01])]
+    shift = {"Leeds": 1.0, "York": -2.0, "Hull": 0.5, "Bath": 3.0, "Ely": -1.0}
+    garden = generator.random(rows) < 0.5
+    y = 1.5 * a - b + np.vectorize(shift.get)(city) + 2 * garden
+    y = y + 0.1 * generator.normal(size=rows)
+    a[generator.random(rows) < 0.05] = np.nan
+    city_cells = city.astype(object)
+    city_cells[generator.random(rows) < 0.03] = None
+    columns = {"a": a, "b": b, "city": city_cells, "garden": garden, "y": y}
+    pq.write_table(pa.table(columns), path, row_group_size=group_rows)
+    return path
+
+
+def test_streaming_fits_the_encoding_an_in_memory_run_fits(tmp_path: Path) -> None:
+    path = _typed_parquet(tmp_path / "typed.parquet")
+    options = {"train_fraction": 0.6, "val_fraction": 0.2, "shuffle": False}
+    streamed = ptflow.scan_table(path, ["y"], **options)  # type: ignore[arg-type]
+    table = load_table(path, ["y"], missing="impute")
+    splits = ptflow.split(table.X, table.y, 0.6, 0.2)
+    kinds = dict(zip(table.features, table.kinds, strict=True))
+    encoding = fit_encoding(splits.train.X.numpy(), table.features, kinds, table.vocabularies)
+    assert streamed.encoding == encoding  # medians exact, the same categories and codes
+    assert encoding.categorical[0].missing > 0 and encoding.numeric[0].indicator
+    assert streamed.roles == table.roles
+    train, _ = encoding.encode(splits.train.X.numpy(), table.vocabularies)
+    scaling = ptflow.stats.fit_scaling(torch.from_numpy(train), splits.train.y)
+    assert streamed.scaling is not None
+    expected = scaling.only(encoding.scaled)
+    for name in ("x_mean", "x_std", "y_mean", "y_std"):
+        assert torch.allclose(getattr(streamed.scaling, name), getattr(expected, name), rtol=1e-6)
+    test, _ = encoding.encode(splits.test.X.numpy(), table.vocabularies)
+    design, _ = ptflow.models.baseline_design(encoding)
+    fit = ptflow.stats.fit_least_squares(design(torch.from_numpy(train)), splits.train.y)
+    test_X = torch.from_numpy(test)
+    assert torch.allclose(
+        streamed.predict_baseline(test_X), fit.predict(design(test_X)), atol=1e-4
+    )
+    assert streamed.counts.imputed["a"] == int(np.isnan(table.X[:, 0].numpy()).sum())
+
+
+def test_a_streamed_run_learns_categories_resumes_and_predicts_raw_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _typed_parquet(tmp_path / "typed.parquet")
+    cfg = ptflow.Config.for_table(
+        str(path), "y", stream=True, epochs=4, batch_size=128, lr=0.05, patience=0
+    )
+    whole = ptflow.run_workflow(cfg, tmp_path / "whole")
+    assert whole.metrics["test"].r2 > 0.95  # the categories' shifts are learned
+    assert whole.baseline_metrics["test"].r2 > 0.95  # rows with "a" missing are noise
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 30
+
+    with pytest.raises(ptflow.TrainingInterrupted):
+        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
+    ptflow.resume_workflow(tmp_path / "cut")
+    for name in ("model.safetensors", "history.csv", "encoding.json"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    new = tmp_path / "new.csv"
+    new.write_text("a,b,city,garden\n5,0,York,true\n,0,Paris,false\n5,0,,true\n")
+    assert main(["predict", str(tmp_path / "whole"), "--data", str(new)]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.split()) == 4  # a header and three predictions
+    assert "a 1" in captured.err and "city 1" in captured.err  # imputed, unseen, missing
+
+
+def test_streaming_refuses_a_missing_value_only_when_asked(tmp_path: Path) -> None:
+    path = _typed_parquet(tmp_path / "typed.parquet")
+    with pytest.raises(WorkflowError, match="a missing value in column 'a' at row"):
+        ptflow.scan_table(path, ["y"], missing="error")
+    dropped = ptflow.scan_table(path, ["y"], missing="drop")
+    assert dropped.dropped_rows > 0 and dropped.encoding is not None
+    assert not any(column.indicator for column in dropped.encoding.numeric)
+
+
+def test_a_streamed_column_of_too_many_values_is_an_identifier_or_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import ptflow.streaming
+
+    monkeypatch.setattr(ptflow.streaming, "STREAM_MOST_CATEGORIES", 8)
+    rows = 400
+    shop = [f"shop{i % 20}" for i in range(rows)]  # 20 values, each in 20 rows
+    x = np.arange(rows) % 7.0
+    pq.write_table(pa.table({"shop": shop, "x": x, "y": 2 * x}), tmp_path / "t.parquet")
+    inferred = ptflow.scan_table(tmp_path / "t.parquet", ["y"])
+    roles = {role.name: role.detail for role in inferred.roles}
+    assert roles["shop"].startswith("looks like an identifier (more than 8 distinct values)")
+    named = ptflow.scan_table(tmp_path / "t.parquet", ["y"], categorical=["shop"])
+    assert named.encoding is not None and len(named.encoding.categorical[0].levels) == 8
+    assert named.capped == {"shop": rows - 8 * 20}
 
 
 @pytest.mark.slow  # trains several runs: keeps the default suite under five minutes

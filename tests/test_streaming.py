@@ -184,8 +184,8 @@ def test_bad_streamed_input_is_one_error_line(tmp_path: Path, run_cli: RunCli) -
     (tmp_path / "t.csv").write_text("x,y\n1,2\n3,4\n")
     cases = {
         ("--data", "t.csv"): "convert it with `ptflow convert t.csv t.parquet`",
-        ("--data", "nan.parquet"): "column 'x' at row 34; pass --missing drop to skip such rows "
-        "(--stream does not impute yet)",
+        ("--data", "nan.parquet", "--missing", "error"): "in column 'x' at row 34; pass "
+        "--missing impute or --missing drop",
         ("--data", "nan.parquet", "--features", "z"): "no column 'z'",
     }
     for args, message in cases.items():

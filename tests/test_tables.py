@@ -171,8 +171,10 @@ def test_every_reader_names_a_bad_cell_in_the_same_words(
             partial(load_table, path, ["y"], ["a", "b"], numeric=["b"]),
             partial(list, iter_table(path, ["a", "b"], target=["y"], block_rows=16)),
         ]
-        if kind == "parquet" and cell != "oops":  # --stream reads no text column yet
-            readers.append(partial(scan_table, path, ["y"], ["a", "b"]))
+        if kind == "parquet":
+            readers.append(
+                partial(scan_table, path, ["y"], ["a", "b"], missing="error", numeric=["b"])
+            )
         for read in readers:
             with pytest.raises(WorkflowError) as caught:
                 read()

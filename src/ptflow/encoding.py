@@ -57,10 +57,20 @@ class Vocabulary:
     do not.
     """
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", most: int | None = None) -> None:
         self.name = name  # the column's, for the error when there are too many values
+        # With `most`, values beyond the first `most` are not kept: each becomes the number
+        # `most` (one past the last kept), which no encoding has as a level, and is counted
+        # in `overflow`. Without, more than MAX_CATEGORIES values is an error.
+        self.most = most
+        self.overflow = 0
         self.values: list[str] = []
         self._numbers: dict[str, int] = {}
+
+    @property
+    def full(self) -> bool:
+        """Whether values were left out for want of room (`most`)."""
+        return self.overflow > 0
 
     def codes(self, column: pd.Series) -> NDArray[np.float32]:
         """The column's values as their numbers in this vocabulary (new ones added), NaN
@@ -72,11 +82,15 @@ class Vocabulary:
         out = np.full(len(local), np.nan, dtype=np.float32)
         present = local >= 0
         out[present] = numbers[local[present]]
+        if self.most is not None and (left_out := numbers == self.most).any():
+            self.overflow += int(np.count_nonzero(left_out[local[present]]))
         return out
 
     def _number(self, text: str) -> int:
         number = self._numbers.get(text)
         if number is None:
+            if self.most is not None and len(self.values) >= self.most:
+                return self.most
             if len(self.values) >= MAX_CATEGORIES:  # float32 holds whole numbers to 2**24
                 raise WorkflowError(
                     f"categorical column {self.name!r} has more than {MAX_CATEGORIES:,} "
@@ -221,7 +235,11 @@ class Encoding:
         self, raw: NDArray[np.float32], vocabularies: Mapping[str, Vocabulary]
     ) -> tuple[NDArray[np.float32], EncodeCounts]:
         """Encode raw feature columns (rows, features): numbers with NaN where missing, a
-        categorical column as its `vocabularies` numbers. Returns the inputs and counts."""
+        categorical column as its `vocabularies` numbers. Returns the inputs (`raw` itself
+        when there is nothing to change: numbers alone, none missing) and the counts."""
+        numbers_only = not self.categorical and self.dense_width == len(self.inputs)
+        if numbers_only and not np.isnan(raw).any():  # nothing to fill in: the inputs as read
+            return raw, EncodeCounts()
         position = {name: i for i, name in enumerate(self.features)}
         out = np.empty((len(raw), self.width), dtype=np.float32)
         counts = EncodeCounts()
@@ -291,8 +309,9 @@ def _codes(
 ) -> tuple[NDArray[np.float32], int]:
     """A column's vocabulary numbers as the encoding's codes, and how many were unseen."""
     code_of = {level: _FIRST_LEVEL + i for i, level in enumerate(column.levels)}
+    # The last entry: a number one past the vocabulary's, a value it had no room for.
     lookup = np.array(
-        [code_of.get(value, UNSEEN) for value in vocabulary.values] or [UNSEEN], dtype=np.float32
+        [*(code_of.get(value, UNSEEN) for value in vocabulary.values), UNSEEN], dtype=np.float32
     )
     missing = np.isnan(numbers)
     codes = np.full(len(numbers), MISSING if column.missing else UNSEEN, dtype=np.float32)
@@ -317,7 +336,7 @@ def fit_encoding(
         if kind == "categorical":
             vocabulary = vocabularies[name].values
             present = np.unique(values[~missing].astype(np.int64))
-            levels = tuple(sorted(vocabulary[number] for number in present))
+            levels = tuple(sorted(vocabulary[n] for n in present if n < len(vocabulary)))
             inputs.append(CategoricalInput(name, levels, count))
         else:
             # The median of what is there: robust to outliers, and a value the column has.

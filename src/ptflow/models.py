@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Literal, overload
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "LinearModel",
     "LinearRegressionModel",
     "Standardized",
+    "baseline_design",
     "build_model",
     "build_table_model",
     "check_mlp_fits",
@@ -324,6 +326,20 @@ def one_hot_design(
         if size - (MISSING + 1) <= most
     ]
     return torch.cat([x[:, :dense], *hot], dim=1)
+
+
+def baseline_design(
+    encoding: Encoding | None,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], tuple[str, ...]]:
+    """The least-squares baseline's columns from a model's inputs (one-hot categories), and
+    the categorical columns it leaves out for having more than BASELINE_MOST_CATEGORIES."""
+    if encoding is None or not encoding.categorical:
+        return (lambda x: x), ()
+    left_out = tuple(
+        c.name for c in encoding.categorical if len(c.levels) > BASELINE_MOST_CATEGORIES
+    )
+    sizes = [c.size for c in encoding.categorical]
+    return partial(one_hot_design, dense=encoding.dense_width, sizes=sizes), left_out
 
 
 def linear_coefficients(model: nn.Module, encoding: Encoding) -> dict[str, Any] | None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 __all__ = [
     "LeastSquares",
+    "Medians",
     "Moments",
     "NormalEquations",
     "Scaling",
@@ -167,3 +170,72 @@ def fit_least_squares(X: torch.Tensor, y: torch.Tensor) -> LeastSquares:
     equations = NormalEquations(X.shape[1], y.shape[1])
     equations.add(X, y)
     return equations.solve()
+
+
+class Medians:
+    """The exact median of each column, from two passes over blocks of rows: bounded memory.
+
+    A float32's bits, as an unsigned number ordered as the values are (`_order_keys`), are
+    counted in the first pass by their top 16 bits; the counts say which bin (one or two)
+    holds the middle values. The second pass counts the values of those bins by their low
+    16 bits, which pins each middle value down exactly. 65,536 counts per column and pass,
+    whatever the rows. Missing values (NaN) are not counted; an even count's median is the
+    mean of its two middle values, as `numpy.median` gives.
+    """
+
+    _BINS = 1 << 16
+
+    def __init__(self, columns: int) -> None:
+        self.high = np.zeros((columns, self._BINS), dtype=np.int64)
+        # (column, high bits) -> counts by low bits; filled in once the first pass is done
+        self.low: dict[tuple[int, int], NDArray[np.int64]] = {}
+        self._middle: list[list[tuple[int, int]]] = []  # per column: (bin, rank in the bin)
+
+    def add_high(self, X: NDArray[np.float32]) -> None:
+        """First pass: a block of rows, (rows, columns)."""
+        for j in range(X.shape[1]):
+            self.high[j] += np.bincount(_order_keys(X[:, j]) >> 16, minlength=self._BINS)
+
+    def find_middle(self) -> None:
+        """Between the passes: which bins hold each column's middle values."""
+        cumulative = np.cumsum(self.high, axis=1)
+        self._middle = []
+        for j, running in enumerate(cumulative):
+            count = int(running[-1])
+            ranks = sorted({(count - 1) // 2, count // 2}) if count else []
+            middle = []
+            for rank in ranks:
+                bin = int(np.searchsorted(running, rank, side="right"))
+                middle.append((bin, rank - (int(running[bin - 1]) if bin else 0)))
+                self.low.setdefault((j, bin), np.zeros(self._BINS, dtype=np.int64))
+            self._middle.append(middle)
+
+    def add_low(self, X: NDArray[np.float32]) -> None:
+        """Second pass: the same blocks of rows again."""
+        for (j, bin), counts in self.low.items():
+            keys = _order_keys(X[:, j])
+            counts += np.bincount(keys[(keys >> 16) == bin] & 0xFFFF, minlength=self._BINS)
+
+    def medians(self) -> list[float | None]:
+        """Each column's median; None for a column without values."""
+        out: list[float | None] = []
+        for j, middle in enumerate(self._middle):
+            values = []
+            for bin, rank in middle:
+                low = int(np.searchsorted(np.cumsum(self.low[(j, bin)]), rank, side="right"))
+                values.append(_from_order_key((bin << 16) | low))
+            out.append(sum(values) / len(values) if values else None)
+        return out
+
+
+def _order_keys(values: NDArray[np.float32]) -> NDArray[np.int64]:
+    """The present values' float32 bits as numbers in the values' order: a negative number's
+    bits flipped, a positive one's sign bit set."""
+    bits = values[~np.isnan(values)].astype(np.float32).view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(1 << 31))
+    return keys.astype(np.int64)
+
+
+def _from_order_key(key: int) -> float:
+    bits = key ^ (1 << 31) if key >> 31 else ~key & 0xFFFFFFFF
+    return float(np.array([bits], dtype=np.uint32).view(np.float32)[0])

@@ -27,6 +27,14 @@ from torch import nn
 
 from ptflow.data import Split, _count, check_part_sizes
 from ptflow.distributed import World
+from ptflow.encoding import (
+    CategoricalInput,
+    EncodeCounts,
+    Encoding,
+    FeatureInput,
+    NumericInput,
+    Vocabulary,
+)
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
     LossFn,
@@ -35,7 +43,8 @@ from ptflow.evaluation import (
     mean_loss,
     predict,
 )
-from ptflow.stats import LeastSquares, Moments, NormalEquations, Scaling, scaling_from
+from ptflow.models import baseline_design
+from ptflow.stats import LeastSquares, Medians, Moments, NormalEquations, Scaling, scaling_from
 from ptflow.tables import (
     ColumnRole,
     TableColumns,
@@ -45,7 +54,9 @@ from ptflow.tables import (
     choose_columns,
     column_roles,
     file_fingerprint,
+    identifier_reason,
     keep_rows,
+    leave_out,
     open_parquet,
     open_table,
     read_row_group,
@@ -61,6 +72,9 @@ __all__ = ["PARTS", "RowSplit", "StreamedTable", "evaluate_streamed", "scan_tabl
 
 PARTS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
+# A categorical column keeps at most this many distinct values when streamed (the file's
+# first ones): the scan holds them in memory, the model an embedding row for each.
+STREAM_MOST_CATEGORIES = 100_000
 # The predicted-vs-actual plot shows at most this many test rows (the first ones).
 PLOT_ROWS = 10_000
 
@@ -114,20 +128,24 @@ def _splitmix64(index: NDArray[np.uint64], seed: int) -> NDArray[np.float64]:
 
 @dataclass(frozen=True)
 class _Group:
-    """The usable rows of one row group, raw, and the part each row belongs to."""
+    """The usable rows of one row group and the part each row belongs to: the model's
+    inputs once the table has its encoding, the raw columns before."""
 
-    X: NDArray[np.float32]  # (rows, features)
+    X: NDArray[np.float32]  # (rows, inputs)
     y: NDArray[np.float32]  # (rows, targets)
     parts: NDArray[np.int8]
-    dropped: int  # rows with a missing or infinite value, left out
+    dropped: int  # rows left out: a missing target, or a missing value with --missing drop
+    missing_target: int  # of those, the rows without a target value
+    counts: EncodeCounts | None  # what the encoding did to the group's values
 
 
 @dataclass(frozen=True)
 class StreamedTable:
     """A Parquet table, checked and counted by `scan_table`, read again on every pass.
 
-    Holds what one pass learned, never the rows: each row group's part sizes, the scaling
-    and the least-squares baseline fitted on the training rows, and the file's fingerprint.
+    Holds what the scan learned, never the rows: each row group's part sizes, the encoding
+    of the columns, the scaling and the least-squares baseline fitted on the training rows,
+    and the file's fingerprint.
     """
 
     source: TableFile
@@ -136,10 +154,16 @@ class StreamedTable:
     group_rows: tuple[int, ...]  # rows of each row group in the file
     part_rows: NDArray[np.int64]  # (row groups, 3): usable train, val and test rows
     fingerprint: dict[str, Any]
-    dropped_rows: int  # rows with missing values left out (drop_missing)
-    scaling: Scaling | None  # standardise columns with this, fitted on training rows
-    baseline: LeastSquares  # the least-squares line of the training rows
+    dropped_rows: int  # rows left out: a missing target, or --missing drop
+    scaling: Scaling | None  # standardise the inputs with this, fitted on training rows
+    baseline: LeastSquares  # the least-squares fit of the training rows (one-hot categories)
     roles: tuple[ColumnRole, ...] = ()  # every column of the file, and what was done with it
+    missing: MissingName = "impute"  # what a missing feature value does (`keep_rows`)
+    encoding: Encoding | None = None  # the columns as the model's inputs; None while scanning
+    vocabularies: dict[str, Vocabulary] = dataclasses.field(default_factory=dict)
+    missing_target: int = 0  # of the dropped rows, those without a target value
+    counts: EncodeCounts = dataclasses.field(default_factory=EncodeCounts)  # over every row
+    capped: dict[str, int] = dataclasses.field(default_factory=dict)  # column: cells not kept
 
     @property
     def path(self) -> Path:
@@ -152,6 +176,11 @@ class StreamedTable:
     @property
     def target(self) -> tuple[str, ...]:
         return self.columns.target
+
+    @property
+    def inputs(self) -> int:
+        """The model's input columns."""
+        return self.encoding.width if self.encoding is not None else len(self.features)
 
     @property
     def rows(self) -> int:
@@ -167,16 +196,14 @@ class StreamedTable:
         return self.split.val_fraction > 0
 
     def groups(
-        self,
-        order: Sequence[int] | None = None,
-        check: bool = True,
-        drop_missing: bool = True,
+        self, order: Sequence[int] | None = None, check: bool = True
     ) -> Iterator[tuple[int, _Group]]:
         """Yield (group number, its rows) for row groups in `order` (default: file order).
 
-        Each group is read while the one before is used. With `check`, a group whose part
-        sizes differ from the scan's means the file changed under the run: an error. Rows
-        with a missing value are left out, or (not `drop_missing`) an error.
+        Each group is read (and encoded) while the one before is used. With `check`, a
+        group whose part sizes differ from the scan's means the file changed under the
+        run: an error. A missing value is imputed, leaves its row out, or is an error, as
+        `missing` says.
         """
 
         order = list(range(len(self.group_rows))) if order is None else list(order)
@@ -196,7 +223,7 @@ class StreamedTable:
             raise changed
 
         def read(group: int) -> _Group:
-            return _read_group(file, group, int(starts[group]), self, drop_missing)
+            return _read_group(file, group, int(starts[group]), self)
 
         for group, rows in zip(order, _read_ahead(order, read), strict=True):
             if check and not np.array_equal(
@@ -204,6 +231,10 @@ class StreamedTable:
             ):
                 raise changed
             yield group, rows
+
+    def predict_baseline(self, X: torch.Tensor) -> torch.Tensor:
+        """The least-squares baseline's predictions for model inputs X."""
+        return self.baseline.predict(baseline_design(self.encoding)[0](X))
 
     def select(self, rows: _Group, part: int, *, scaled: bool) -> Split:
         """Return one part's rows of a group as tensors, standardised if `scaled`."""
@@ -308,6 +339,7 @@ def scan_table(
     features: Sequence[str] | None = None,
     *,
     format: str = "auto",
+    missing: MissingName | None = None,
     drop_missing: bool = False,
     train_fraction: float = 0.7,
     val_fraction: float = 0.15,
@@ -319,20 +351,28 @@ def scan_table(
     numeric: Sequence[str] = (),
     ignore: Sequence[str] = (),
 ) -> StreamedTable:
-    """Read a Parquet table once, a row group at a time, checking every value.
+    """Read a Parquet table, a row group at a time, checking every value and fitting what
+    the model's inputs need on the training rows: what an in-memory run fits, the same.
 
-    Counts each part's rows, fits the standardisation (`scale`; of the features alone
-    unless `scale_targets`, the task's choice) and the least-squares
-    baseline on the training rows, and hashes the file, all in the same pass. The same
-    errors as `load_table`: missing columns, text, missing or infinite values (unless
-    `drop_missing`), a constant target, too few rows for a part.
+    The first pass counts each part's rows, reads every category and counts the numbers
+    for their medians (and hashes the file meanwhile); the second pins the medians down
+    (`ptflow.stats.Medians`); the third sums the standardisation (`scale`; of the features
+    alone unless `scale_targets`, the task's choice) and the least-squares baseline on
+    the encoded training rows. The second and third are one pass when no training value
+    is missing. A missing feature value is imputed (`missing` "impute", the default),
+    leaves its row out (`"drop"`, or `drop_missing`) or is an error (`"error"`); a row
+    without a target is left out. The same errors as `load_table` otherwise.
     """
+    mode: MissingName = missing or ("drop" if drop_missing else "impute")
     overrides = {"categorical": categorical, "numeric": numeric, "ignore": ignore}
     source, columns, file = _open_parquet(Path(path), format, target, features, overrides)
     metadata = file.metadata
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
-    table = StreamedTable(  # filled in by the scan below
+    vocabularies = {
+        name: Vocabulary(name, most=STREAM_MOST_CATEGORIES) for name in columns.categorical
+    }
+    table = StreamedTable(  # filled in by the passes below
         source,
         columns,
         split,
@@ -342,17 +382,23 @@ def scan_table(
         dropped_rows=0,
         scaling=None,
         baseline=LeastSquares(torch.zeros(0), torch.zeros(0)),
+        missing=mode,
+        vocabularies=vocabularies,
     )
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         fingerprint = background.submit(file_fingerprint, source.path)
-        scan = _scan_groups(table, drop_missing)
+        scan = _scan_columns(table)
         fingerprint_values = fingerprint.result()
     train, val, test = (int(size) for size in table.part_rows.sum(axis=0))
     rows = f"{source.name} has {train + val + test} usable rows, which are"
     check_part_sizes(rows, (train, val, test), train_fraction, val_fraction)
     check_varying_target(columns.target, scan.y_low, scan.y_high)
-    return dataclasses.replace(  # the scan's placeholders, now filled in
+    capped = {name: v.overflow for name, v in vocabularies.items() if v.full}
+    columns = _without_identifiers(table, scan, capped)
+    table = dataclasses.replace(
         table,
+        columns=columns,
+        vocabularies={name: vocabularies[name] for name in columns.categorical},
         fingerprint={
             **fingerprint_values,
             "rows": table.rows,
@@ -360,16 +406,48 @@ def scan_table(
             "row_groups": len(group_rows),
         },
         dropped_rows=scan.dropped,
-        scaling=_scaling(scan, scale, scale_targets),
-        baseline=scan.normal.solve(),
-        roles=column_roles(source, columns),
+        missing_target=scan.missing_target,
+        roles=column_roles(
+            source, columns, scan.missing, {n: len(v.values) for n, v in vocabularies.items()}
+        ),
+        capped={name: count for name, count in capped.items() if name in columns.categorical},
+    )
+    return _fit_inputs(table, scan, scale, scale_targets)
+
+
+def _fit_inputs(
+    table: StreamedTable, scan: _ColumnScan, scale: bool, scale_targets: bool
+) -> StreamedTable:
+    """Passes 2 and 3: the encoding (medians, categories) and, on the encoded training
+    rows, the scaling and the baseline."""
+    columns = table.columns
+    numeric_features = [name for name in columns.features if columns.kind(name) != "categorical"]
+    missing_in_training = any(scan.missing_train.get(name) for name in numeric_features)
+    if missing_in_training:  # the medians first: the sums of the third pass use them
+        _scan_medians(table, scan.medians)
+        fills = scan.medians.medians()
+    else:  # no training value to fill in: the medians' second counts join the third pass
+        fills = [0.0] * len(numeric_features)
+    table = dataclasses.replace(table, encoding=_encoding(table, scan, fills))
+    inputs = _scan_inputs(table, None if missing_in_training else scan.medians)
+    if not missing_in_training:
+        table = dataclasses.replace(table, encoding=_encoding(table, scan, scan.medians.medians()))
+    return dataclasses.replace(
+        table,
+        scaling=_scaling(table.encoding, inputs, scale, scale_targets),
+        baseline=inputs.normal.solve(),
+        counts=inputs.counts,
     )
 
 
-def _scaling(scan: _Scan, scale: bool, scale_targets: bool) -> Scaling | None:
+def _scaling(
+    encoding: Encoding | None, inputs: _InputSums, scale: bool, scale_targets: bool
+) -> Scaling | None:
     if not scale:
         return None
-    scaling = scaling_from(scan.x_moments, scan.y_moments)
+    scaling = scaling_from(inputs.x_moments, inputs.y_moments)
+    if encoding is not None:  # numbers only: not 0/1 indicators, not category codes
+        scaling = scaling.only(encoding.scaled)
     return scaling if scale_targets else scaling.features_only()
 
 
@@ -396,66 +474,153 @@ def _open_parquet(
         numeric=overrides["numeric"],
         ignore=overrides["ignore"],
     )
-    if named := [name for name in columns.categorical if name not in columns.inferred]:
-        raise WorkflowError(
-            f"--stream reads numbers and true/false columns so far, and "
-            f"{', '.join(map(repr, named))} holds text; train without --stream, or leave "
-            f"it out of --features."
-        )
-    if columns.categorical:  # text the rules chose: left out, and said so
-        text = [name for name in columns.features if name in columns.categorical]
-        columns = dataclasses.replace(
-            columns,
-            features=tuple(name for name in columns.features if name not in text),
-            categorical=(),
-            ignored=(
-                *columns.ignored,
-                *((name, "holds text, which --stream does not read yet") for name in text),
-            ),
-        )
-        if not columns.features:
-            raise WorkflowError(
-                f"{path.name} has no numeric column besides the target, and --stream does "
-                f"not read text yet; train without --stream."
-            )
     file = open_parquet(source, columns)
     check_has_rows(source, file.metadata.num_rows)
     return source, columns, file
 
 
 @dataclass
-class _Scan:
-    """What one pass over the row groups learns: the training rows' statistics."""
+class _ColumnScan:
+    """What the first pass learns of the columns, from the rows kept (all parts)."""
+
+    missing: dict[str, int]  # missing values of each feature and target column
+    missing_train: dict[str, int]  # missing values of each feature in the training rows
+    seen: dict[str, NDArray[np.bool_]]  # categorical: which vocabulary numbers rows have
+    seen_train: dict[str, NDArray[np.bool_]]  # ... which training rows have
+    medians: Medians  # of the numeric and true/false features' training values
+    y_low: NDArray[np.float64]  # each target's smallest value, over every part
+    y_high: NDArray[np.float64]
+    dropped: int = 0
+    missing_target: int = 0
+
+
+def _scan_columns(table: StreamedTable) -> _ColumnScan:
+    """Pass 1: count each group's parts (into `table.part_rows`), missing values and
+    categories, and the training values' first counts for the medians."""
+    columns = table.columns
+    features = columns.features
+    numeric = [i for i, name in enumerate(features) if columns.kind(name) != "categorical"]
+    categorical = {name: features.index(name) for name in columns.categorical}
+    scan = _ColumnScan(
+        dict.fromkeys(columns.numeric, 0),
+        dict.fromkeys(features, 0),
+        {name: np.zeros(0, dtype=np.bool_) for name in categorical},
+        {name: np.zeros(0, dtype=np.bool_) for name in categorical},
+        Medians(len(numeric)),
+        np.full(len(columns.target), np.inf),
+        np.full(len(columns.target), -np.inf),
+    )
+    for group, rows in table.groups(check=False):
+        scan.dropped += rows.dropped
+        scan.missing_target += rows.missing_target
+        table.part_rows[group] = np.bincount(rows.parts, minlength=3)
+        both = np.concatenate([rows.X, rows.y], axis=1)
+        for name, count in zip(columns.numeric, np.isnan(both).sum(axis=0), strict=True):
+            scan.missing[name] += int(count)
+        train = rows.X[rows.parts == TRAIN]
+        for name, count in zip(features, np.isnan(train).sum(axis=0), strict=True):
+            scan.missing_train[name] += int(count)
+        for name, i in categorical.items():
+            scan.seen[name] = _mark(scan.seen[name], rows.X[:, i])
+            scan.seen_train[name] = _mark(scan.seen_train[name], train[:, i])
+        scan.medians.add_high(train[:, numeric])
+        if len(rows.y):
+            scan.y_low = np.minimum(scan.y_low, rows.y.min(axis=0))
+            scan.y_high = np.maximum(scan.y_high, rows.y.max(axis=0))
+    scan.medians.find_middle()
+    return scan
+
+
+def _mark(seen: NDArray[np.bool_], numbers: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """`seen`, grown if need be, with the vocabulary numbers present in `numbers` set."""
+    present = np.unique(numbers[~np.isnan(numbers)]).astype(np.int64)
+    if len(present) and present[-1] >= len(seen):
+        seen = np.concatenate([seen, np.zeros(present[-1] + 1 - len(seen), dtype=np.bool_)])
+    seen[present] = True
+    return seen
+
+
+def _without_identifiers(
+    table: StreamedTable, scan: _ColumnScan, capped: dict[str, int]
+) -> TableColumns:
+    """The columns without the text columns the rules chose that look like identifiers:
+    as in memory, or with more distinct values than a stream keeps."""
+    columns, dropped = table.columns, {}
+    for name in columns.categorical:
+        if name not in columns.inferred:
+            continue
+        if name in capped:
+            dropped[name] = (
+                f"looks like an identifier (more than {STREAM_MOST_CATEGORIES:,} distinct "
+                f"values); --categorical {name} keeps its first {STREAM_MOST_CATEGORIES:,}"
+            )
+        elif why := identifier_reason(
+            name, int(scan.seen[name].sum()), table.rows - scan.missing[name]
+        ):
+            dropped[name] = why
+    return leave_out(table.source, columns, dropped) if dropped else columns
+
+
+def _scan_medians(table: StreamedTable, medians: Medians) -> None:
+    """Pass 2 (when training values are missing): the medians' second counts."""
+    columns = table.columns
+    numeric = [i for i, name in enumerate(columns.features) if columns.kind(name) != "categorical"]
+    for _, rows in table.groups():
+        medians.add_low(rows.X[rows.parts == TRAIN][:, numeric])
+
+
+def _encoding(table: StreamedTable, scan: _ColumnScan, fills: list[float | None]) -> Encoding:
+    """The encoding the scan fitted: what `ptflow.encoding.fit_encoding` fits in memory.
+
+    `fills`: the numeric features' medians, in order (None: a column without values)."""
+    columns, medians = table.columns, iter(fills)
+    inputs: list[FeatureInput] = []
+    for name in columns.features:
+        count = scan.missing_train[name]
+        kind = columns.kind(name)
+        if kind == "categorical":
+            values = table.vocabularies[name].values
+            seen = np.flatnonzero(scan.seen_train[name][: len(values)])
+            inputs.append(CategoricalInput(name, tuple(sorted(values[i] for i in seen)), count))
+        else:
+            median = next(medians)
+            fill = median if median is not None else 0.0
+            inputs.append(NumericInput(name, kind, fill, count > 0, count))
+    return Encoding(tuple(inputs))
+
+
+@dataclass
+class _InputSums:
+    """What the last pass sums: the encoded training rows' statistics, and what encoding
+    did to every row."""
 
     x_moments: Moments
     y_moments: Moments
     normal: NormalEquations
-    y_low: NDArray[np.float64]  # each target's smallest value, over every part
-    y_high: NDArray[np.float64]
-    dropped: int = 0
+    counts: EncodeCounts
 
 
-def _scan_groups(table: StreamedTable, drop_missing: bool) -> _Scan:
-    """One pass: count each group's parts (into `table.part_rows`) and sum the statistics."""
-    features, target = table.features, table.target
-    scan = _Scan(
-        Moments(),
-        Moments(),
-        NormalEquations(len(features), len(target)),
-        np.full(len(target), np.inf),
-        np.full(len(target), -np.inf),
+def _scan_inputs(table: StreamedTable, medians: Medians | None) -> _InputSums:
+    """Pass 3: the moments and normal equations of the encoded training rows (with
+    `medians`, whose fills the training rows do not need, their second counts too)."""
+    encoding = table.encoding
+    assert encoding is not None
+    design, _ = baseline_design(encoding)
+    width = design(torch.zeros(0, encoding.width)).shape[1]
+    sums = _InputSums(
+        Moments(), Moments(), NormalEquations(width, len(table.target)), EncodeCounts()
     )
-    for group, rows in table.groups(check=False, drop_missing=drop_missing):
-        scan.dropped += rows.dropped
-        table.part_rows[group] = np.bincount(rows.parts, minlength=3)
+    numbers = len(encoding.numeric)  # the first inputs: the numeric features, in order
+    for _, rows in table.groups():
+        if rows.counts is not None:
+            sums.counts.add(rows.counts)
         X, y = table.select(rows, TRAIN, scaled=False)
-        scan.x_moments.add(X)
-        scan.y_moments.add(y)
-        scan.normal.add(X, y)
-        if len(rows.y):
-            scan.y_low = np.minimum(scan.y_low, rows.y.min(axis=0))
-            scan.y_high = np.maximum(scan.y_high, rows.y.max(axis=0))
-    return scan
+        sums.x_moments.add(X)
+        sums.y_moments.add(y)
+        sums.normal.add(design(X), y)
+        if medians is not None:
+            medians.add_low(X[:, :numbers].numpy())
+    return sums
 
 
 def evaluate_streamed(
@@ -486,7 +651,7 @@ def evaluate_streamed(
         if predictor == "model" and part == "test" and wanted > 0:
             shown.append((y[:wanted], y_pred[:wanted]))
 
-    predictors = {"model": lambda X: predict(model, X).cpu(), "baseline": table.baseline.predict}
+    predictors = {"model": lambda X: predict(model, X).cpu(), "baseline": table.predict_baseline}
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks(), names, predictors, merge, keep, task)
     empty = torch.empty(0, len(table.target))
@@ -499,25 +664,18 @@ def evaluate_streamed(
     )
 
 
-def _read_group(
-    file: pq.ParquetFile, group: int, first_row: int, table: StreamedTable, drop_missing: bool
-) -> _Group:
-    values = read_row_group(file, group, table.columns)
+def _read_group(file: pq.ParquetFile, group: int, first_row: int, table: StreamedTable) -> _Group:
+    values = read_row_group(file, group, table.columns, table.vocabularies)
     parts = table.split.parts(first_row, len(values))
-    mode: MissingName = "drop" if drop_missing else "error"
-    finite = keep_rows(
-        table.source,
-        table.columns,
-        [values],
-        first_row + 1,
-        mode,
-        cannot_impute="--stream does not impute yet",
-    ).keep
+    kept = keep_rows(table.source, table.columns, [values], first_row + 1, table.missing)
     dropped = 0
-    if finite is not None:
-        values, parts, dropped = values[finite], parts[finite], int((~finite).sum())
+    if (keep := kept.keep) is not None:
+        values, parts, dropped = values[keep], parts[keep], int((~keep).sum())
     width = len(table.features)
-    return _Group(values[:, :width], values[:, width:], parts, dropped)
+    X, counts = values[:, :width], None
+    if table.encoding is not None:
+        X, counts = table.encoding.encode(np.ascontiguousarray(X), table.vocabularies)
+    return _Group(X, values[:, width:], parts, dropped, kept.missing_target, counts)
 
 
 def _read_ahead(items: Sequence[int], read: Callable[[int], _T]) -> Iterator[_T]:

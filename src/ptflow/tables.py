@@ -60,8 +60,10 @@ __all__ = [
     "convert_table",
     "describe_roles",
     "file_fingerprint",
+    "identifier_reason",
     "iter_table",
     "keep_rows",
+    "leave_out",
     "load_table",
     "open_parquet",
     "open_table",
@@ -695,13 +697,22 @@ def _arrow_float32(
     return out
 
 
-def read_row_group(file: pq.ParquetFile, group: int, columns: TableColumns) -> NDArray[np.float32]:
-    """One row group's numeric columns as a (rows, columns) float32 array, column-major."""
+def read_row_group(
+    file: pq.ParquetFile,
+    group: int,
+    columns: TableColumns,
+    vocabularies: Mapping[str, Vocabulary] | None = None,
+) -> NDArray[np.float32]:
+    """One row group's columns as a (rows, columns) float32 array, column-major: a
+    categorical column as its `vocabularies` numbers."""
     arrow = file.read_row_group(group, columns=list(columns.numeric))
     # Column-major, the file's layout: each column is copied in one contiguous stretch.
     by_column = np.empty((len(columns.numeric), arrow.num_rows), dtype=np.float32)
     for i, name in enumerate(columns.numeric):
-        _arrow_float32(arrow.column(name), out=by_column[i])
+        if vocabularies is not None and name in vocabularies:
+            by_column[i] = vocabularies[name].codes(arrow.column(name).to_pandas())
+        else:
+            _arrow_float32(arrow.column(name), out=by_column[i])
     return by_column.T
 
 
@@ -980,32 +991,45 @@ def _drop_identifiers(
 ) -> tuple[NDArray[np.float32], TableColumns]:
     """Leave out text columns the rules chose whose values are nearly all distinct (names,
     codes): an identifier, not a category. A column named in an option is kept."""
-    import dataclasses
-
     dropped = {}
     for name in set(columns.categorical) & set(columns.inferred):
         values = X[:, columns.features.index(name)]
-        present = int(np.count_nonzero(~np.isnan(values)))
-        distinct = len(np.unique(values[~np.isnan(values)]))
-        if distinct > 2 and distinct >= IDENTIFIER_SHARE * present:
-            dropped[name] = (
-                f"looks like an identifier ({distinct:,} distinct values in {present:,} rows); "
-                f"--categorical {name} uses it"
-            )
+        present = values[~np.isnan(values)]
+        if why := identifier_reason(name, len(np.unique(present)), len(present)):
+            dropped[name] = why
     if not dropped:
         return X, columns
+    kept = leave_out(table, columns, dropped)
+    X = np.ascontiguousarray(X[:, [columns.features.index(name) for name in kept.features]])
+    return X, kept
+
+
+def identifier_reason(name: str, distinct: int, present: int) -> str | None:
+    """Why a text column the rules chose is left out, or None: distinct values in at least
+    IDENTIFIER_SHARE of its cells (and more than two) make it an identifier."""
+    if distinct > 2 and distinct >= IDENTIFIER_SHARE * present:
+        return (
+            f"looks like an identifier ({distinct:,} distinct values in {present:,} rows); "
+            f"--categorical {name} uses it"
+        )
+    return None
+
+
+def leave_out(table: TableFile, columns: TableColumns, dropped: Mapping[str, str]) -> TableColumns:
+    """The columns without the features `dropped` (name: why), which join the ignored."""
+    import dataclasses
+
     features = tuple(name for name in columns.features if name not in dropped)
     if not features:
         raise WorkflowError(
             f"{table.name} has no column to learn from besides the target: "
             f"{'; '.join(f'{n} {why}' for n, why in dropped.items())}."
         )
-    keep = [columns.features.index(name) for name in features]
-    X = np.ascontiguousarray(X[:, keep])
-    return X, dataclasses.replace(
+    return dataclasses.replace(
         columns,
         features=features,
         categorical=tuple(n for n in columns.categorical if n not in dropped),
+        boolean=tuple(n for n in columns.boolean if n not in dropped),
         ignored=(*columns.ignored, *dropped.items()),
     )
 

@@ -14,7 +14,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -56,11 +56,11 @@ from ptflow.files import remove_stale_temporaries
 from ptflow.models import (
     BASELINE_MOST_CATEGORIES,
     Standardized,
+    baseline_design,
     build_table_model,
     check_mlp_fits,
     linear_coefficients,
     linear_parameters,
-    one_hot_design,
 )
 from ptflow.plots import (
     plot_loss_curves,
@@ -91,7 +91,14 @@ from ptflow.run_folder import (
     write_config_toml as write_settings_toml,
 )
 from ptflow.stats import fit_least_squares, fit_scaling
-from ptflow.streaming import PARTS, TRAIN, StreamedTable, evaluate_streamed, scan_table
+from ptflow.streaming import (
+    PARTS,
+    STREAM_MOST_CATEGORIES,
+    TRAIN,
+    StreamedTable,
+    evaluate_streamed,
+    scan_table,
+)
 from ptflow.tables import Table, describe_roles, load_table, row_count, rows_left_out
 from ptflow.tasks import REGRESSION, Task, task_of
 from ptflow.training import EpochEnd, History, batch_size_for, train
@@ -464,7 +471,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         cfg.target,
         cfg.features,
         format=cfg.format,
-        drop_missing=cfg.missing == "drop",
+        missing=cfg.missing,
         train_fraction=cfg.train_fraction,
         val_fraction=cfg.val_fraction,
         shuffle=cfg.shuffle,
@@ -485,15 +492,27 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         *(table.part_size(part) for part in range(3)),
     )
     logger.info("%s", describe_roles(table.roles))
-    if table.dropped_rows:
-        logger.info("left out %s with missing or infinite values", row_count(table.dropped_rows))
+    if left_out := rows_left_out(table.dropped_rows, table.missing_target):
+        logger.info("left out %s", " and ".join(left_out))
+    for name, cells in table.capped.items():
+        logger.info(
+            "%s has more than %d distinct values: the first %d are its categories, the "
+            "others (%s) are encoded as unseen",
+            name,
+            STREAM_MOST_CATEGORIES,
+            STREAM_MOST_CATEGORIES,
+            row_count(cells),
+        )
+    for line in table.counts.describe():
+        logger.info("all rows: %s", line)
+    _say_baseline_leaves_out(baseline_design(table.encoding)[1])
     # 3. model, as for a table in memory
     device = _device(cfg)
     outputs = _TASK.out_features(len(table.target))
-    network = _build_network(cfg, len(table.features), outputs, cfg.seed)
+    network = _build_network(cfg, table.inputs, outputs, cfg.seed, table.encoding)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
     model.to(device)
-    return _Prepared(table, None, model, network, table, None)
+    return _Prepared(table, None, model, network, table, None, table.encoding)
 
 
 def _device(cfg: Config) -> torch.device:
@@ -619,20 +638,19 @@ def _evaluate_in_memory(
 
 def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
     """The least-squares fit of the training rows: on one-hot categories, if there are any."""
-    if encoding is None or not encoding.categorical:
-        return fit_least_squares(*train).predict
-    most = BASELINE_MOST_CATEGORIES
-    if left_out := [c.name for c in encoding.categorical if len(c.levels) > most]:
+    design, left_out = baseline_design(encoding)
+    _say_baseline_leaves_out(left_out)
+    fit = fit_least_squares(design(train.X), train.y)
+    return lambda X: fit.predict(design(X))
+
+
+def _say_baseline_leaves_out(left_out: Sequence[str]) -> None:
+    if left_out:
         logger.info(
             "the least-squares baseline leaves out %s: more than %d categories",
             ", ".join(left_out),
-            most,
+            BASELINE_MOST_CATEGORIES,
         )
-    design = partial(
-        one_hot_design, dense=encoding.dense_width, sizes=[c.size for c in encoding.categorical]
-    )
-    fit = fit_least_squares(design(train.X), train.y)
-    return lambda X: fit.predict(design(X))
 
 
 def _with_importance(result: RunResult, encoding: Encoding | None) -> RunResult:
@@ -686,6 +704,7 @@ def _write_run_record(
     """Write config.json (settings, data, model shape, versions) and config.toml."""
     data = prepared.data
     rows = data.rows if isinstance(data, StreamedTable) else len(data.X)
+    inputs = prepared.splits.train.X.shape[1] if prepared.splits else len(data.features)
     record: dict[str, Any] = {
         "config": cfg.to_dict(),
         "seed": cfg.seed,
@@ -696,7 +715,7 @@ def _write_run_record(
             "out_features": _TASK.out_features(len(data.target)),
             "features": list(data.features),
             "target": list(data.target),
-            "inputs": prepared.splits.train.X.shape[1] if prepared.splits else len(data.features),
+            "inputs": data.inputs if isinstance(data, StreamedTable) else inputs,
         },
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
