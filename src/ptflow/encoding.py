@@ -46,6 +46,8 @@ MAX_CATEGORIES = 2**24 - 2
 UNSEEN = 0  # a value the training rows did not have: its one-hot vector and embedding are 0
 MISSING = 1  # a missing value, where the training rows had some (else it counts as unseen)
 _FIRST_LEVEL = 2
+# Encoding works through a table this many rows at a time: its temporaries stay small.
+ENCODE_BLOCK_ROWS = 65_536
 
 FeatureKind = Literal["numeric", "boolean", "categorical"]
 
@@ -66,6 +68,7 @@ class Vocabulary:
         self.overflow = 0
         self.values: list[str] = []
         self._numbers: dict[str, int] = {}
+        self._known: pd.Index | None = None  # `values` as an index, while no value is added
 
     @property
     def full(self) -> bool:
@@ -78,7 +81,15 @@ class Vocabulary:
         import pandas as pd
 
         local, uniques = pd.factorize(column, use_na_sentinel=True)
-        numbers = np.array([self._number(text_of(value)) for value in uniques], dtype=np.float32)
+        if pd.api.types.infer_dtype(uniques, skipna=False) != "string":  # numbers, say
+            uniques = pd.Index([text_of(value) for value in uniques], dtype=object)
+        # Known values looked up at once (a block's values are mostly known), new ones added.
+        if self._known is None:
+            self._known = pd.Index(self.values, dtype=object)
+        found = self._known.get_indexer(uniques)
+        for i in np.flatnonzero(found < 0):
+            found[i] = self._number(uniques[i])
+        numbers = found.astype(np.float32)
         out = np.full(len(local), np.nan, dtype=np.float32)
         present = local >= 0
         out[present] = numbers[local[present]]
@@ -99,6 +110,7 @@ class Vocabulary:
                 )
             number = self._numbers[text] = len(self.values)
             self.values.append(text)
+            self._known = None
         return number
 
 
@@ -151,6 +163,14 @@ class EncodeCounts:
             mine, theirs = getattr(self, kind), getattr(other, kind)
             for name, count in theirs.items():
                 mine[name] = mine.get(name, 0) + count
+
+    def in_order(self, names: Sequence[str]) -> EncodeCounts:
+        """The same counts, each kind's columns in the order of `names`."""
+
+        def ordered(counts: dict[str, int]) -> dict[str, int]:
+            return {name: counts[name] for name in names if name in counts}
+
+        return EncodeCounts(ordered(self.imputed), ordered(self.unseen), ordered(self.missing))
 
     def describe(self) -> list[str]:
         """One sentence per kind of change, or none."""
@@ -232,17 +252,41 @@ class Encoding:
         )
 
     def encode(
-        self, raw: NDArray[np.float32], vocabularies: Mapping[str, Vocabulary]
+        self,
+        raw: NDArray[np.float32],
+        vocabularies: Mapping[str, Vocabulary],
+        *,
+        in_place: bool = False,
     ) -> tuple[NDArray[np.float32], EncodeCounts]:
         """Encode raw feature columns (rows, features): numbers with NaN where missing, a
-        categorical column as its `vocabularies` numbers. Returns the inputs (`raw` itself
-        when there is nothing to change: numbers alone, none missing) and the counts."""
+        categorical column as its `vocabularies` numbers. Returns the inputs and the counts.
+
+        The inputs are `raw` itself when there is nothing to change (numbers alone, none
+        missing), or, with `in_place`, when they are as many columns as `raw` (no was-missing
+        input): then `raw` is overwritten, ENCODE_BLOCK_ROWS rows at a time, so encoding a
+        table needs no second copy of it.
+        """
         numbers_only = not self.categorical and self.dense_width == len(self.inputs)
         if numbers_only and not np.isnan(raw).any():  # nothing to fill in: the inputs as read
             return raw, EncodeCounts()
         position = {name: i for i, name in enumerate(self.features)}
-        out = np.empty((len(raw), self.width), dtype=np.float32)
+        lookups = {c.name: _lookup(c, vocabularies[c.name]) for c in self.categorical}
+        reuse = in_place and self.width == raw.shape[1] and raw.flags.writeable
+        out = raw if reuse else np.empty((len(raw), self.width), dtype=np.float32)
         counts = EncodeCounts()
+        for start in range(0, len(raw), ENCODE_BLOCK_ROWS):
+            block = slice(start, start + ENCODE_BLOCK_ROWS)
+            out[block] = self._encode_block(raw[block], position, lookups, counts)
+        return out, counts.in_order(self.features)
+
+    def _encode_block(
+        self,
+        raw: NDArray[np.float32],
+        position: Mapping[str, int],
+        lookups: Mapping[str, NDArray[np.float32]],
+        counts: EncodeCounts,
+    ) -> NDArray[np.float32]:
+        out = np.empty((len(raw), self.width), dtype=np.float32)
         for i, (kind, column) in enumerate(self.layout):
             values = raw[:, position[column.name]]
             missing = np.isnan(values)
@@ -252,14 +296,14 @@ class Encoding:
             elif isinstance(column, NumericInput):
                 out[:, i] = np.where(missing, np.float32(column.fill), values)
                 if count:
-                    counts.imputed[column.name] = count
+                    counts.imputed[column.name] = counts.imputed.get(column.name, 0) + count
             else:
-                out[:, i], unseen = _codes(column, vocabularies[column.name], values)
-                if unseen:
-                    counts.unseen[column.name] = unseen
+                out[:, i] = codes = _codes(column, lookups[column.name], values)
+                if unseen := int(np.count_nonzero(codes[~missing] == UNSEEN)):
+                    counts.unseen[column.name] = counts.unseen.get(column.name, 0) + unseen
                 if count:
-                    counts.missing[column.name] = count
-        return out, counts
+                    counts.missing[column.name] = counts.missing.get(column.name, 0) + count
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -304,20 +348,23 @@ class Encoding:
         return cls(tuple(inputs))
 
 
-def _codes(
-    column: CategoricalInput, vocabulary: Vocabulary, numbers: NDArray[np.float32]
-) -> tuple[NDArray[np.float32], int]:
-    """A column's vocabulary numbers as the encoding's codes, and how many were unseen."""
+def _lookup(column: CategoricalInput, vocabulary: Vocabulary) -> NDArray[np.float32]:
+    """Each vocabulary number's code; the last entry, for the number one past the
+    vocabulary's (a value it had no room for), is UNSEEN."""
     code_of = {level: _FIRST_LEVEL + i for i, level in enumerate(column.levels)}
-    # The last entry: a number one past the vocabulary's, a value it had no room for.
-    lookup = np.array(
+    return np.array(
         [*(code_of.get(value, UNSEEN) for value in vocabulary.values), UNSEEN], dtype=np.float32
     )
+
+
+def _codes(
+    column: CategoricalInput, lookup: NDArray[np.float32], numbers: NDArray[np.float32]
+) -> NDArray[np.float32]:
+    """A column's vocabulary numbers as the encoding's codes."""
     missing = np.isnan(numbers)
     codes = np.full(len(numbers), MISSING if column.missing else UNSEEN, dtype=np.float32)
     codes[~missing] = lookup[numbers[~missing].astype(np.int64)]
-    unseen = int(np.count_nonzero(codes[~missing] == UNSEEN))
-    return codes, unseen
+    return codes
 
 
 def fit_encoding(

@@ -674,7 +674,8 @@ def _read_group(file: pq.ParquetFile, group: int, first_row: int, table: Streame
     width = len(table.features)
     X, counts = values[:, :width], None
     if table.encoding is not None:
-        X, counts = table.encoding.encode(np.ascontiguousarray(X), table.vocabularies)
+        X = np.ascontiguousarray(X)  # a copy: the group's columns are read column-major
+        X, counts = table.encoding.encode(X, table.vocabularies, in_place=True)
     return _Group(X, values[:, width:], parts, dropped, kept.missing_target, counts)
 
 

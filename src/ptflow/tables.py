@@ -836,7 +836,7 @@ def iter_table(
             ids = [ids[row] for row in np.flatnonzero(keep)] if ids is not None else None
         counts = None
         if encoding is not None:
-            X, counts = encoding.encode(X, vocabularies)
+            X, counts = encoding.encode(X, vocabularies, in_place=True)  # the block's own copy
         y_tensor = torch.from_numpy(y) if columns.target else None
         yield TableBlock(
             torch.from_numpy(X), ids, block.first_row, y_tensor, block_dropped, counts,

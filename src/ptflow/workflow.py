@@ -456,7 +456,8 @@ def _encoded(splits: Splits, encoding: Encoding, data: Table) -> Splits:
         part = getattr(splits, name)
         if part is None:
             continue
-        X, counts = encoding.encode(part.X.numpy(), data.vocabularies)
+        # In place: the part's rows are the split's own copy, of no other use raw.
+        X, counts = encoding.encode(part.X.numpy(), data.vocabularies, in_place=True)
         encoded[name] = Split(torch.from_numpy(X), part.y)
         for line in counts.describe():
             logger.info("%s rows: %s", name, line)
