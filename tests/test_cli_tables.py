@@ -280,3 +280,23 @@ def test_a_model_behind_least_squares_is_told_so(
     said = [line for line in result.out.splitlines() if "does worse than least squares" in line]
     assert len(said) == 1 and said[0].startswith("The model does worse than least squares on"), said
     assert "does worse than least squares" in (out / "report.html").read_text()
+
+
+def test_none_on_the_command_line_turns_a_setting_off_over_the_defaults(
+    sine_table: Path, tmp_path: Path, cli: Cli
+) -> None:
+    """--patience none: off, over the tables' default of 50 and a TOML file's value."""
+    (tmp_path / "run.toml").write_text("patience = 7\nbatch_size = 16\n")
+    argv = ["train", "--data", str(sine_table), "--target", "y", "--epochs", "2", "--quiet"]
+    out = tmp_path / "run"
+    given = ["--config", str(tmp_path / "run.toml"), "--patience", "none", "--batch-size", "None"]
+    assert cli(*argv, *given, "--out", str(out)).code == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["patience"] is None and config["batch_size"] is None
+    assert (
+        cli(*argv, "--config", str(tmp_path / "run.toml"), "--out", str(tmp_path / "b")).code == 0
+    )
+    kept = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
+    assert kept["patience"] == 7 and kept["batch_size"] == 16
+    refused = cli(*argv, "--patience", "nine")
+    assert refused.code == 2 and "invalid int value: 'nine'" in refused.err

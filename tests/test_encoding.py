@@ -336,9 +336,7 @@ def test_streaming_fits_the_encoding_an_in_memory_run_fits(tmp_path: Path) -> No
     design, _ = ptflow.models.baseline_design(encoding)
     fit = ptflow.stats.fit_least_squares(design(torch.from_numpy(train)), splits.train.y)
     test_X = torch.from_numpy(test)
-    assert torch.allclose(
-        streamed.predict_baseline(test_X), fit.predict(design(test_X)), atol=1e-4
-    )
+    assert torch.allclose(streamed.predict_baseline(test_X), fit.predict(design(test_X)), atol=1e-4)
     assert streamed.counts.imputed["a"] == int(np.isnan(table.X[:, 0].numpy()).sum())
 
 

@@ -318,9 +318,25 @@ def _parse_as(hint: Any) -> tuple[Callable[[str], Any], tuple[str, ...] | None]:
     arguments = [arg for arg in typing.get_args(hint) if arg is not type(None)]
     if typing.get_origin(hint) is typing.Literal:
         return str, typing.get_args(hint)
-    if arguments:  # X | None: read as X
-        return _parse_as(arguments[0])
+    if arguments:  # X | None: read as X, or `none`
+        kind, choices = _parse_as(arguments[0])
+        return _or_none(kind), choices
     return hint, None
+
+
+class _NoneGiven:
+    """`none` on the command line: the setting's None, over a TOML file's or a default."""
+
+
+_NONE_GIVEN = _NoneGiven()
+
+
+def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return _NONE_GIVEN if text.strip().lower() == "none" else kind(text)
+
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse: "invalid int value"
+    return parse
 
 
 def _shown(value: Any) -> str:
@@ -492,7 +508,11 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     if values.pop("drop_missing", None) is True:
         values.setdefault("missing", "drop")
     given = {name: getattr(args, name, None) for name in _FIELDS}
-    values.update({name: value for name, value in given.items() if value is not None})
+    for name, value in given.items():
+        if value is _NONE_GIVEN:  # `--patience none`: None, over the file and the defaults
+            values[name] = None
+        elif value is not None:  # None: not on the command line
+            values[name] = value
     if given["data"] is not None:  # stored absolute, so the run can be repeated from anywhere
         values["data"] = str(Path(given["data"]).resolve())
     return values

@@ -199,7 +199,7 @@ class Config:
         None,
         "training",
         "stop after this many epochs without validation improvement, keeping the best "
-        "epoch's weights; 0: never stop early",
+        "epoch's weights; 0 or none: never stop early",
     )
     min_delta: float = _setting(0.0, "training", "early stopping: smallest improvement that counts")
     log_every: int = _setting(10, "training", "log the losses every N epochs")
