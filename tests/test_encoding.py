@@ -414,7 +414,7 @@ def test_the_baseline_is_reproducible_when_a_one_hot_column_is_constant(tmp_path
 
 
 def test_permutation_importance_finds_the_column_the_target_depends_on(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     generator = np.random.default_rng(3)
     a, b = generator.normal(size=300), generator.normal(size=300)
@@ -434,9 +434,15 @@ def test_permutation_importance_finds_the_column_the_target_depends_on(
     assert list(columns) == ["a", "city", "b"]  # largest first
     assert columns["a"] > 1.5 and columns["city"] > 0.3 and abs(columns["b"]) < 0.05
     assert "<h2>Importance</h2>" in (run / "report.html").read_text()
+    reads = []
+    original = ptflow.evaluation.iter_table
+    monkeypatch.setattr(
+        ptflow.evaluation, "iter_table", lambda *a, **k: reads.append(1) or original(*a, **k)
+    )
     assert main(["evaluate", str(run), "--data", str(path), "--importance", "--json"]) == 0
     measured = json.loads(capsys.readouterr().out)
     assert list(measured["importance"]) == ["a", "city", "b"]
+    assert len(reads) == 1  # the metrics and the importance from one read of the file
 
 
 def test_a_table_run_lists_only_the_settings_that_apply_to_it(houses: Path, tmp_path: Path) -> None:

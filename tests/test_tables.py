@@ -91,7 +91,7 @@ def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
         (
             "name,y\na,1\nb,2\nc,4\n",
             "y",
-            "no column to learn from besides the target: name looks like an identifier",
+            "no column to learn from besides the target (name: looks like an identifier",
         ),
     ],
 )

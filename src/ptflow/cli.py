@@ -704,26 +704,16 @@ def _print_metrics_table(task: Task, rows: list[tuple[str, dict[str, float | Non
 
 
 def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
-    from ptflow.evaluation import evaluate_table, table_importance
+    from ptflow.evaluation import evaluate_table
     from ptflow.workflow import load_run
 
     run = load_run(args.run_dir)
-    importance = None
     # Block by block: memory is one block whatever the file's size.
     measured = evaluate_table(
-        run.model,
-        args.data,
-        run.features,
-        run.target,
-        format=args.format,
-        missing=args.missing,
-        encoding=run.encoding,
-    )
-    if args.importance:
-        importance = table_importance(
-            run.model, args.data, run.features, run.target, format=args.format,
-            missing=args.missing, encoding=run.encoding, task=run.task,
-        )  # fmt: skip
+        run.model, args.data, run.features, run.target, format=args.format,
+        missing=args.missing, encoding=run.encoding, importance=args.importance, task=run.task,
+    )  # fmt: skip
+    importance = measured.importance
     if args.json:
         print(
             json.dumps(

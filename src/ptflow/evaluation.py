@@ -36,7 +36,6 @@ __all__ = [
     "metrics_by_target",
     "permutation_importance",
     "predict",
-    "table_importance",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y_pred, y) -> mean loss
@@ -241,6 +240,8 @@ class TableMetrics:
     overall: Metrics
     missing_target: int = 0  # of the dropped rows, those whose target is missing
     counts: EncodeCounts | None = None  # what the encoding did: imputed, unseen
+    # each feature column's permutation importance on the first IMPORTANCE_ROWS rows
+    importance: dict[str, float] | None = None
 
 
 def evaluate_table(
@@ -254,14 +255,19 @@ def evaluate_table(
     block_rows: int = READ_BLOCK_ROWS,
     missing: MissingName | None = None,
     encoding: Encoding | None = None,
+    importance: bool = False,
+    task: Task = REGRESSION,
 ) -> TableMetrics:
     """Measure `model` on every row of a CSV or Parquet file, `block_rows` rows at a time.
 
     Memory is one block, whatever the file's size: the metrics are running sums. With the
-    model's `encoding`, raw columns are encoded as in training (`iter_table`).
+    model's `encoding`, raw columns are encoded as in training (`iter_table`). With
+    `importance`, the first IMPORTANCE_ROWS rows are kept as they pass, for each feature
+    column's `permutation_importance`: the file is read once.
     """
     counts = {"rows": 0, "dropped": 0, "missing_target": 0}
     encoded = EncodeCounts()
+    first: list[tuple[torch.Tensor, torch.Tensor]] = []
     table = iter_table(
         path, features, target=target, format=format, drop_missing=drop_missing,
         block_rows=block_rows, missing=missing, encoding=encoding,
@@ -270,6 +276,8 @@ def evaluate_table(
     def blocks() -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
         for block in table:
             assert block.y is not None  # targets were asked for
+            if importance and (wanted := IMPORTANCE_ROWS - counts["rows"]) > 0:
+                first.append((block.X[:wanted], block.y[:wanted]))
             counts["rows"] += len(block.X)
             counts["dropped"] += block.dropped_rows
             counts["missing_target"] += block.missing_target
@@ -277,12 +285,18 @@ def evaluate_table(
                 encoded.add(block.counts)
             yield "rows", block.X, block.y
 
-    sums = evaluate_blocks(blocks(), ["rows"], {"model": partial(predict, model)})["model"]
+    predictors = {"model": partial(predict, model)}
+    sums = evaluate_blocks(blocks(), ["rows"], predictors, task=task)["model"]
     rows = sums["rows"]
     by_target = {name: rows.target_metrics(i) for i, name in enumerate(target)}
+    importances = None
+    if importance:
+        X, y = torch.cat([X for X, _ in first]), torch.cat([y for _, y in first])
+        columns = feature_inputs(features, encoding)
+        importances = permutation_importance(model, X, y, columns, task)
     return TableMetrics(
         counts["rows"], counts["dropped"], by_target, rows.metrics(), counts["missing_target"],
-        encoded if encoding is not None else None,
+        encoded if encoding is not None else None, importances,
     )  # fmt: skip
 
 
@@ -370,32 +384,6 @@ def permutation_importance(
             worse += sign * (score(shuffled) - base)
         importance[name] = worse / repeats
     return dict(sorted(importance.items(), key=lambda item: -item[1]))
-
-
-def table_importance(
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    features: Sequence[str],
-    target: Sequence[str],
-    *,
-    format: str = "auto",
-    missing: MissingName | None = None,
-    encoding: Encoding | None = None,
-    task: Task = REGRESSION,
-) -> dict[str, float]:
-    """`permutation_importance` of each feature column on a table's first IMPORTANCE_ROWS rows."""
-    X_parts, y_parts, rows = [], [], 0
-    for block in iter_table(
-        path, features, target=target, format=format, missing=missing, encoding=encoding
-    ):
-        assert block.y is not None  # targets were asked for
-        X_parts.append(block.X)
-        y_parts.append(block.y)
-        rows += len(block.X)
-        if rows >= IMPORTANCE_ROWS:
-            break
-    columns = feature_inputs(features, encoding)
-    return permutation_importance(model, torch.cat(X_parts), torch.cat(y_parts), columns, task)
 
 
 def feature_inputs(features: Sequence[str], encoding: Encoding | None) -> dict[str, list[int]]:

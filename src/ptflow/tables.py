@@ -361,12 +361,17 @@ def _default_features(
         else:
             features.append(name)  # the only candidate: a row number may be a trend
     if not features:
-        raise WorkflowError(
-            f"{table.name} has no column to learn from besides the target "
-            f"({', '.join(f'{n}: {why}' for n, why in ignored) or 'no other column'}); "
-            f"name the features with --features."
-        )
+        raise _nothing_to_learn(table, ignored)
     return [name for name in others if name in features], ignored
+
+
+def _nothing_to_learn(table: TableFile, left_out: Sequence[tuple[str, str]]) -> WorkflowError:
+    """The error for a table whose every column besides the target was left out, and why."""
+    reasons = ", ".join(f"{name}: {why}" for name, why in left_out) or "no other column"
+    return WorkflowError(
+        f"{table.name} has no column to learn from besides the target ({reasons}); name the "
+        f"features with --features."
+    )
 
 
 def _looks_like_row_number(name: str, column: pd.Series) -> bool:
@@ -1021,10 +1026,7 @@ def leave_out(table: TableFile, columns: TableColumns, dropped: Mapping[str, str
 
     features = tuple(name for name in columns.features if name not in dropped)
     if not features:
-        raise WorkflowError(
-            f"{table.name} has no column to learn from besides the target: "
-            f"{'; '.join(f'{n} {why}' for n, why in dropped.items())}."
-        )
+        raise _nothing_to_learn(table, [*columns.ignored, *dropped.items()])
     return dataclasses.replace(
         columns,
         features=features,
