@@ -2,7 +2,7 @@
 
 Everything that prints, stores or compares metrics (the CLI, the report, `ptflow runs`,
 `--explain`) iterates over what the run's task declares here, and never names MAE or R²
-itself. Today there is one task, regression; classification registers a second `Task`.
+itself. Regression is the task of every run today; classification is being added.
 This module imports nothing heavy, so `ptflow runs` stays instant.
 """
 
@@ -15,7 +15,16 @@ from typing import Any, TypeGuard
 
 from ptflow.errors import WorkflowError
 
-__all__ = ["REGRESSION", "TASKS", "Metric", "Task", "format_metric", "task_named", "task_of"]
+__all__ = [
+    "CLASSIFICATION",
+    "REGRESSION",
+    "TASKS",
+    "Metric",
+    "Task",
+    "format_metric",
+    "task_named",
+    "task_of",
+]
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,25 @@ REGRESSION = Task(
         "predicted_vs_actual.png",
         "residuals.png",
     ),
+)
+
+# Classes, scored on their probabilities. Its metrics and their running sums are in place
+# (`ptflow.evaluation.ClassMetricSums`); training on class targets is to follow (issue 17),
+# and the task joins TASKS with it, so that no command offers it before it works.
+CLASSIFICATION = Task(
+    name="classification",
+    metrics=(
+        Metric("accuracy", "accuracy", ".4f", lower_is_better=False),
+        Metric("balanced_accuracy", "balanced acc.", ".4f", width=13, lower_is_better=False),
+        Metric("log_loss", "log loss", ".4g"),
+        Metric("f1_macro", "macro F1", ".4f", lower_is_better=False),
+        Metric("roc_auc", "ROC AUC", ".4f", width=8, lower_is_better=False),
+    ),
+    brief=("accuracy", "log_loss"),
+    baseline="the majority class",
+    default_loss="cross_entropy",
+    scales_targets=False,  # class numbers are labels, not quantities
+    table_plots=("data.png", "confusion_matrix.png", "roc_curve.png"),
 )
 
 TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION,)}
