@@ -23,6 +23,7 @@ __all__ = [
     "make_linear_data",
     "scale_splits",
     "split",
+    "stratified_split",
 ]
 
 
@@ -94,14 +95,61 @@ def split(
     else:
         order = torch.arange(n)
     train_indices, val_indices, test_indices = order.split([n_train, n_val, n_test])
+    return _splits_of(X, y, train_indices, val_indices, test_indices)
+
+
+def _splits_of(
+    X: torch.Tensor, y: torch.Tensor, train: torch.Tensor, val: torch.Tensor, test: torch.Tensor
+) -> Splits:
     return Splits(
-        train=Split(X[train_indices], y[train_indices]),
-        val=Split(X[val_indices], y[val_indices]) if n_val else None,
-        test=Split(X[test_indices], y[test_indices]),
-        train_indices=train_indices,
-        val_indices=val_indices,
-        test_indices=test_indices,
+        train=Split(X[train], y[train]),
+        val=Split(X[val], y[val]) if len(val) else None,
+        test=Split(X[test], y[test]),
+        train_indices=train,
+        val_indices=val,
+        test_indices=test,
     )
+
+
+def stratified_split(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.0,
+    *,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> Splits:
+    """Split rows of classes (y: class numbers, one column) so that each part holds each
+    class in the fractions' proportions: small classes land in every part they can.
+
+    Each class's rows, in file order or (`shuffle`) in the order of one permutation seeded
+    with `seed`, are cut by the fractions, at least one row training; each part's rows then
+    keep that order.
+    """
+    n = len(X)
+    if not (0 < train_fraction < 1 and 0 <= val_fraction < 1):
+        raise WorkflowError(
+            f"fractions must satisfy 0 < train < 1 and 0 <= val < 1, "
+            f"got train={train_fraction}, val={val_fraction}."
+        )
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
+    order = order if order is not None else torch.arange(n)
+    classes = y[order, 0].long()
+    parts: list[list[torch.Tensor]] = [[], [], []]
+    for k in torch.unique(classes).tolist():
+        rows = torch.nonzero(classes == k).flatten()  # positions in `order`
+        n_train = max(1, _count(train_fraction, len(rows)))
+        n_val = min(_count(val_fraction, len(rows)), len(rows) - n_train)
+        for part, piece in zip(
+            parts, rows.split([n_train, n_val, len(rows) - n_train - n_val]), strict=True
+        ):
+            part.append(piece)
+    train, val, test = (order[torch.cat(part).sort().values] for part in parts)
+    check_part_sizes(
+        f"{n} rows are", (len(train), len(val), len(test)), train_fraction, val_fraction
+    )
+    return _splits_of(X, y, train, val, test)
 
 
 def check_part_sizes(

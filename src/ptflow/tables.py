@@ -56,6 +56,7 @@ __all__ = [
     "check_has_rows",
     "check_varying_target",
     "choose_columns",
+    "class_order",
     "column_roles",
     "convert_table",
     "describe_roles",
@@ -134,6 +135,7 @@ class TableColumns:
     boolean: tuple[str, ...] = ()  # features of true/false values, read as 1/0
     ignored: tuple[tuple[str, str], ...] = ()  # (column, why) the rules left out
     inferred: tuple[str, ...] = ()  # features the rules chose (not named by the user)
+    class_target: bool = False  # the target holds classes, read as text like a category
 
     @property
     def numeric(self) -> tuple[str, ...]:
@@ -257,14 +259,20 @@ def choose_columns(
     categorical: Sequence[str] = (),
     numeric: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    classes: bool = False,
 ) -> TableColumns:
     """Check every asked-for column name and give each feature its kind.
 
     Features default to every other column the rules keep (see `_default_features`);
     `categorical` and `numeric` override what a column's values suggest, `ignore` leaves
-    columns out.
+    columns out. With `classes`, the one target column holds classes.
     """
     target = tuple(target)
+    if classes and len(target) != 1:
+        raise WorkflowError(
+            f"classification predicts one target column, and {len(target)} are named "
+            f"({', '.join(target)}); name one, or train one run per target."
+        )
     overrides = {
         "categorical": tuple(categorical),
         "numeric": tuple(numeric),
@@ -295,8 +303,9 @@ def choose_columns(
     boolean = tuple(n for n in features if kinds[n] == "true/false" and n not in as_text)
     ignored += [(name, "--ignore") for name in overrides["ignore"]]
     return TableColumns(
-        tuple(features), target, id_column, training, as_text, boolean, tuple(ignored), inferred
-    )
+        tuple(features), target, id_column, training, as_text, boolean, tuple(ignored), inferred,
+        classes,
+    )  # fmt: skip
 
 
 def _refuse_conflicts(
@@ -481,7 +490,9 @@ def column_roles(
                 detail += f", {missing[name]} missing"
             roles.append(ColumnRole(name, "feature", detail))
         elif name in columns.target:
-            detail = f"numbers, {missing[name]} missing" if missing.get(name) else "numbers"
+            detail = f"classes, {levels.get(name, 0)} values" if columns.class_target else "numbers"
+            if missing.get(name):
+                detail += f", {missing[name]} missing"
             roles.append(ColumnRole(name, "target", detail))
         elif name == columns.id_column:
             roles.append(ColumnRole(name, "id", "kept as written"))
@@ -524,7 +535,8 @@ def read_blocks(
     if table.format == "parquet":
         yield from _parquet_blocks(table, columns, block_rows, vocabularies)
         return
-    if threads is not None and columns.id_column is None and not columns.categorical:
+    text = columns.categorical or columns.class_target
+    if threads is not None and columns.id_column is None and not text:
         from ptflow.csv_blocks import SequentialReadNeeded, parallel_blocks
 
         rows, hashing = 0, hashing or _Hashing()
@@ -556,6 +568,8 @@ def _csv_blocks(
     # Ids as written: "007" stays "007", and "NA" (Namibia, say) is no missing value.
     # Categories as written too ("007" is not 7), but with the missing-value markers.
     text = {name: str for name in columns.categorical}
+    if columns.class_target:
+        text.update({name: str for name in columns.target})
     if columns.id_column:
         text[columns.id_column] = str
     markers = {name: list(MISSING_MARKERS) for name in columns.numeric}
@@ -668,7 +682,7 @@ def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.Parqu
 
     for name in columns.numeric:
         kind = file.schema_arrow.field(name).type
-        if name in columns.categorical:
+        if name in columns.categorical or (columns.class_target and name in columns.target):
             continue
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
             continue
@@ -911,6 +925,7 @@ class Table:
     vocabularies: dict[str, Vocabulary] = field(default_factory=dict)  # categorical features'
     file_rows: NDArray[np.int64] | None = None  # each row's data row in the file (0-based)
     missing_target: int = 0  # of the dropped rows, those whose target is missing
+    classes: tuple[str, ...] = ()  # a class target's values in order: y holds 0, 1, ...
 
 
 def load_table(
@@ -925,8 +940,12 @@ def load_table(
     categorical: Sequence[str] = (),
     numeric: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    classes: bool = False,
 ) -> Table:
     """Read target and feature columns of a CSV or Parquet file, checking every value.
+
+    With `classes`, the one target column holds classes: read as written, ordered by
+    `class_order`, and y holds each row's class number.
 
     Features default to every other column the rules keep (`choose_columns`). A missing
     feature value is an error (`missing="error"`, the default), leaves its row out
@@ -939,9 +958,11 @@ def load_table(
     table = open_table(path, format)
     columns = choose_columns(
         table, target, features, id_column, categorical=categorical, numeric=numeric,
-        ignore=ignore,
+        ignore=ignore, classes=classes,
     )  # fmt: skip
     vocabularies = {name: Vocabulary(name) for name in columns.categorical}
+    if classes:
+        vocabularies[columns.target[0]] = Vocabulary(columns.target[0])
     hashing = _Hashing()
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         parquet_hash = None
@@ -969,9 +990,13 @@ def load_table(
         if len(X) == 0:
             raise _all_missing(table)
     X, columns = _drop_identifiers(table, columns, X, vocabularies)
-    if len(y) > 1:
+    class_names: tuple[str, ...] = ()
+    if classes:
+        class_names, y = _class_numbers(table, columns.target[0], vocabularies, y)
+    elif len(y) > 1:
         check_varying_target(columns.target, np.nanmin(y, axis=0), np.nanmax(y, axis=0))
     levels = {name: len(vocabularies[name].values) for name in columns.categorical}
+    levels.update({name: len(class_names) for name in columns.target if classes})
     return Table(
         torch.from_numpy(X),
         torch.from_numpy(y),
@@ -985,7 +1010,34 @@ def load_table(
         {name: vocabularies[name] for name in columns.categorical},
         file_rows,
         kept.missing_target,
+        class_names,
     )
+
+
+def class_order(values: Sequence[str]) -> tuple[str, ...]:
+    """Classes in their stated order: by value where every class is a number ("2" before
+    "10"), else alphabetically."""
+    try:
+        return tuple(sorted(values, key=float))
+    except ValueError:
+        return tuple(sorted(values))
+
+
+def _class_numbers(
+    table: TableFile, name: str, vocabularies: Mapping[str, Vocabulary], y: NDArray[np.float32]
+) -> tuple[tuple[str, ...], NDArray[np.float32]]:
+    """A class target's classes in order, and its rows' class numbers (0, 1, ...)."""
+    values = vocabularies[name].values
+    present = np.unique(y[:, 0]).astype(np.int64)
+    classes = class_order([values[i] for i in present])
+    if len(classes) < 2:
+        raise WorkflowError(
+            f"target column {name!r} of {table.name} has one class ({classes[0]!r}) in every "
+            f"row; classification needs two or more, so choose another target."
+        )
+    number = {value: i for i, value in enumerate(classes)}
+    lookup = np.array([number.get(value, -1) for value in values], dtype=np.float32)
+    return classes, lookup[y.astype(np.int64)]
 
 
 def _drop_identifiers(

@@ -1,16 +1,20 @@
-"""Classification metrics as running sums (issue 17): the numbers scikit-learn gives, over
-blocks and across processes' sums, on random predictions."""
+"""Classification, issue 17, so far: class targets read from tables, stratified splits, and
+the metrics as running sums (the numbers scikit-learn gives, over blocks and across
+processes' sums, on random predictions)."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from ptflow.data import stratified_split
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import AUC_BINS, ClassMetricSums
+from ptflow.tables import class_order, load_table
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -104,3 +108,58 @@ def test_the_auc_resolution_holds_for_confident_scores() -> None:
     exact = sklearn_metrics.roc_auc_score(y.numpy(), torch.sigmoid(logits).numpy())
     assert abs(sums.metrics().roc_auc - exact) < 1e-4
     assert AUC_BINS == 65_536  # the resolution the README states
+
+
+def test_a_class_target_is_read_as_written_in_a_stated_order(tmp_path: Path) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "x": np.arange(12.0),
+            "species": ["Gentoo", "Adelie", None, "Chinstrap"] * 3,
+            "flag": [True, False, True, True] * 3,
+            "grade": [10, 2, 3, 2] * 3,
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    frame.to_parquet(tmp_path / "t.parquet")
+    for name in ("t.csv", "t.parquet"):
+        table = load_table(tmp_path / name, ["species"], ["x"], classes=True)
+        assert table.classes == ("Adelie", "Chinstrap", "Gentoo")  # sorted
+        assert table.y[:, 0].tolist() == [2, 0, 1] * 3  # rows without a class left out
+        assert table.missing_target == 3
+        roles = {role.name: role.detail for role in table.roles}
+        assert roles["species"] == "classes, 3 values, 3 missing"
+        assert load_table(tmp_path / name, ["flag"], ["x"], classes=True).classes == (
+            "False",
+            "True",
+        )
+        grades = load_table(tmp_path / name, ["grade"], ["x"], classes=True)
+        assert grades.classes == ("2", "3", "10")  # numbers by value, not as text
+        assert grades.y[:4, 0].tolist() == [2, 0, 1, 0]
+    assert class_order(["b", "a", "10"]) == ("10", "a", "b")
+    frame.assign(one="same").to_csv(tmp_path / "one.csv", index=False)
+    with pytest.raises(WorkflowError, match="has one class \\('same'\\) in every row"):
+        load_table(tmp_path / "one.csv", ["one"], ["x"], classes=True)
+    with pytest.raises(WorkflowError, match="classification predicts one target column"):
+        load_table(tmp_path / "t.csv", ["species", "flag"], ["x"], classes=True)
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_a_stratified_split_puts_every_class_in_every_part_it_can(shuffle: bool) -> None:
+    y = torch.tensor([0] * 90 + [1] * 7 + [2] * 3, dtype=torch.float32)[:, None]
+    X = torch.arange(100.0)[:, None]
+    splits = stratified_split(X, y, 0.7, 0.15, shuffle=shuffle, seed=1)
+    counts = {
+        name: torch.bincount(part.y[:, 0].long(), minlength=3).tolist()
+        for name, part in (("train", splits.train), ("val", splits.val), ("test", splits.test))
+        if part is not None
+    }
+    assert counts == {"train": [63, 4, 2], "val": [13, 1, 0], "test": [14, 2, 1]}  # floors
+    every = torch.cat([splits.train_indices, splits.val_indices, splits.test_indices])
+    assert sorted(every.tolist()) == list(range(100))  # each row in one part
+    assert torch.equal(splits.train.X[:, 0].long(), splits.train_indices)
+    again = stratified_split(X, y, 0.7, 0.15, shuffle=shuffle, seed=1)
+    assert torch.equal(again.test_indices, splits.test_indices)  # the same on every run
+    if not shuffle:  # file order within each part
+        assert splits.train_indices.tolist() == sorted(splits.train_indices.tolist())
