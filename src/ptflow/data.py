@@ -78,6 +78,20 @@ def split(
     Sequential by default, as in the tutorial (first 80% train, last 20% test);
     with `shuffle=True` the rows are permuted first by a generator seeded with `seed`.
     """
+    n = _check_split(X, y, train_fraction, val_fraction)
+    n_train = _count(train_fraction, n)
+    n_val = _count(val_fraction, n)
+    n_test = n - n_train - n_val
+    check_part_sizes(f"{n} rows are", (n_train, n_val, n_test), train_fraction, val_fraction)
+    order = _order(n, shuffle, seed)
+    train_indices, val_indices, test_indices = order.split([n_train, n_val, n_test])
+    return _splits_of(X, y, train_indices, val_indices, test_indices)
+
+
+def _check_split(
+    X: torch.Tensor, y: torch.Tensor, train_fraction: float, val_fraction: float
+) -> int:
+    """The rows to split, once X and y agree and the fractions make sense."""
     n = len(X)
     if len(y) != n:
         raise WorkflowError(f"X has {n} rows but y has {len(y)}; give one target row per X row.")
@@ -86,16 +100,14 @@ def split(
             f"fractions must satisfy 0 < train < 1 and 0 <= val < 1, "
             f"got train={train_fraction}, val={val_fraction}."
         )
-    n_train = _count(train_fraction, n)
-    n_val = _count(val_fraction, n)
-    n_test = n - n_train - n_val
-    check_part_sizes(f"{n} rows are", (n_train, n_val, n_test), train_fraction, val_fraction)
+    return n
+
+
+def _order(n: int, shuffle: bool, seed: int) -> torch.Tensor:
+    """The rows in file order, or permuted by a generator seeded with `seed`."""
     if shuffle:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    else:
-        order = torch.arange(n)
-    train_indices, val_indices, test_indices = order.split([n_train, n_val, n_test])
-    return _splits_of(X, y, train_indices, val_indices, test_indices)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return torch.arange(n)
 
 
 def _splits_of(
@@ -127,14 +139,8 @@ def stratified_split(
     with `seed`, are cut by the fractions, at least one row training; each part's rows then
     keep that order.
     """
-    n = len(X)
-    if not (0 < train_fraction < 1 and 0 <= val_fraction < 1):
-        raise WorkflowError(
-            f"fractions must satisfy 0 < train < 1 and 0 <= val < 1, "
-            f"got train={train_fraction}, val={val_fraction}."
-        )
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)) if shuffle else None
-    order = order if order is not None else torch.arange(n)
+    n = _check_split(X, y, train_fraction, val_fraction)
+    order = _order(n, shuffle, seed)
     classes = y[order, 0].long()
     parts: list[list[torch.Tensor]] = [[], [], []]
     for k in torch.unique(classes).tolist():
