@@ -15,6 +15,7 @@ from ptflow.data import stratified_split
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import AUC_BINS, ClassMetricSums
 from ptflow.tables import class_order, load_table
+from tests.conftest import RunCli
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -163,3 +164,171 @@ def test_a_stratified_split_puts_every_class_in_every_part_it_can(shuffle: bool)
     assert torch.equal(again.test_indices, splits.test_indices)  # the same on every run
     if not shuffle:  # file order within each part
         assert splits.train_indices.tolist() == sorted(splits.train_indices.tolist())
+
+
+def _blobs(path: Path, rows: int = 600, seed: int = 0) -> Path:
+    """Three classes as text around three centres, a categorical column and a few gaps."""
+    generator = np.random.default_rng(seed)
+    label = generator.integers(0, 3, rows)
+    centres = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
+    points = centres[label] + generator.normal(size=(rows, 2))
+    colour = np.array(["red", "blue"])[generator.integers(0, 2, rows)]
+    names = np.array(["Adelie", "Chinstrap", "Gentoo"])[label]
+    lines = [
+        f"{'' if i % 50 == 7 else f'{x:.4f}'},{y:.4f},{c},{n}"
+        for i, ((x, y), c, n) in enumerate(zip(points, colour, names, strict=True))
+    ]
+    path.write_text("x,y,colour,species\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from ptflow.cli import main
+
+    data, run = _blobs(tmp_path / "blobs.csv"), tmp_path / "run"
+    assert main(["train", "--data", str(data), "--target", "species", "--epochs", "300",
+                 "--lr", "0.05", "--out", str(run)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "  species  target   classes, 3 values" in printed
+    assert "classes of species: Adelie, Chinstrap, Gentoo" in printed
+    assert "test, the majority class" in printed and "accuracy" in printed
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "classification" and summary["classes"] == [
+        "Adelie",
+        "Chinstrap",
+        "Gentoo",
+    ]
+    test = summary["metrics"]["test"]
+    assert test["accuracy"] > 0.85 and test["roc_auc"] > 0.95
+    assert test["log_loss"] < summary["baseline_metrics"]["test"]["log_loss"]
+    assert set(summary["per_class"]["Gentoo"]) == {"precision", "recall", "support"}
+    assert (run / "confusion_matrix.png").is_file() and not (run / "residuals.png").exists()
+    assert json.loads((run / "encoding.json").read_text())["classes"] == summary["classes"]
+
+    new = tmp_path / "new.csv"
+    new.write_text("x,y,colour\n0,0,red\n3,0,blue\n0,3,green\n,3,red\n")
+    assert main(["predict", str(run), "--data", str(new)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "species_pred,species_prob_Adelie,species_prob_Chinstrap,species_prob_Gentoo"
+    rows = [line.split(",") for line in out[1:]]
+    assert [row[0] for row in rows[:3]] == ["Adelie", "Chinstrap", "Gentoo"]
+    for row in rows:
+        assert abs(sum(float(p) for p in row[1:]) - 1) < 1e-6
+
+    scored = tmp_path / "scored.csv"
+    scored.write_text("x,y,colour,species\n0,0,red,Adelie\n3,0,blue,Macaroni\n0,3,red,\n")
+    assert main(["evaluate", str(run), "--data", str(scored), "--json"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["rows"] == 1 and measured["dropped_rows"] == 2
+    assert measured["overall"]["accuracy"] == 1.0
+    assert main(["evaluate", str(run), "--data", str(scored)]) == 0
+    said = capsys.readouterr().out
+    assert "1 row without a target value, 1 row of a class the model was not trained on" in said
+
+
+def test_csv_and_parquet_give_the_same_classes_and_probabilities(tmp_path: Path) -> None:
+    import pandas as pd
+
+    import ptflow
+
+    csv = _blobs(tmp_path / "blobs.csv", rows=200)
+    parquet = tmp_path / "blobs.parquet"
+    pd.read_csv(csv).to_parquet(parquet)
+    results = []
+    for path in (csv, parquet):
+        cfg = ptflow.Config.for_table(str(path), "species", epochs=20)
+        results.append(ptflow.run_workflow(cfg, tmp_path / path.suffix[1:]))
+    assert results[0].encoding == results[1].encoding
+    assert results[0].task.name == "classification"
+    X = results[0].splits.test.X  # type: ignore[union-attr]
+    first, second = (ptflow.predict_proba(r.model, X) for r in results)
+    assert torch.equal(first, second)
+    assert torch.allclose(first.sum(dim=1), torch.ones(len(X)))
+
+
+def test_a_whole_number_target_is_regressed_with_a_hint_unless_classes_are_asked_for(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import ptflow
+
+    generator = np.random.default_rng(1)
+    x = generator.normal(size=300)
+    flag = (x + 0.3 * generator.normal(size=300) > 0).astype(int)
+    path = tmp_path / "flag.csv"
+    path.write_text("x,default\n" + "\n".join(f"{a:.4f},{b}" for a, b in zip(x, flag, strict=True)))
+    with caplog.at_level(logging.INFO, logger="ptflow.workflow"):
+        regressed = ptflow.run_workflow(ptflow.Config.for_table(str(path), "default", epochs=3),
+                                        tmp_path / "a")  # fmt: skip
+    assert regressed.task.name == "regression"
+    assert "if they are classes, pass --task classification" in caplog.text
+    cfg = ptflow.Config.for_table(str(path), "default", epochs=200, lr=0.05, task="classification")
+    classified = ptflow.run_workflow(cfg, tmp_path / "b")
+    assert classified.task.name == "classification"
+    assert classified.encoding is not None and classified.encoding.classes == ("0", "1")
+    logits = ptflow.predict(classified.model, classified.splits.test.X)  # type: ignore[union-attr]
+    assert logits.shape[1] == 1  # two classes: one logit, BCEWithLogitsLoss
+    assert classified.metrics["test"].accuracy > 0.8
+
+
+def test_balanced_class_weights_lift_the_rare_class(tmp_path: Path) -> None:
+    import ptflow
+
+    generator = np.random.default_rng(2)
+    rows = 2000
+    rare = generator.random(rows) < 0.04
+    x = generator.normal(size=rows) + 1.5 * rare
+    path = tmp_path / "rare.csv"
+    lines = (f"{a:.4f},{'yes' if r else 'no'}" for a, r in zip(x, rare, strict=True))
+    path.write_text("x,churn\n" + "\n".join(lines) + "\n")
+    scores = {}
+    for weight in ("none", "balanced"):
+        cfg = ptflow.Config.for_table(
+            str(path), "churn", epochs=100, lr=0.05, class_weight=weight, patience=0
+        )
+        result = ptflow.run_workflow(cfg, tmp_path / weight)
+        scores[weight] = result.metrics["test"].balanced_accuracy
+    assert scores["balanced"] > scores["none"] + 0.1, scores
+
+
+def test_a_classifier_resumes_bit_for_bit(tmp_path: Path) -> None:
+    import ptflow
+
+    data = _blobs(tmp_path / "blobs.csv", rows=300)
+    cfg = ptflow.Config.for_table(str(data), "species", model="mlp", hidden=(8,), epochs=6,
+                                  batch_size=32, checkpoint_every=2, dropout=0.1)  # fmt: skip
+    ptflow.run_workflow(cfg, tmp_path / "whole")
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 25
+
+    with pytest.raises(ptflow.TrainingInterrupted):
+        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
+    ptflow.resume_workflow(tmp_path / "cut")
+    for name in ("model.safetensors", "history.csv", "encoding.json"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+@pytest.mark.slow  # a torchrun of two processes beside one process
+def test_two_processes_classify_as_one(tmp_path: Path, run_cli: RunCli) -> None:
+    import json
+
+    _blobs(tmp_path / "blobs.csv", rows=300)
+    common = ("--data", "blobs.csv", "--target", "species", "--epochs", "5", "--batch-size", "32",
+              "--quiet")  # fmt: skip
+    one = run_cli("train", *common, "--out", "one")
+    two = run_cli("train", *common, "--out", "two", "--nproc", "2")
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    summaries = [
+        json.loads((tmp_path / run / "summary.json").read_text()) for run in ("one", "two")
+    ]
+    for part in ("train", "val", "test"):
+        for name, value in summaries[0]["metrics"][part].items():
+            assert summaries[1]["metrics"][part][name] == pytest.approx(value, rel=1e-6), name

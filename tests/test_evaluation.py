@@ -169,12 +169,14 @@ def test_one_metric_loop_scores_every_predictor_on_every_part_block_by_block() -
         keep=lambda name, part, y_pred, _: kept.append((name, part, len(y_pred))),
     )  # fmt: skip
     whole = compute_metrics(2 * X[:60], y[:60])
-    got = sums["double"]["train"].metrics()
+    double, zero, empty = sums["double"]["train"], sums["zero"]["test"], sums["zero"]["val"]
+    assert isinstance(double, MetricSums) and isinstance(zero, MetricSums)  # regression's
+    got = double.metrics()
     assert got.mae == pytest.approx(whole.mae) and got.r2 == pytest.approx(whole.r2)
     column = compute_metrics(torch.zeros(30, 1), y[60:, 1:])
-    one = sums["zero"]["test"].target_metrics(1)
+    one = zero.target_metrics(1)
     assert (one.mae, one.mse, one.r2) == pytest.approx((column.mae, column.mse, column.r2))
-    assert sums["zero"]["val"].values == 0  # a part without rows is still there, empty
+    assert isinstance(empty, MetricSums) and empty.values == 0  # a part without rows: empty
     assert ("zero", "test", 30) in kept and len(kept) == 2 * 10  # empty blocks are skipped
 
     halves = [MetricSums(), MetricSums()]

@@ -30,6 +30,7 @@ PUBLIC = {
     "compute_metrics",
     "evaluate",
     "predict",
+    "predict_proba",
     "plot_loss_curves",
     "plot_predictions",
     "load_weights",

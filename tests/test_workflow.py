@@ -11,7 +11,8 @@ import torch
 
 import ptflow
 from ptflow import Config, WorkflowError
-from ptflow.run_folder import LINE_PLOTS, RUN_FILES, TABLE_PLOTS
+from ptflow.run_folder import LINE_PLOTS, RUN_FILES
+from ptflow.tasks import REGRESSION
 
 
 def test_run_folder_holds_every_file(tutorial_run: ptflow.RunResult) -> None:
@@ -147,7 +148,7 @@ def test_a_linear_model_on_a_table_reaches_least_squares(
     for part in ("train", "val", "test"):
         assert abs(result.metrics[part].r2 - result.baseline_metrics[part].r2) < 1e-3, part
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(
-        (*RUN_FILES, *TABLE_PLOTS, "encoding.json")
+        (*RUN_FILES, *REGRESSION.table_plots, "encoding.json")
     )
 
 

@@ -45,6 +45,7 @@ _EXPORTS = {
     "evaluate_table": "ptflow.evaluation",
     "TableMetrics": "ptflow.evaluation",
     "predict": "ptflow.evaluation",
+    "predict_proba": "ptflow.evaluation",
     "plot_loss_curves": "ptflow.plots",
     "plot_predictions": "ptflow.plots",
     "load_weights": "ptflow.checkpoint",
@@ -98,6 +99,7 @@ __all__ = [
     "plot_loss_curves",
     "plot_predictions",
     "predict",
+    "predict_proba",
     "resume_workflow",
     "run_workflow",
     "save_checkpoint",
@@ -127,6 +129,7 @@ if TYPE_CHECKING:
         evaluate,
         evaluate_table,
         predict,
+        predict_proba,
     )
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions

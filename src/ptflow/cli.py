@@ -101,11 +101,13 @@ def _add_run(commands: Any) -> None:
 def _add_train(commands: Any) -> None:
     train = commands.add_parser(
         "train",
-        help="train a regression model on a CSV or Parquet table",
-        description="Train, evaluate and save a regression model on the columns of a CSV or "
-        "Parquet file: a shuffled train/validation/test split, standardised columns, the "
-        "tutorial's training loop, and a least-squares baseline to compare with. Options "
-        "can also come from a TOML file (--config); options given here override it.",
+        help="train a regression or classification model on a CSV or Parquet table",
+        description="Train, evaluate and save a model of a CSV or Parquet file's target "
+        "column (numbers: regression; text or true/false: classification, see --task): a "
+        "shuffled train/validation/test split, standardised columns, the tutorial's training "
+        "loop, and a baseline to compare with (least squares; for classes, the majority "
+        "class). Options can also come from a TOML file (--config); options given here "
+        "override it.",
     )
     table = train.add_argument_group("data: a table")
     table.add_argument("--data", type=_path, metavar="FILE", help=_help("data"))
@@ -690,8 +692,10 @@ def _importance_line(task: Task, importance: dict[str, float], rows: str = "test
     shown = " | ".join(
         f"{name} {format_metric(first, value)}" for name, value in importance.items()
     )
+    change = "rise" if first.lower_is_better else "fall"  # how much worse, either way
     return (
-        f"Importance (the rise in {first.label} on the {rows} when a column is shuffled): {shown}"
+        f"Importance (the {change} in {first.label} on the {rows} when a column is shuffled): "
+        f"{shown}"
     )
 
 
@@ -743,7 +747,7 @@ def _dropped(measured: Any) -> str:
     """What was left out of a table's rows, in brackets: " (3 rows ... left out)"."""
     from ptflow.tables import rows_left_out
 
-    phrases = rows_left_out(measured.dropped_rows, measured.missing_target)
+    phrases = rows_left_out(measured.dropped_rows, measured.missing_target, measured.unseen_class)
     return f" ({', '.join(phrases)} left out)" if phrases else ""
 
 
@@ -845,7 +849,8 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     # --output untouched (it is written atomically); stdout has the rows before it.
     if args.output is not None:
         _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
-    if args.id is not None and args.id in {f"{name}_pred" for name in target}:
+    classes = run.encoding.classes if run.encoding is not None else ()
+    if args.id is not None and args.id in _prediction_names(target, classes):
         raise WorkflowError(
             f"--id {args.id!r} has the name of a predictions column; rename that column of "
             f"{args.data.name}, or predict without --id."
@@ -856,10 +861,10 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     )  # fmt: skip
     counts = EncodeCounts()
     if args.output is None:
-        dropped = _write_predictions(sys.stdout, blocks, model, target, args.id, counts)
+        dropped = _write_predictions(sys.stdout, blocks, model, target, classes, args.id, counts)
     else:
         with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
-            dropped = _write_predictions(file, blocks, model, target, args.id, counts)
+            dropped = _write_predictions(file, blocks, model, target, classes, args.id, counts)
     # On stderr: stdout holds the predictions, for a pipe.
     for line in counts.describe():
         print(line, file=sys.stderr)
@@ -890,27 +895,41 @@ def _check_predictions_output(
         )
 
 
+def _prediction_names(target: tuple[str, ...], classes: tuple[str, ...]) -> list[str]:
+    """The columns predict writes: `<target>_pred`, and for classes `<target>_prob_<class>`."""
+    probabilities = [f"{target[0]}_prob_{name}" for name in classes]
+    return [f"{name}_pred" for name in target] + probabilities
+
+
 def _write_predictions(
     file: Any,
     blocks: Iterator[Any],
     model: Any,
     target: tuple[str, ...],
+    classes: tuple[str, ...],
     id_column: str | None,
     counts: Any,
 ) -> int:
-    """Write each block's predictions as CSV; add what encoding did to `counts`; return
-    the rows left out."""
+    """Write each block's predictions as CSV (for classes: the class, then each class's
+    probability); add what encoding did to `counts`; return the rows left out."""
+    import numpy as np
     import pandas as pd
 
-    from ptflow.evaluation import predict
+    from ptflow.evaluation import predict, probabilities
 
+    names = _prediction_names(target, classes)
     dropped = 0
     for number, block in enumerate(blocks):
         dropped += block.dropped_rows
         if block.counts is not None:
             counts.add(block.counts)
-        y_pred = predict(model, block.X).cpu().numpy()
-        columns: dict[str, Any] = {f"{name}_pred": y_pred[:, i] for i, name in enumerate(target)}
+        y_pred = predict(model, block.X).cpu()
+        if classes:
+            shares = probabilities(y_pred.float()).numpy()
+            values = [np.asarray(classes, dtype=object)[shares.argmax(axis=1)], *shares.T]
+        else:
+            values = list(y_pred.numpy().T)
+        columns: dict[str, Any] = dict(zip(names, values, strict=True))
         frame = pd.DataFrame({id_column: block.ids, **columns} if id_column else columns)
         frame.to_csv(file, header=number == 0, index=False)
     return dropped

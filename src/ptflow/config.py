@@ -53,6 +53,8 @@ ScaleName = Literal["standard", "none"]
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 PrecisionName = Literal["32", "bf16"]
 MissingName = Literal["impute", "drop", "error"]
+TaskName = Literal["auto", "regression", "classification"]
+ClassWeightName = Literal["none", "balanced"]
 
 MODELS: tuple[str, ...] = get_args(ModelName)
 ACTIVATIONS: tuple[str, ...] = get_args(ActivationName)
@@ -64,6 +66,7 @@ SCALES: tuple[str, ...] = get_args(ScaleName)
 DEVICES: tuple[str, ...] = get_args(DeviceName)
 PRECISIONS: tuple[str, ...] = get_args(PrecisionName)
 MISSING: tuple[str, ...] = get_args(MissingName)
+TASK_NAMES: tuple[str, ...] = get_args(TaskName)
 
 # The tutorial's line is made in memory: more points than this is a typo, not a dataset.
 MAX_LINE_POINTS = 10_000_000
@@ -139,6 +142,12 @@ class Config:
         "a missing feature value: impute (the training median, and a was-missing input), "
         "drop its row, or error; rows without a target are always left out",
     )
+    task: TaskName = _setting(
+        "auto",
+        "table",
+        "what to predict: auto (classes for a text or true/false target, numbers otherwise), "
+        "regression or classification",
+    )
     stream: bool = _setting(  # read a Parquet table a row group at a time, never all at once
         False,
         "table",
@@ -183,6 +192,15 @@ class Config:
     lr: float = _setting(0.01, "training", "learning rate")
     loss: LossName = _setting("l1", "training", "loss function")
     huber_delta: float = _setting(1.0, "training", "huber: where the loss turns linear")
+    class_weight: ClassWeightName = _setting(
+        "none",
+        "training",
+        "classification: balanced weighs each class's rows by rows / (classes * its rows), "
+        "counted on the training rows",
+    )
+    label_smoothing: float = _setting(
+        0.0, "training", "classification, three or more classes: label smoothing of the loss"
+    )
     optimizer: OptimizerName = _setting("sgd", "training", "optimizer")
     momentum: float = _setting(0.0, "training", "sgd: momentum")
     nesterov: bool = _setting(False, "training", "sgd: Nesterov momentum", negatable=True)
@@ -315,6 +333,12 @@ class Config:
                 raise WorkflowError(f"{name} must be positive, got {getattr(self, name)}.")
         if not 0 <= self.momentum < 1:
             raise WorkflowError(f"momentum must be in [0, 1), got {self.momentum}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise WorkflowError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+        if self.task == "classification" and self.data is None:
+            raise WorkflowError("classification learns a table's classes; give --data FILE.")
+        if self.task == "classification" and self.stream:
+            raise WorkflowError("--stream does not train on classes yet; train without --stream.")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise WorkflowError("nesterov needs the sgd optimizer and a momentum above 0.")
         if self.weight_decay < 0:
@@ -369,15 +393,19 @@ class Config:
 # Settings that matter only for the tutorial's line, or only for a table.
 _LINE_SETTINGS = ("weight", "bias", "start", "end", "step")
 _TABLE_SETTINGS = ("data", "target", "features", "categorical", "numeric", "ignore", "format",
-                   "missing", "stream")  # fmt: skip
+                   "missing", "stream", "task")  # fmt: skip
 
 
-def relevant_settings(settings: dict[str, Any]) -> dict[str, Any]:
+def relevant_settings(settings: dict[str, Any], task: str | None = None) -> dict[str, Any]:
     """The settings (`Config.to_dict()`) that take part in a run, as report.html and
     config.toml list them: the line's for the tutorial, the table's for a table, an MLP's
-    for an MLP, an optimizer's, a loss's and a schedule's own. The others keep their
-    defaults and change nothing."""
+    for an MLP, an optimizer's, a loss's and a schedule's own, and the task's (`task`: the
+    one the run had; with "auto" and no `task`, both tasks' settings may apply). The others
+    keep their defaults and change nothing."""
     table = settings.get("data") is not None
+    task = task or settings.get("task", "auto")
+    classes = table and task != "regression"
+    regression = task != "classification"
     model, optimizer = settings.get("model"), settings.get("optimizer")
     schedule, patience = settings.get("schedule"), settings.get("patience")
     applies = {
@@ -387,7 +415,10 @@ def relevant_settings(settings: dict[str, Any]) -> dict[str, Any]:
         "embedding_size": model == "mlp" and table,
         "momentum": optimizer == "sgd",
         "nesterov": optimizer == "sgd",
-        "huber_delta": settings.get("loss") == "huber",
+        "loss": regression,  # classes: cross-entropy, always
+        "huber_delta": settings.get("loss") == "huber" and regression,
+        "class_weight": classes,
+        "label_smoothing": classes,
         "step_size": schedule == "step",
         "gamma": schedule in ("step", "plateau"),
         "plateau_patience": schedule == "plateau",

@@ -35,7 +35,7 @@ from ptflow.errors import WorkflowError
 
 if TYPE_CHECKING:
     from ptflow.batches import LossFn, TrainingData
-    from ptflow.evaluation import MetricSums
+    from ptflow.evaluation import RunningSums
 
 __all__ = ["Sharded", "World", "launch", "process_group"]
 
@@ -117,7 +117,7 @@ class World:
         dist.all_gather_object(gathered, states)
         return gathered
 
-    def merge_metric_sums(self, sums: MetricSums) -> MetricSums:
+    def merge_metric_sums(self, sums: RunningSums) -> RunningSums:
         """Every process's running sums merged, as if one process had seen all the rows.
 
         Any task's sums: they travel as the one float64 tensor their `pack` makes.
@@ -132,9 +132,14 @@ class World:
         padded[: len(packed)] = packed.to(padded.device)
         pieces = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(pieces, padded)
-        merged = kind()
+        merged: RunningSums | None = None
         for piece, size in zip(pieces, sizes.tolist(), strict=True):
-            merged.merge(kind.unpack(piece[:size].cpu()))
+            unpacked = kind.unpack(piece[:size].cpu())
+            if merged is None:
+                merged = unpacked
+            else:
+                merged.merge(unpacked)
+        assert merged is not None  # one piece per process, at least one process
         return merged
 
 

@@ -195,6 +195,7 @@ class Encoding:
     """How a model's feature columns become its inputs; fitted on training rows only."""
 
     inputs: tuple[FeatureInput, ...]  # one per feature column, in the features' order
+    classes: tuple[str, ...] = ()  # a class target's values: class k is the model's k-th
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -306,7 +307,9 @@ class Encoding:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        classes = {"classes": list(self.classes)} if self.classes else {}
         return {
+            **classes,
             "inputs": [
                 {"name": c.name, "kind": c.kind, "fill": c.fill, "indicator": c.indicator,
                  "missing": c.missing}
@@ -341,11 +344,12 @@ class Encoding:
                     )  # fmt: skip
                 else:
                     raise ValueError(f"kind {item['kind']!r}")
+            classes = tuple(str(name) for name in values.get("classes", ()))
         except (KeyError, TypeError, ValueError) as error:
             raise WorkflowError(
                 f"the saved encoding of the columns is damaged ({error}); train the run again."
             ) from None
-        return cls(tuple(inputs))
+        return cls(tuple(inputs), classes)
 
 
 def _lookup(column: CategoricalInput, vocabulary: Vocabulary) -> NDArray[np.float32]:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -18,27 +19,32 @@ from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.stats import Moments
 from ptflow.tables import READ_BLOCK_ROWS, iter_table
-from ptflow.tasks import REGRESSION, Task
+from ptflow.tasks import CLASSIFICATION, REGRESSION, Task
 
 __all__ = [
     "AUC_BINS",
     "RUNNING_SUMS",
+    "AnyMetrics",
     "ClassMetricSums",
     "ClassMetrics",
     "LossFn",
     "MetricSums",
     "Metrics",
     "Predictor",
+    "RunningSums",
     "TableMetrics",
     "compute_metrics",
     "evaluate",
     "evaluate_blocks",
     "evaluate_table",
     "feature_inputs",
+    "majority_class",
     "mean_loss",
     "metrics_by_target",
     "permutation_importance",
     "predict",
+    "predict_proba",
+    "probabilities",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (y_pred, y) -> mean loss
@@ -70,6 +76,23 @@ def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = PREDICT_ROWS
             return y_pred
     finally:
         model.train(was_training)
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (rows, classes) from a classifier's logits: the sigmoid of one
+    logit for two classes (the second class's), the softmax of one logit per class else."""
+    if logits.shape[1] == 1:
+        second = torch.sigmoid(logits[:, 0])
+        return torch.stack([1 - second, second], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def predict_proba(
+    model: nn.Module, X: torch.Tensor, *, batch_size: int = PREDICT_ROWS
+) -> torch.Tensor:
+    """Return a classifier's class probabilities for X (rows, classes), each row summing
+    to 1; `predict` gives its logits."""
+    return probabilities(predict(model, X, batch_size=batch_size).float())
 
 
 @dataclass(frozen=True)
@@ -258,20 +281,18 @@ class ClassMetricSums:
             loss = nn.functional.binary_cross_entropy_with_logits(
                 logits[:, 0], y.double(), reduction="sum"
             )
-            second = torch.sigmoid(logits[:, 0])
-            probabilities = torch.stack([1 - second, second], dim=1)
         else:
             loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-            probabilities = torch.softmax(logits, dim=1)
+        shares = probabilities(logits)
         self._grow(classes)
         assert self.confusion is not None and self.positive is not None
         assert self.negative is not None
-        predicted = probabilities.argmax(dim=1)
+        predicted = shares.argmax(dim=1)
         self.confusion += torch.bincount(
             y * classes + predicted, minlength=classes * classes
         ).reshape(classes, classes)
         self.log_loss += loss.item()
-        bins = (probabilities * AUC_BINS).long().clamp_(0, AUC_BINS - 1)  # (rows, classes)
+        bins = (shares * AUC_BINS).long().clamp_(0, AUC_BINS - 1)  # (rows, classes)
         own = nn.functional.one_hot(y, classes).bool()
         offsets = torch.arange(classes) * AUC_BINS
         flat = (bins + offsets).flatten()
@@ -362,6 +383,21 @@ class ClassMetricSums:
         ]
 
 
+def majority_class(y_train: torch.Tensor, classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The classification baseline: every row gets the training rows' class shares as its
+    probabilities (as logits, one for two classes), so it predicts the majority class."""
+    counts = torch.bincount(y_train.reshape(-1).long(), minlength=classes).double()
+    shares = (counts / counts.sum()).clamp(min=1e-12)
+    logits = torch.log(shares)
+    if classes == 2:
+        logits = (logits[1] - logits[0]).reshape(1)
+
+    def predict_shares(X: torch.Tensor) -> torch.Tensor:
+        return logits.to(X.dtype).expand(len(X), -1)
+
+    return predict_shares
+
+
 def _auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
     """ROC AUC from two histograms of scores: the chance that a positive row scores above a
     negative one, a tie (the same bin) counting half."""
@@ -413,12 +449,13 @@ class TableMetrics:
 
     rows: int  # rows measured
     dropped_rows: int  # rows left out: a missing target, or a missing value (drop)
-    by_target: dict[str, Metrics]
-    overall: Metrics
+    by_target: dict[str, Any]  # Metrics for regression, ClassMetrics for classification
+    overall: Any
     missing_target: int = 0  # of the dropped rows, those whose target is missing
     counts: EncodeCounts | None = None  # what the encoding did: imputed, unseen
     # each feature column's permutation importance on the first IMPORTANCE_ROWS rows
     importance: dict[str, float] | None = None
+    unseen_class: int = 0  # of the dropped rows, those of a class the model does not know
 
 
 def evaluate_table(
@@ -442,12 +479,13 @@ def evaluate_table(
     `importance`, the first IMPORTANCE_ROWS rows are kept as they pass, for each feature
     column's `permutation_importance`: the file is read once.
     """
-    counts = {"rows": 0, "dropped": 0, "missing_target": 0}
+    counts = {"rows": 0, "dropped": 0, "missing_target": 0, "unseen_class": 0}
     encoded = EncodeCounts()
     first: list[tuple[torch.Tensor, torch.Tensor]] = []
     table = iter_table(
         path, features, target=target, format=format, drop_missing=drop_missing,
         block_rows=block_rows, missing=missing, encoding=encoding,
+        classes=encoding.classes if encoding is not None else (),
     )  # fmt: skip
 
     def blocks() -> Iterator[tuple[str, torch.Tensor, torch.Tensor]]:
@@ -458,6 +496,7 @@ def evaluate_table(
             counts["rows"] += len(block.X)
             counts["dropped"] += block.dropped_rows
             counts["missing_target"] += block.missing_target
+            counts["unseen_class"] += block.unseen_class
             if block.counts is not None:
                 encoded.add(block.counts)
             yield "rows", block.X, block.y
@@ -465,7 +504,11 @@ def evaluate_table(
     predictors = {"model": partial(predict, model)}
     sums = evaluate_blocks(blocks(), ["rows"], predictors, task=task)["model"]
     rows = sums["rows"]
-    by_target = {name: rows.target_metrics(i) for i, name in enumerate(target)}
+    by_target: dict[str, AnyMetrics] = (
+        {name: rows.target_metrics(i) for i, name in enumerate(target)}
+        if isinstance(rows, MetricSums)
+        else {name: rows.metrics() for name in target}  # classes: one target column
+    )
     importances = None
     if importance:
         X, y = torch.cat([X for X, _ in first]), torch.cat([y for _, y in first])
@@ -473,26 +516,42 @@ def evaluate_table(
         importances = permutation_importance(model, X, y, columns, task)
     return TableMetrics(
         counts["rows"], counts["dropped"], by_target, rows.metrics(), counts["missing_target"],
-        encoded if encoding is not None else None, importances,
+        encoded if encoding is not None else None, importances, counts["unseen_class"],
     )  # fmt: skip
 
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
+AnyMetrics = Metrics | ClassMetrics  # a task's metrics: Metrics for regression
+
+
+class RunningSums(Protocol):
+    """What every task's running sums do: grow block by block, merge, travel as a tensor."""
+
+    def add(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> None: ...
+    def merge(self, other: Any) -> None: ...
+    def pack(self) -> torch.Tensor: ...
+    @staticmethod
+    def unpack(packed: torch.Tensor) -> RunningSums: ...
+    def metrics(self) -> AnyMetrics: ...
+
+
 # Each task's running sums, by the task's name (`ptflow.tasks`, which imports no torch).
-# ClassMetricSums joins when classification trains (issue 17).
-RUNNING_SUMS: dict[str, type[MetricSums]] = {REGRESSION.name: MetricSums}
+RUNNING_SUMS: dict[str, type[RunningSums]] = {
+    REGRESSION.name: MetricSums,
+    CLASSIFICATION.name: ClassMetricSums,
+}
 
 
 def evaluate_blocks(
     blocks: Iterable[tuple[str, torch.Tensor, torch.Tensor]],
     parts: Sequence[str],
     predictors: Mapping[str, Predictor],
-    merge: Callable[[MetricSums], MetricSums] | None = None,
+    merge: Callable[[RunningSums], RunningSums] | None = None,
     keep: Callable[[str, str, torch.Tensor, torch.Tensor], None] | None = None,
     task: Task = REGRESSION,
-) -> dict[str, dict[str, MetricSums]]:
+) -> dict[str, dict[str, RunningSums]]:
     """Score every predictor on blocks of (part, X, y) rows: the one metric loop of ptflow.
 
     Returns the task's running sums by predictor and part (`parts` names them all, so that

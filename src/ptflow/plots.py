@@ -20,6 +20,7 @@ from ptflow.files import atomic_path
 from ptflow.history import History
 
 __all__ = [
+    "plot_confusion_matrix",
     "plot_loss_curves",
     "plot_predicted_vs_actual",
     "plot_predictions",
@@ -180,6 +181,47 @@ def plot_predicted_vs_actual(
         axes.set_ylabel(f"predicted {name}")
         axes.legend()
     figure.suptitle(title or "Predicted vs actual")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_confusion_matrix(
+    confusion: torch.Tensor,
+    classes: Sequence[str],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot a confusion matrix (rows: the true class, columns: the predicted one) twice: as
+    counts, and with each row divided by its total (each class's recall on the diagonal)."""
+    counts = confusion.detach().cpu().double()
+    totals = counts.sum(dim=1, keepdim=True)
+    shares = counts / totals.clamp(min=1)
+    size = max(5.0, 0.6 * len(classes) + 3)
+    figure = Figure(figsize=(2 * size, size), layout="constrained")
+    for axes, values, caption, fmt in zip(
+        figure.subplots(1, 2),
+        (counts, shares),
+        ("counts", "share of the true class's rows"),
+        ("{:.0f}", "{:.2f}"),
+        strict=True,
+    ):
+        axes.imshow(values.numpy(), cmap="Blues", vmin=0)
+        ticks = range(len(classes))
+        axes.set_xticks(ticks, labels=list(classes), rotation=45, ha="right")
+        axes.set_yticks(ticks, labels=list(classes))
+        axes.set_xlabel("predicted class")
+        axes.set_ylabel("true class")
+        axes.set_title(caption)
+        if len(classes) <= 20:  # the numbers, where they still fit
+            high = float(values.max()) or 1.0
+            for i in ticks:
+                for j in ticks:
+                    value = float(values[i, j])
+                    colour = "white" if value > high / 2 else "black"
+                    axes.text(j, i, fmt.format(value), ha="center", va="center", color=colour)
+    figure.suptitle(title or "Confusion matrix")
     if path is not None:
         save_figure(figure, path)
     return figure

@@ -69,7 +69,7 @@ def write_report(run_dir: str | os.PathLike[str], summary: dict[str, Any] | None
         _data(record, summary),
         _training(history, summary),
         _plots(run_dir),
-        _settings("Configuration", relevant_settings(record["config"])),
+        _settings("Configuration", relevant_settings(record["config"], task_of(summary).name)),
         _settings("Environment", record.get("versions", {})),
     ]
     page = (
@@ -219,6 +219,7 @@ def _importance(importance: Any, task: Task) -> str:
         return ""
     metric = next((m for m in task.metrics if m.name == importance.get("metric")), task.metrics[0])
     largest = max(max(values.values()), 1e-300)
+    change = "rise" if metric.lower_is_better else "fall"  # how much worse, either way
     rows = "".join(
         f"<tr><th>{_text(name)}</th><td class='number'>{_number(value)}</td>"
         f'<td><div class="bar" style="width: {max(0.0, value) / largest * 100:.1f}%"></div>'
@@ -231,7 +232,7 @@ def _importance(importance: Any, task: Task) -> str:
         "shuffled among the rows (the mean of 5 seeded shuffles): the model's use of each "
         "column, in the data's units.</p>\n"
         '<div class="scroll"><table class="importance">\n'
-        f"<tr><th>column</th><th>{_text(metric.label)} rise</th><th></th></tr>\n{rows}"
+        f"<tr><th>column</th><th>{_text(metric.label)} {change}</th><th></th></tr>\n{rows}"
         "</table></div>\n</section>"
     )
 

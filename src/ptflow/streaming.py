@@ -37,8 +37,8 @@ from ptflow.encoding import (
 )
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
+    AnyMetrics,
     LossFn,
-    Metrics,
     evaluate_blocks,
     mean_loss,
     predict,
@@ -625,7 +625,7 @@ def _scan_inputs(table: StreamedTable, medians: Medians | None) -> _InputSums:
 
 def evaluate_streamed(
     model: nn.Module, table: StreamedTable, world: World | None = None, task: Task = REGRESSION
-) -> tuple[dict[str, Metrics], dict[str, Metrics], Split]:
+) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics], Split]:
     """Measure a trained model (raw columns in) and the baseline on every part, in one pass.
 
     Returns the model's metrics and the baseline's by part, and the first PLOT_ROWS test

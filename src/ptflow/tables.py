@@ -33,7 +33,7 @@ import torch
 from numpy.typing import NDArray
 
 from ptflow.config import ROW_GROUP_ROWS, MissingName
-from ptflow.encoding import EncodeCounts, Encoding, FeatureKind, Vocabulary
+from ptflow.encoding import EncodeCounts, Encoding, FeatureKind, Vocabulary, text_of
 from ptflow.errors import WorkflowError, first_line
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ __all__ = [
     "row_count",
     "rows_left_out",
     "table_format",
+    "whole_number_values",
 ]
 
 # Tables are read this many rows at a time: memory beyond the result is one block.
@@ -807,6 +808,7 @@ class TableBlock:
     dropped_rows: int = 0  # rows of the block left out for missing values
     counts: EncodeCounts | None = None  # what the encoding did: imputed, unseen
     missing_target: int = 0  # of the dropped rows, those whose target is missing
+    unseen_class: int = 0  # of the dropped rows, those of a class the model was not trained on
 
 
 def iter_table(
@@ -820,13 +822,16 @@ def iter_table(
     drop_missing: bool = False,
     missing: MissingName | None = None,
     encoding: Encoding | None = None,
+    classes: Sequence[str] = (),
 ) -> Iterator[TableBlock]:
     """Yield a trained model's feature (and target) columns `block_rows` rows at a time.
 
     Memory is one block, whatever the file's size: for predicting on and evaluating tables
     larger than memory. Checked as `read_blocks` and `keep_rows` check. With the model's
     `encoding`, the blocks' X are its inputs: missing values imputed (`missing` "impute",
-    the default then), categories coded. Rows whose target is missing are left out.
+    the default then), categories coded. Rows whose target is missing are left out. With
+    `classes` (a classifier's), the target is read as classes: y holds their numbers, and a
+    row of another class is left out and counted (`unseen_class`), not scored.
     """
     if missing is None:
         missing = "drop" if drop_missing else "impute" if encoding is not None else "error"
@@ -837,11 +842,12 @@ def iter_table(
     table = open_table(path, format)
     categorical = [c.name for c in encoding.categorical] if encoding is not None else []
     numeric = [name for name in features if name not in (*categorical, id_column)]
+    by_class = bool(classes) and bool(target)
     columns = choose_columns(
         table, target, features, id_column, training=False, categorical=categorical,
-        numeric=numeric,
+        numeric=numeric, classes=by_class,
     )  # fmt: skip
-    vocabularies = {name: Vocabulary(name) for name in columns.categorical}
+    vocabularies = _table_vocabularies(columns)
     width, kept, dropped = len(columns.features), 0, 0
     for block in read_blocks(table, columns, block_rows=block_rows, vocabularies=vocabularies):
         rows = len(block.columns[0])
@@ -849,8 +855,15 @@ def iter_table(
         rows_kept = keep_rows(
             table, columns, [X, y], block.first_row, missing, cannot_impute=cannot_impute
         )
+        keep, unseen = rows_kept.keep, 0
+        if by_class:  # class numbers; a class the model does not know: left out, counted
+            written = ~np.isnan(y[:, 0])
+            y = _known_classes(y, vocabularies[columns.target[0]], classes)
+            unknown = written & np.isnan(y[:, 0])
+            unseen = int(unknown.sum())
+            keep = ~unknown if keep is None else keep & ~unknown
         ids, block_dropped = block.ids, 0
-        if (keep := rows_kept.keep) is not None:
+        if keep is not None:
             X, y, block_dropped = X[keep], y[keep], int((~keep).sum())
             ids = [ids[row] for row in np.flatnonzero(keep)] if ids is not None else None
         counts = None
@@ -859,11 +872,24 @@ def iter_table(
         y_tensor = torch.from_numpy(y) if columns.target else None
         yield TableBlock(
             torch.from_numpy(X), ids, block.first_row, y_tensor, block_dropped, counts,
-            rows_kept.missing_target,
+            rows_kept.missing_target, unseen,
         )  # fmt: skip
         kept, dropped = kept + len(X), dropped + block_dropped
     if kept == 0:
         raise _no_rows(table) if dropped == 0 else _all_missing(table)
+
+
+def _known_classes(
+    y: NDArray[np.float32], vocabulary: Vocabulary, classes: Sequence[str]
+) -> NDArray[np.float32]:
+    """A class target's vocabulary numbers as the model's class numbers; NaN where missing
+    or a class it does not know."""
+    number = {name: i for i, name in enumerate(classes)}
+    lookup = np.array([number.get(v, np.nan) for v in vocabulary.values] + [np.nan], np.float32)
+    out = np.full_like(y, np.nan)
+    present = ~np.isnan(y)
+    out[present] = lookup[y[present].astype(np.int64)]
+    return out
 
 
 def row_count(count: int) -> str:
@@ -871,15 +897,15 @@ def row_count(count: int) -> str:
     return f"{count:,} row" + ("" if count == 1 else "s")
 
 
-def rows_left_out(dropped: int, missing_target: int) -> list[str]:
+def rows_left_out(dropped: int, missing_target: int, unseen_class: int = 0) -> list[str]:
     """What was left out of a table's `dropped` rows, a phrase per reason, for the user."""
     phrases = []
     if missing_target:
         phrases.append(f"{row_count(missing_target)} without a target value")
-    if dropped > missing_target:
-        phrases.append(
-            f"{row_count(dropped - missing_target)} with a missing or infinite feature value"
-        )
+    if unseen_class:
+        phrases.append(f"{row_count(unseen_class)} of a class the model was not trained on")
+    if (other := dropped - missing_target - unseen_class) > 0:
+        phrases.append(f"{row_count(other)} with a missing or infinite feature value")
     return phrases
 
 
@@ -960,9 +986,7 @@ def load_table(
         table, target, features, id_column, categorical=categorical, numeric=numeric,
         ignore=ignore, classes=classes,
     )  # fmt: skip
-    vocabularies = {name: Vocabulary(name) for name in columns.categorical}
-    if classes:
-        vocabularies[columns.target[0]] = Vocabulary(columns.target[0])
+    vocabularies = _table_vocabularies(columns)
     hashing = _Hashing()
     with ThreadPoolExecutor(max_workers=1) as background:  # hashing releases the GIL
         parquet_hash = None
@@ -990,11 +1014,7 @@ def load_table(
         if len(X) == 0:
             raise _all_missing(table)
     X, columns = _drop_identifiers(table, columns, X, vocabularies)
-    class_names: tuple[str, ...] = ()
-    if classes:
-        class_names, y = _class_numbers(table, columns.target[0], vocabularies, y)
-    elif len(y) > 1:
-        check_varying_target(columns.target, np.nanmin(y, axis=0), np.nanmax(y, axis=0))
+    class_names, y = _checked_target(table, columns, vocabularies, y)
     levels = {name: len(vocabularies[name].values) for name in columns.categorical}
     levels.update({name: len(class_names) for name in columns.target if classes})
     return Table(
@@ -1014,6 +1034,23 @@ def load_table(
     )
 
 
+# A numeric target of at most this many whole-number values may be classes: a hint says so.
+FEW_CLASSES = 10
+
+
+def whole_number_values(table: TableFile, name: str) -> list[str] | None:
+    """A numeric column's values, as text, when its first rows hold no more than
+    FEW_CLASSES whole numbers, each at least twice; else None."""
+    if table.kinds.get(name) != "numbers":
+        return None
+    column = table.sample[name].dropna()
+    counts = column.value_counts()
+    whole = bool(len(column)) and bool((column == column.round()).all())
+    if not whole or len(counts) > FEW_CLASSES or counts.min() < 2:
+        return None
+    return [text_of(value) for value in sorted(counts.index)]
+
+
 def class_order(values: Sequence[str]) -> tuple[str, ...]:
     """Classes in their stated order: by value where every class is a number ("2" before
     "10"), else alphabetically."""
@@ -1021,6 +1058,26 @@ def class_order(values: Sequence[str]) -> tuple[str, ...]:
         return tuple(sorted(values, key=float))
     except ValueError:
         return tuple(sorted(values))
+
+
+def _table_vocabularies(columns: TableColumns) -> dict[str, Vocabulary]:
+    """A vocabulary for each categorical feature, and for a target of classes."""
+    names = [*columns.categorical, *(columns.target if columns.class_target else ())]
+    return {name: Vocabulary(name) for name in names}
+
+
+def _checked_target(
+    table: TableFile,
+    columns: TableColumns,
+    vocabularies: Mapping[str, Vocabulary],
+    y: NDArray[np.float32],
+) -> tuple[tuple[str, ...], NDArray[np.float32]]:
+    """The classes (none for numbers) and the target column(s), refused if constant."""
+    if columns.class_target:
+        return _class_numbers(table, columns.target[0], vocabularies, y)
+    if len(y) > 1:
+        check_varying_target(columns.target, np.nanmin(y, axis=0), np.nanmax(y, axis=0))
+    return (), y
 
 
 def _class_numbers(

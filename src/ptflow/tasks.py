@@ -2,7 +2,8 @@
 
 Everything that prints, stores or compares metrics (the CLI, the report, `ptflow runs`,
 `--explain`) iterates over what the run's task declares here, and never names MAE or R²
-itself. Regression is the task of every run today; classification is being added.
+itself. A run's task is regression or classification (`Config.task`, decided from the
+target's values when "auto").
 This module imports nothing heavy, so `ptflow runs` stays instant.
 """
 
@@ -49,9 +50,13 @@ class Task:
     default_loss: str
     scales_targets: bool  # targets are standardised for training, predictions unscaled
     table_plots: tuple[str, ...]  # the plots of a table run, as file names
+    classes: bool = False  # the target holds classes: the model gives logits
 
-    def out_features(self, targets: int) -> int:
-        """The model's outputs for this many target columns."""
+    def out_features(self, targets: int, classes: int = 0) -> int:
+        """The model's outputs: one per target column, or for `classes` classes one logit
+        each (one in all for two classes, as `BCEWithLogitsLoss` takes)."""
+        if self.classes:
+            return 1 if classes == 2 else classes
         return targets
 
     def behind_baseline(
@@ -103,9 +108,7 @@ REGRESSION = Task(
     ),
 )
 
-# Classes, scored on their probabilities. Its metrics and their running sums are in place
-# (`ptflow.evaluation.ClassMetricSums`); training on class targets is to follow (issue 17),
-# and the task joins TASKS with it, so that no command offers it before it works.
+# Classes, scored on their predicted class and its probabilities.
 CLASSIFICATION = Task(
     name="classification",
     metrics=(
@@ -119,10 +122,11 @@ CLASSIFICATION = Task(
     baseline="the majority class",
     default_loss="cross_entropy",
     scales_targets=False,  # class numbers are labels, not quantities
-    table_plots=("data.png", "confusion_matrix.png", "roc_curve.png"),
+    table_plots=("data.png", "confusion_matrix.png"),
+    classes=True,
 )
 
-TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION,)}
+TASKS: dict[str, Task] = {task.name: task for task in (REGRESSION, CLASSIFICATION)}
 
 
 def task_named(name: str) -> Task:

@@ -40,7 +40,9 @@ __all__ = [
     "StepOptions",
     "TrainingData",
     "TrainingState",
+    "balanced_class_weights",
     "batch_size_for",
+    "make_class_loss_fn",
     "make_loss_fn",
     "make_optimizer",
     "make_schedule",
@@ -63,6 +65,42 @@ def make_loss_fn(name: str = "l1", huber_delta: float = 1.0) -> LossFn:
     if name == "huber":  # squared near zero, absolute beyond huber_delta: robust to outliers
         return nn.HuberLoss(delta=huber_delta)
     raise WorkflowError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}.")
+
+
+def make_class_loss_fn(
+    classes: int, weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+) -> LossFn:
+    """The loss of logits against class numbers (rows, 1), for `classes` classes.
+
+    Two classes: one logit, `BCEWithLogitsLoss`; more: one logit each, `CrossEntropyLoss`
+    (with `label_smoothing`). Both take logits, the numerically stable form. `weight`, one
+    per class, makes the loss a weighted mean over rows, as PyTorch's weighted losses are.
+    """
+    if classes == 2:
+
+        def binary(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            target = y.reshape_as(logits).to(logits.dtype)
+            if weight is None:
+                return nn.functional.binary_cross_entropy_with_logits(logits, target)
+            rows = weight.to(logits.device, logits.dtype)[target.long()]
+            each = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            return (each * rows).sum() / rows.sum()
+
+        return binary
+
+    def multiclass(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        weights = weight.to(logits.device, logits.dtype) if weight is not None else None
+        return nn.functional.cross_entropy(
+            logits, y.reshape(-1).long(), weight=weights, label_smoothing=label_smoothing
+        )
+
+    return multiclass
+
+
+def balanced_class_weights(y: torch.Tensor, classes: int) -> torch.Tensor:
+    """rows / (classes * rows of the class), per class: every class weighs the same in all."""
+    counts = torch.bincount(y.reshape(-1).long(), minlength=classes).double()
+    return (counts.sum() / (classes * counts.clamp(min=1))).float()
 
 
 def make_optimizer(

@@ -38,21 +38,24 @@ from ptflow.checkpoint import (
     save_weights,
 )
 from ptflow.config import Config, check_resumable, relevant_settings
-from ptflow.data import Split, Splits, make_linear_data, scale_splits, split
+from ptflow.data import Split, Splits, make_linear_data, scale_splits, split, stratified_split
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.encoding import Encoding, fit_encoding
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import (
     PREDICT_ROWS,
-    Metrics,
+    AnyMetrics,
+    ClassMetricSums,
+    LossFn,
     Predictor,
     evaluate_blocks,
     feature_inputs,
+    majority_class,
     permutation_importance,
     predict,
 )
-from ptflow.files import remove_stale_temporaries
+from ptflow.files import remove_stale_temporaries, to_json_safe
 from ptflow.models import (
     BASELINE_MOST_CATEGORIES,
     Standardized,
@@ -63,6 +66,7 @@ from ptflow.models import (
     linear_parameters,
 )
 from ptflow.plots import (
+    plot_confusion_matrix,
     plot_loss_curves,
     plot_predicted_vs_actual,
     plot_predictions,
@@ -99,9 +103,24 @@ from ptflow.streaming import (
     evaluate_streamed,
     scan_table,
 )
-from ptflow.tables import Table, describe_roles, load_table, row_count, rows_left_out
-from ptflow.tasks import REGRESSION, Task, task_of
-from ptflow.training import EpochEnd, History, batch_size_for, train
+from ptflow.tables import (
+    Table,
+    describe_roles,
+    load_table,
+    open_table,
+    row_count,
+    rows_left_out,
+    whole_number_values,
+)
+from ptflow.tasks import CLASSIFICATION, REGRESSION, Task, task_of
+from ptflow.training import (
+    EpochEnd,
+    History,
+    balanced_class_weights,
+    batch_size_for,
+    make_class_loss_fn,
+    train,
+)
 
 __all__ = [
     "CHECKPOINT_SECONDS",
@@ -118,7 +137,32 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_TASK = REGRESSION  # the one task so far; classification will come from the settings
+
+
+def task_for(cfg: Config) -> Task:
+    """The run's task: the one `cfg.task` names, or for "auto" the one its data suggests:
+    classification for a target of text or true/false values, regression otherwise (a
+    whole-number target of a few values is regression too, with a hint on how to ask for
+    classes)."""
+    if cfg.task != "auto" or cfg.data is None:
+        return CLASSIFICATION if cfg.task == "classification" else REGRESSION
+    table = open_table(cfg.data, cfg.format)
+    if any(table.kinds.get(name) in ("text", "true/false") for name in cfg.target):
+        if cfg.stream:
+            raise WorkflowError(
+                f"--stream does not train on classes yet, and {', '.join(cfg.target)} holds "
+                f"them; train without --stream."
+            )
+        return CLASSIFICATION
+    for name in cfg.target:
+        if name in table.columns and (values := whole_number_values(table, name)):
+            logger.info(
+                "hint: target %s holds only the whole numbers %s in its first rows; if they "
+                "are classes, pass --task classification",
+                name,
+                ", ".join(values),
+            )
+    return REGRESSION
 
 
 @dataclass(frozen=True)
@@ -131,8 +175,9 @@ class RunResult:
     data: Table | StreamedTable  # StreamedTable: trained with --stream, never held
     splits: Splits | None  # raw columns, as read; None when streamed
     history: History
-    metrics: dict[str, Metrics]  # "train", "val" (when there is one), "test"
-    baseline_metrics: dict[str, Metrics]  # the least-squares line on the same rows
+    # "train", "val" (when there is one), "test": Metrics, or for classes ClassMetrics
+    metrics: dict[str, Any]
+    baseline_metrics: dict[str, Any]  # least squares (classes: the majority) on the same rows
     learned: tuple[float, float] | None  # (weight, bias) of a one-feature linear model
     wall_s: float
     task: Task = REGRESSION  # what the metrics are, how they print
@@ -165,8 +210,9 @@ def default_run_dir(root: str | os.PathLike[str] = "runs") -> Path:
     return candidate
 
 
-def load_data(cfg: Config) -> Table:
-    """Return the run's data: the table `cfg.data` names, or else the tutorial's line."""
+def load_data(cfg: Config, task: Task = REGRESSION) -> Table:
+    """Return the run's data: the table `cfg.data` names, or else the tutorial's line; a
+    target of classes for classification."""
     if cfg.data is not None:
         table = load_table(
             cfg.data,
@@ -177,6 +223,7 @@ def load_data(cfg: Config) -> Table:
             categorical=cfg.categorical,
             numeric=cfg.numeric,
             ignore=cfg.ignore,
+            classes=task.classes,
         )
         logger.info("%s", describe_roles(table.roles))
         for left_out in rows_left_out(table.dropped_rows, table.missing_target):
@@ -197,6 +244,8 @@ class _Prepared:
     train_splits: Splits | StreamedTable  # what the network sees: standardised if asked
     y_pred_before: torch.Tensor | None  # the tutorial's "predictions before training"
     encoding: Encoding | None = None  # a table's columns as inputs, fitted on training rows
+    loss_fn: LossFn | None = None  # classes: cross-entropy; None: the loss cfg names
+    task: Task = REGRESSION
 
 
 def run_workflow(
@@ -394,26 +443,32 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     saved = read_encoding(run_dir)
     encoding = Encoding.from_dict(saved) if saved is not None else None
     inputs = encoding.width if encoding is not None else len(features)
-    model = _build_network(cfg, inputs, task.out_features(len(target)), None, encoding)
+    classes = len(encoding.classes) if encoding is not None else 0
+    model = _build_network(cfg, inputs, task.out_features(len(target), classes), None, encoding)
     if cfg.scale == "standard":
         model = Standardized(model, None, inputs, len(target))
     load_weights(model, run_dir / MODEL)
     return LoadedRun(run_dir, cfg, model, features, target, task, encoding)
 
 
-def _prepare(cfg: Config) -> _Prepared:
+def _prepare(cfg: Config, task: Task | None = None) -> _Prepared:
     if cfg.stream:
         return _prepare_streamed(cfg)
     # 1. data: the line or a table, split into train, validation and test rows
-    data = load_data(cfg)
-    splits = split(
+    task = task or task_for(cfg)
+    data = load_data(cfg, task)
+    cut = stratified_split if task.classes else split  # classes: each one in every part
+    splits = cut(
         data.X, data.y, cfg.train_fraction, cfg.val_fraction, shuffle=cfg.shuffle, seed=cfg.seed
     )
     encoding = None
     if data.kinds:  # a table: medians and categories from the training rows only
         kinds = dict(zip(data.features, data.kinds, strict=True))
         encoding = fit_encoding(splits.train.X.numpy(), data.features, kinds, data.vocabularies)
+        encoding = dataclasses.replace(encoding, classes=data.classes)
         splits = _encoded(splits, encoding, data)
+    if task.classes:
+        _say_classes(data.target[0], data.classes, splits)
     logger.info(
         "data: %d rows | features: %d | targets: %d | split: %d train, %d validation, %d test",
         len(data.X),
@@ -426,7 +481,7 @@ def _prepare(cfg: Config) -> _Prepared:
     # 3. model, seeded right before it is built (on the CPU: the same start on any device);
     # trained on standardised columns if asked; then moved to its device, once
     device = _device(cfg)
-    outputs = _TASK.out_features(len(data.target))
+    outputs = task.out_features(len(data.target), len(data.classes))
     inputs = splits.train.X.shape[1]
     if cfg.model == "mlp":  # the batches' activations too, before any is allocated
         rows = max(len(part.X) for part in (splits.train, splits.test))
@@ -437,7 +492,7 @@ def _prepare(cfg: Config) -> _Prepared:
         scaling = fit_scaling(*splits.train)  # from the training rows only: no leak
         if encoding is not None:  # numbers only: not 0/1 indicators, not category codes
             scaling = scaling.only(encoding.scaled)
-        if not _TASK.scales_targets:
+        if not task.scales_targets:
             scaling = scaling.features_only()
         model: nn.Module = Standardized(network, scaling)
         train_splits = scale_splits(splits, scaling)
@@ -446,7 +501,34 @@ def _prepare(cfg: Config) -> _Prepared:
     model.to(device)
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
-    return _Prepared(data, splits, model, network, train_splits, y_pred_before, encoding)
+    loss_fn = _class_loss(cfg, splits.train.y, len(data.classes)) if task.classes else None
+    return _Prepared(
+        data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
+    )
+
+
+def _class_loss(cfg: Config, y_train: torch.Tensor, classes: int) -> LossFn:
+    """Cross-entropy on logits, weighted by class when asked (from the training rows)."""
+    weight = balanced_class_weights(y_train, classes) if cfg.class_weight == "balanced" else None
+    if weight is not None:
+        logger.info("class weights (balanced): %s", ", ".join(f"{w:.4g}" for w in weight.tolist()))
+    return make_class_loss_fn(classes, weight, cfg.label_smoothing)
+
+
+def _say_classes(target: str, classes: tuple[str, ...], splits: Splits) -> None:
+    """Log the classes, and each one a part of the split has no row of."""
+    logger.info("classes of %s: %s", target, ", ".join(classes))
+    for name in ("train", "val", "test"):
+        part = getattr(splits, name)
+        if part is None:
+            continue
+        counts = torch.bincount(part.y[:, 0].long(), minlength=len(classes)).tolist()
+        if absent := [c for c, count in zip(classes, counts, strict=True) if count == 0]:
+            logger.info(
+                "the %s rows have no row of %s: too few rows of it to split",
+                name,
+                ", ".join(absent),
+            )
 
 
 def _encoded(splits: Splits, encoding: Encoding, data: Table) -> Splits:
@@ -478,7 +560,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         shuffle=cfg.shuffle,
         seed=cfg.seed,
         scale=cfg.scale == "standard",
-        scale_targets=_TASK.scales_targets,
+        scale_targets=REGRESSION.scales_targets,
         categorical=cfg.categorical,
         numeric=cfg.numeric,
         ignore=cfg.ignore,
@@ -509,7 +591,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
     _say_baseline_leaves_out(baseline_design(table.encoding)[1])
     # 3. model, as for a table in memory
     device = _device(cfg)
-    outputs = _TASK.out_features(len(table.target))
+    outputs = REGRESSION.out_features(len(table.target))  # --stream: regression only, so far
     network = _build_network(cfg, table.inputs, outputs, cfg.seed, table.encoding)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
     model.to(device)
@@ -545,6 +627,7 @@ def _train_and_finish(
             prepared.train_splits,
             cfg,
             progress=progress,
+            loss_fn=prepared.loss_fn,
             resume=checkpoint.state if checkpoint is not None else None,
             should_stop=should_stop,
             on_epoch_end=partial(_on_epoch_end, checkpoints, on_epoch),
@@ -562,9 +645,9 @@ def _train_and_finish(
     # (under torchrun each process measures its share of the rows, and the sums are merged)
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
-        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world, _TASK)
+        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
     else:
-        metrics, baseline_metrics = _evaluate_in_memory(model, prepared, world)
+        metrics, baseline_metrics = _evaluate_in_memory(model, prepared, world, prepared.task)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -577,7 +660,7 @@ def _train_and_finish(
         baseline_metrics=baseline_metrics,
         learned=linear_parameters(model),
         wall_s=time.perf_counter() - started,
-        task=_TASK,
+        task=prepared.task,
     )
     if world is not None and not world.is_main:
         return result
@@ -613,8 +696,8 @@ def _checkpoint_schedule(
 
 
 def _evaluate_in_memory(
-    model: nn.Module, prepared: _Prepared, world: World | None
-) -> tuple[dict[str, Metrics], dict[str, Metrics]]:
+    model: nn.Module, prepared: _Prepared, world: World | None, task: Task
+) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics]]:
     """The model's and the baseline's metrics on every part; under torchrun, each process
     scores its share of each part's rows and the sums are merged."""
     splits, encoding = prepared.splits, prepared.encoding
@@ -627,10 +710,14 @@ def _evaluate_in_memory(
     blocks = ((name, part.X[shares[name]], part.y[shares[name]]) for name, part in present.items())
     predictors: dict[str, Predictor] = {
         "model": partial(predict, model),
-        "baseline": _baseline(splits.train, encoding),
+        "baseline": (
+            majority_class(splits.train.y, len(encoding.classes))
+            if task.classes and encoding is not None
+            else _baseline(splits.train, encoding)
+        ),
     }
     merge = world.merge_metric_sums if world is not None else None
-    sums = evaluate_blocks(blocks, list(present), predictors, merge, task=_TASK)
+    sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
     return (
         {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
         {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
@@ -713,7 +800,9 @@ def _write_run_record(
         "model": {
             "name": cfg.model,
             "in_features": len(data.features),
-            "out_features": _TASK.out_features(len(data.target)),
+            "out_features": prepared.task.out_features(
+                len(data.target), len(getattr(data, "classes", ()))
+            ),
             "features": list(data.features),
             "target": list(data.target),
             "inputs": data.inputs if isinstance(data, StreamedTable) else inputs,
@@ -726,7 +815,7 @@ def _write_run_record(
     }
     if resumed_by is not None:
         record["resumed_by"] = resumed_by
-    write_record(run_dir, record, relevant_settings(cfg.to_dict()))
+    write_record(run_dir, record, relevant_settings(cfg.to_dict(), prepared.task.name))
 
 
 def write_config_toml(cfg: Config, path: str | os.PathLike[str]) -> None:
@@ -786,6 +875,16 @@ def _write_run_files(
                 data.target,
                 path=folder / "data.png",
             )
+        if result.task.classes:
+            sums = ClassMetricSums()
+            sums.add(y_pred_after, y_test)
+            assert sums.confusion is not None  # the test rows: at least one
+            classes = result.encoding.classes if result.encoding is not None else ()
+            plot_confusion_matrix(
+                sums.confusion, classes, title="Test rows: true class against predicted class",
+                path=folder / "confusion_matrix.png",
+            )  # fmt: skip
+            return
         if y_pred_before is not None and splits is not None:
             plot_predicted_vs_actual(
                 splits.test.y,
@@ -857,7 +956,15 @@ def _summary(result: RunResult) -> dict[str, Any]:
         }
         summary["true_parameters"] = {"weight": cfg.weight, "bias": cfg.bias}
     encoding = result.encoding
-    if encoding and (coefficients := linear_coefficients(result.model, encoding)) is not None:
+    if result.task.classes and encoding is not None and result.splits is not None:
+        test = result.splits.test
+        sums = ClassMetricSums()
+        sums.add(predict(result.model, test.X).cpu(), test.y)
+        summary["classes"] = list(encoding.classes)
+        summary["per_class"] = dict(
+            zip(encoding.classes, to_json_safe(sums.per_class()), strict=True)
+        )
+    elif encoding and (coefficients := linear_coefficients(result.model, encoding)) is not None:
         summary["coefficients"] = coefficients
     if result.importance is not None:
         summary["importance"] = {
