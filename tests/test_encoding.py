@@ -534,3 +534,45 @@ def test_a_column_of_more_values_than_a_code_can_hold_is_refused(
     vocabulary = Vocabulary("code")
     with pytest.raises(WorkflowError, match="column 'code' has more than 2 distinct values"):
         vocabulary.codes(pd.Series(["a", "b", "c"], dtype="str"))
+
+
+def test_convert_keeps_missing_text_cells_missing_and_refuses_a_typo(
+    tmp_path: Path, houses: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    marked = tmp_path / "marked.csv"
+    marked.write_text(HOUSES.replace("2,York,55,2,,no,180", "2,NA,55,2,-,no,180").replace(
+        "4,Hull,40", "4,,40").replace("6,Leeds,65", "6,?,65"))  # fmt: skip
+    parquet = tmp_path / "marked.parquet"
+    ptflow.convert_table(marked, parquet)
+    assert pq.read_table(parquet).column("city").null_count == 3  # NA, blank and ?
+    encodings = []
+    for path in (marked, parquet):
+        cfg = ptflow.Config.for_table(str(path), "price", epochs=2, shuffle=False)
+        encodings.append(ptflow.run_workflow(cfg, tmp_path / path.suffix[1:]).encoding)
+    assert encodings[0] == encodings[1]
+    assert encodings[0] is not None and "" not in encodings[0].categorical[0].levels
+    lines = ["rooms,y", *(f"{i % 5},{i}" for i in range(60))]
+    lines[7] = "five,6"
+    typo = tmp_path / "typo.csv"
+    typo.write_text("\n".join(lines) + "\n")
+    with pytest.raises(WorkflowError, match="holds numbers but for 'five' at row 7 \\(line 8\\)"):
+        ptflow.convert_table(typo, tmp_path / "typo.parquet")
+    assert not (tmp_path / "typo.parquet").exists()
+    ptflow.convert_table(typo, tmp_path / "typo.parquet", categorical=["rooms"])
+    with pytest.raises(WorkflowError, match="'five' at row 7; fix that cell"):  # Parquet too
+        load_table(tmp_path / "typo.parquet", ["y"])
+
+
+def test_a_loaded_run_evaluates_and_predicts_raw_files(houses: Path, tmp_path: Path) -> None:
+    cfg = ptflow.Config.for_table(str(houses), "price", epochs=5)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    run = ptflow.load_run(tmp_path / "run")
+    measured = run.evaluate(houses)  # blanks imputed, cities coded, as in training
+    assert measured.rows == 23 and measured.missing_target == 1
+    outputs = run.predict(houses)
+    assert outputs.shape == (24, 1)  # every row: predict needs no target
+    assert result.splits is not None
+    test_rows = torch.from_numpy(np.load(tmp_path / "run" / "split_indices.npz")["test"])
+    assert torch.allclose(outputs[test_rows], ptflow.predict(result.model, result.splits.test.X))

@@ -197,6 +197,13 @@ def _add_convert(commands: Any) -> None:
     convert.add_argument(
         "--overwrite", action="store_true", help="replace PARQUET if it exists (default: refuse)"
     )
+    convert.add_argument(
+        "--categorical",
+        action=_CommaList,
+        metavar="COLUMN",
+        default=[],
+        help="columns to keep as text, whatever their values look like",
+    )
     convert.set_defaults(handler=_convert)
 
 
@@ -788,6 +795,7 @@ def _convert(args: argparse.Namespace, argv: list[str]) -> int:
         args.destination,
         row_group_rows=args.row_group_rows,
         overwrite=args.overwrite,
+        categorical=args.categorical,
     )
     print(f"Wrote {rows:,} rows to {args.destination}")
     return 0

@@ -291,7 +291,7 @@ def choose_columns(
     inferred: tuple[str, ...] = ()
     others = [n for n in table.columns if n not in (*target, id_column, *overrides["ignore"])]
     kinds, overridden = table.kinds, (*categorical, *numeric)
-    if table.format == "csv" and training:  # a column the options read as they say: no typo
+    if training:  # a column the options read as they say: no typo
         candidates = others if features is None else features
         _refuse_typos(table, [n for n in candidates if kinds[n] == "text" and n not in overridden])
     if features is None:
@@ -399,9 +399,10 @@ def _looks_like_row_number(name: str, column: pd.Series) -> bool:
     return named or bool((np.diff(values) > 0).all())
 
 
-def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
+def _refuse_typos(table: TableFile, text_columns: list[str], keep: str = "") -> None:
     """A column of numbers but for a few cells ("five", "n/a " typed by hand) is neither
-    silently text nor silently left out: name the first such cell."""
+    silently text nor silently left out: name the first such cell. `keep`: how to keep
+    the column as text instead (default: --categorical, for training)."""
 
     for name in text_columns:
         column = table.sample[name].dropna()
@@ -409,10 +410,12 @@ def _refuse_typos(table: TableFile, text_columns: list[str]) -> None:
         typos, numbers = int(bad.sum()), int((~bad).sum())
         if 0 < typos <= max(1, len(column) // 20) and numbers >= 2 * typos:
             at = int(table.sample.index.get_loc(bad[bad].index[0])) + 1
+            where = f"row {at} (line {at + 1})" if table.format == "csv" else f"row {at}"
+            how = keep or "to read the column as categories"
             raise WorkflowError(
                 f"column {name!r} of {table.name} holds numbers but for {column[bad].iloc[0]!r} "
-                f"at row {at} (line {at + 1}); fix that cell (a missing value may be left "
-                f"blank), or pass --categorical {name} to read the column as categories."
+                f"at {where}; fix that cell (a missing value may be left blank), or pass "
+                f"--categorical {name} {how}."
             )
 
 
@@ -1262,13 +1265,17 @@ def convert_table(
     *,
     row_group_rows: int = ROW_GROUP_ROWS,
     overwrite: bool = False,
+    categorical: Sequence[str] = (),
 ) -> int:
     """Convert a CSV file to Parquet block by block, in row groups of `row_group_rows` rows.
 
     Memory stays at a few blocks whatever the file's size, so a CSV larger than memory
     becomes a Parquet file that `--stream` trains on. Columns whose first block holds whole
-    numbers are written as float64, so a later decimal value is no error. The missing-value
-    markers become nulls. The file appears complete or not at all. Returns the rows written.
+    numbers are written as float64, so a later decimal value is no error; text stays text
+    and true/false values booleans. The missing-value markers become nulls, in text columns
+    too. A column of numbers but for a few cells is an error naming the first, as in
+    training, unless `categorical` names it (kept as text). The file appears complete or
+    not at all. Returns the rows written.
     """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
@@ -1293,11 +1300,24 @@ def convert_table(
         )
     if row_group_rows < 1:
         raise WorkflowError(f"row groups need at least 1 row, got {row_group_rows}.")
+    if unknown := [name for name in categorical if name not in table.columns]:
+        raise WorkflowError(
+            f"{table.name} has no column {', '.join(map(repr, unknown))}; its columns are: "
+            f"{', '.join(table.columns)}."
+        )
+    text = [n for n, kind in table.kinds.items() if kind == "text" and n not in categorical]
+    _refuse_typos(table, text, keep="to keep the column as text")
     read = pa_csv.ReadOptions(
         column_names=list(table.columns), skip_rows=1, block_size=CSV_BLOCK_BYTES
     )
-    words = {"true_values": list(TRUE_WORDS), "false_values": list(FALSE_WORDS)}
-    nulls = pa_csv.ConvertOptions(null_values=list(MISSING_MARKERS), **words)
+    # strings_can_be_null: "NA", "-", "?" and blank cells of a text column are missing too.
+    words: dict[str, Any] = {
+        "true_values": list(TRUE_WORDS),
+        "false_values": list(FALSE_WORDS),
+        "null_values": list(MISSING_MARKERS),
+        "strings_can_be_null": True,
+    }
+    nulls = pa_csv.ConvertOptions(**words)
     try:
         with pa_csv.open_csv(source, read_options=read, convert_options=nulls) as first:
             schema = first.schema
@@ -1305,9 +1325,8 @@ def convert_table(
             field.name: pa.float64() if pa.types.is_integer(field.type) else field.type
             for field in schema
         }
-        convert = pa_csv.ConvertOptions(
-            column_types=types, null_values=list(MISSING_MARKERS), **words
-        )
+        types |= {name: pa.string() for name in categorical}  # as written: "007" stays
+        convert = pa_csv.ConvertOptions(column_types=types, **words)
         with pa_csv.open_csv(source, read_options=read, convert_options=convert) as reader:
             return _write_row_groups(reader, destination, row_group_rows)
     except (pa.ArrowInvalid, UnicodeDecodeError) as error:

@@ -49,7 +49,9 @@ from ptflow.evaluation import (
     ClassMetricSums,
     LossFn,
     Predictor,
+    TableMetrics,
     evaluate_blocks,
+    evaluate_table,
     feature_inputs,
     majority_class,
     permutation_importance,
@@ -106,6 +108,7 @@ from ptflow.streaming import (
 from ptflow.tables import (
     Table,
     describe_roles,
+    iter_table,
     load_table,
     open_table,
     row_count,
@@ -197,6 +200,20 @@ class LoadedRun:
     target: tuple[str, ...]
     task: Task = REGRESSION  # what the metrics are, how they print
     encoding: Encoding | None = None  # how a table's columns become the model's inputs
+
+    def evaluate(self, path: str | os.PathLike[str], **options: Any) -> TableMetrics:
+        """The model's metrics on every row of a raw CSV or Parquet table, read block by
+        block and encoded as in training (`evaluate_table`'s `options`)."""
+        return evaluate_table(
+            self.model, path, self.features, self.target, encoding=self.encoding,
+            task=self.task, **options,
+        )  # fmt: skip
+
+    def predict(self, path: str | os.PathLike[str], **options: Any) -> torch.Tensor:
+        """The model's outputs (logits, for classes) for every row of a raw table, its
+        columns encoded as in training (`iter_table`'s `options`)."""
+        blocks = iter_table(path, self.features, encoding=self.encoding, **options)
+        return torch.cat([predict(self.model, block.X).cpu() for block in blocks])
 
 
 def default_run_dir(root: str | os.PathLike[str] = "runs") -> Path:
