@@ -576,3 +576,19 @@ def test_a_loaded_run_evaluates_and_predicts_raw_files(houses: Path, tmp_path: P
     assert result.splits is not None
     test_rows = torch.from_numpy(np.load(tmp_path / "run" / "split_indices.npz")["test"])
     assert torch.allclose(outputs[test_rows], ptflow.predict(result.model, result.splits.test.X))
+
+
+def test_options_that_contradict_each_other_are_refused(
+    houses: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["train", "--data", str(houses), "--target", "price", "--out", str(tmp_path / "r")]
+    cases = {
+        ("--missing", "impute", "--drop-missing"): "--missing impute and --drop-missing disagree",
+        ("--features", "city,area", "--categorical", "rooms"): "'rooms' is in --categorical but "
+        "not in --features",
+    }
+    for extra, message in cases.items():
+        assert main([*base, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "r").exists()

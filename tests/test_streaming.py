@@ -254,8 +254,8 @@ def test_a_broken_csv_is_not_converted(tmp_path: Path, run_cli: RunCli) -> None:
 def test_a_task_that_keeps_its_targets_scales_the_features_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Task.scales_targets decides, in the scan and in memory (classification's labels will
-    not be standardised)."""
+    """Task.scales_targets decides, in the scan and in memory (classification's labels are
+    not standardised)."""
     import dataclasses
 
     import ptflow.workflow
@@ -266,9 +266,8 @@ def test_a_task_that_keeps_its_targets_scales_the_features_only(
     assert scaled.scaling is not None and kept.scaling is not None
     assert torch.equal(kept.scaling.x_mean, scaled.scaling.x_mean)
     assert kept.scaling.y_mean.tolist() == [0.0] and kept.scaling.y_std.tolist() == [1.0]
-    monkeypatch.setattr(
-        ptflow.workflow, "_TASK", dataclasses.replace(REGRESSION, scales_targets=False)
-    )
+    keeps = dataclasses.replace(REGRESSION, scales_targets=False)
+    monkeypatch.setattr(ptflow.workflow, "task_for", lambda cfg: keeps)
     cfg = Config.for_table(str(path), "y", epochs=2)
     result = ptflow.run_workflow(cfg, tmp_path / "run")
     buffers = dict(result.model.named_buffers())

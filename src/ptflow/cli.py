@@ -28,6 +28,7 @@ from ptflow.config import (
     ROW_GROUP_ROWS,
     TABLE_DEFAULTS,
     Config,
+    MissingName,
     check_setting_names,
     relevant_settings,
 )
@@ -163,6 +164,7 @@ def _add_predict(commands: Any) -> None:
     )
     _add_format_option(predict)
     _add_missing_option(predict)
+    _add_drop_missing(predict)
     predict.add_argument(
         "--output",
         type=_path,
@@ -360,7 +362,7 @@ def _add_missing_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--missing",
         choices=MISSING,
-        default="impute",
+        default=None,
         help="a missing feature value: impute it as in training, drop its row, or error; "
         "rows without a target are left out (default: impute)",
     )
@@ -368,13 +370,19 @@ def _add_missing_option(parser: argparse.ArgumentParser) -> None:
 
 def _add_drop_missing(parser: argparse._ActionsContainer) -> None:
     """--drop-missing, the earlier spelling of --missing drop."""
-    parser.add_argument(
-        "--drop-missing",
-        dest="missing",
-        action="store_const",
-        const="drop",
-        help="the same as --missing drop",
-    )
+    parser.add_argument("--drop-missing", action="store_true", help="the same as --missing drop")
+
+
+def _missing_given(args: argparse.Namespace) -> MissingName | None:
+    """--missing, with --drop-missing read as --missing drop; the two may not disagree."""
+    missing: MissingName | None = getattr(args, "missing", None)
+    if getattr(args, "drop_missing", False):
+        if missing not in (None, "drop"):
+            raise WorkflowError(
+                f"--missing {missing} and --drop-missing disagree; give one of them."
+            )
+        return "drop"
+    return missing
 
 
 def _add_format_option(parser: argparse.ArgumentParser) -> None:
@@ -517,6 +525,7 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
     if values.pop("drop_missing", None) is True:
         values.setdefault("missing", "drop")
     given = {name: getattr(args, name, None) for name in _FIELDS}
+    given["missing"] = _missing_given(args)
     for name, value in given.items():
         if value is _NONE_GIVEN:  # `--patience none`: None, over the file and the defaults
             values[name] = None
@@ -722,7 +731,8 @@ def _evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     # Block by block: memory is one block whatever the file's size.
     measured = evaluate_table(
         run.model, args.data, run.features, run.target, format=args.format,
-        missing=args.missing, encoding=run.encoding, importance=args.importance, task=run.task,
+        missing=_missing_given(args) or "impute", encoding=run.encoding,
+        importance=args.importance, task=run.task,
     )  # fmt: skip
     importance = measured.importance
     if args.json:
@@ -864,7 +874,8 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
             f"{args.data.name}, or predict without --id."
         )
     blocks = iter_table(
-        args.data, features, format=args.format, id_column=args.id, missing=args.missing,
+        args.data, features, format=args.format, id_column=args.id,
+        missing=_missing_given(args) or "impute",
         encoding=run.encoding,
     )  # fmt: skip
     counts = EncodeCounts()
@@ -877,7 +888,9 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     for line in counts.describe():
         print(line, file=sys.stderr)
     for left_out in rows_left_out(dropped, 0):  # no target: only missing feature values
-        print(f"left out {left_out}", file=sys.stderr)
+        # Without an id, the predictions no longer line up with the file's rows: say so.
+        hint = "" if args.id else "; pass --id COLUMN to tell which row each prediction is"
+        print(f"left out {left_out}{hint}", file=sys.stderr)
 
 
 def _check_predictions_output(

@@ -333,6 +333,11 @@ def _refuse_conflicts(
                 raise WorkflowError(
                     f"column {name!r} is in both --features and --ignore; name it in one."
                 )
+            if option != "ignore" and features is not None and name not in features:
+                raise WorkflowError(
+                    f"column {name!r} is in --{option} but not in --features, which names "
+                    f"every column used; add it to --features, or leave it out of --{option}."
+                )
 
 
 # A text column with at least this share of distinct values (names, codes) looks like an
