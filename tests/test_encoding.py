@@ -592,3 +592,36 @@ def test_options_that_contradict_each_other_are_refused(
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "r").exists()
+
+
+def test_parquet_text_holding_numbers_or_yes_no_reads_as_a_csv_cell_would(
+    tmp_path: Path,
+) -> None:
+    """Parquet written by another tool, every column as text: the CSV rules apply."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    generator = np.random.default_rng(0)
+    xs: list[str | None] = [f"{v:.3f}" for v in generator.normal(size=200)]
+    xs[5], xs[9] = "-", None
+    flag = ["yes" if v > 0 else "no" for v in generator.normal(size=200)]
+    city = [["Leeds", "York"][i % 2] for i in range(200)]
+    y = [f"{i * 0.5}" for i in range(200)]
+    columns = {"xs": xs, "flag": flag, "city": city, "y": y}
+    pq.write_table(pa.table(columns), tmp_path / "text.parquet")
+    rows = zip(*columns.values(), strict=True)
+    lines = [",".join(cell or "" for cell in cells) for cells in rows]  # None: a blank cell
+    (tmp_path / "text.csv").write_text("xs,flag,city,y\n" + "\n".join(lines) + "\n")
+    tables = [
+        load_table(tmp_path / name, ["y"], missing="impute")
+        for name in ("text.csv", "text.parquet")
+    ]
+    assert tables[0].kinds == tables[1].kinds == ("numeric", "boolean", "categorical")
+    assert torch.equal(tables[0].X.isnan(), tables[1].X.isnan())
+    assert torch.allclose(tables[0].X.nan_to_num(), tables[1].X.nan_to_num())
+    assert tables[0].roles == tables[1].roles
+    bad = list(xs)
+    bad[150] = "oops"
+    pq.write_table(pa.table({**columns, "xs": bad}), tmp_path / "bad.parquet")
+    with pytest.raises(WorkflowError, match="non-numeric value 'oops' at row 151"):
+        load_table(tmp_path / "bad.parquet", ["y"], missing="impute", numeric=["xs"])

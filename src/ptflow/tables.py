@@ -357,9 +357,13 @@ def _default_features(
     identifiers are left out after reading (`_drop_identifiers`). `chosen`: the columns
     the options name, kept whatever their values.
     """
+    import pandas as pd
+
     features, ignored, row_numbers = [], [], []
     for name in others:
         column = table.sample[name].dropna()
+        if table.kinds[name] == "numbers" and not pd.api.types.is_numeric_dtype(column.dtype):
+            column = _as_numbers(_text_cells(column))[0].dropna()  # numbers written as text
         if name in chosen:
             features.append(name)
         elif column.empty:
@@ -438,7 +442,7 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
 
     if table.format == "parquet":
         schema = pq.read_schema(table.path)
-        return {
+        kinds = {
             name: kind_of(
                 pa.types.is_integer(schema.field(name).type)
                 or pa.types.is_floating(schema.field(name).type),
@@ -446,6 +450,11 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
             )
             for name in table.columns
         }
+        for name in table.columns:  # text written by another tool: read as a CSV cell is
+            if _is_text(schema.field(name).type):
+                cells = _text_cells(table.sample[name])
+                kinds[name] = kind_of(not _as_numbers(cells)[1].any(), _holds_true_false(cells))
+        return kinds
     # The first rows decide; a later text value in a numeric column is still caught.
     sample = table.sample
     return {
@@ -454,6 +463,24 @@ def _column_kinds(table: TableFile) -> dict[str, ColumnKind]:
         )
         for name in table.columns
     }
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _text_cells(column: pd.Series) -> pd.Series:
+    """A text column's cells as a CSV reader sees them: the missing-value markers missing,
+    true/false words as booleans."""
+    import pandas as pd
+
+    cells = column.where(~column.isin(MISSING_MARKERS)).dropna()
+    words = {**dict.fromkeys(TRUE_WORDS, True), **dict.fromkeys(FALSE_WORDS, False)}
+    if len(cells) and cells.isin(list(words)).all():
+        return pd.Series([words[value] for value in cells], index=cells.index, dtype=bool)
+    return cells
 
 
 def _holds_true_false(column: pd.Series) -> bool:
@@ -696,9 +723,12 @@ def _check_parquet_types(table: TableFile, columns: TableColumns, file: pq.Parqu
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
             continue
         column = pq.read_table(table.path, columns=[name]).column(name).to_pandas()
-        if (bad := _as_numbers(column)[1]).any():
-            position = int(np.argmax(bad.to_numpy()))
+        cells = _text_cells(column) if _is_text(kind) else column
+        if (bad := _as_numbers(cells)[1]).any():
+            position = int(column.index.get_loc(bad[bad].index[0]))
             raise _non_numeric(table, columns, name, column.iloc[position], position + 1)
+        if _is_text(kind):  # numbers written as text: read as numbers, as from a CSV file
+            continue
         raise WorkflowError(
             f"column {name!r} of {table.name} has type {kind}, not numbers; "
             + ("leave it out of --features." if columns.training else "give it as numbers.")
@@ -711,6 +741,13 @@ def _arrow_float32(
     """An Arrow column of numbers or booleans as float32, nulls as NaN, into `out` if given."""
     import pyarrow as pa
 
+    if _is_text(column.type):  # numbers or true/false written as text, checked when opened
+        cells = _text_cells(column.to_pandas())
+        numbers = _cells_as_float32(cells, len(column))
+        if out is None:
+            return numbers
+        out[:] = numbers
+        return out
     if pa.types.is_boolean(column.type):
         column = column.cast(pa.float32())  # true/false as 1/0, as in a CSV file
     chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
@@ -722,6 +759,16 @@ def _arrow_float32(
             values = chunk.to_numpy(zero_copy_only=False)
             out[start : start + len(values)] = values
             start += len(values)
+    return out
+
+
+def _cells_as_float32(cells: pd.Series, rows: int) -> NDArray[np.float32]:
+    """Present cells (numbers, or booleans) of a column of `rows` as float32, NaN elsewhere."""
+    import pandas as pd
+
+    out = np.full(rows, np.nan, dtype=np.float32)
+    with np.errstate(over="ignore"):  # beyond float32's range: infinity, caught later
+        out[cells.index.to_numpy()] = pd.to_numeric(cells).to_numpy(dtype=np.float32)
     return out
 
 
