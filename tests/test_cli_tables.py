@@ -130,7 +130,7 @@ def test_drop_missing_reports_the_dropped_rows(run_cli: RunCli, tmp_path: Path) 
     # evaluate imputes a gap as training would have, or stops at it when told to
     stopped = run_cli("evaluate", "r", "--data", "gaps.csv", "--missing", "error")
     assert stopped.returncode == 2 and "Traceback" not in stopped.stderr
-    assert "column 'x' at row 4; pass --missing impute or --missing drop" in stopped.stderr
+    assert "column 'x' at row 4 (line 5); pass --missing impute or --missing drop" in stopped.stderr
     skipped = run_cli("evaluate", "r", "--data", "gaps.csv", "--drop-missing", "--json")
     assert skipped.returncode == 0, skipped.stderr
     report = json.loads(skipped.stdout)

@@ -156,14 +156,15 @@ def test_iter_table_yields_the_table_block_by_block(tmp_path: Path, kind: str) -
         ("oops", r"non-numeric value 'oops' at row 250 \(line 251\)"),
         (
             "",
-            r"t\.csv has a missing value in column 'b' at row 250; pass --missing drop to skip "
-            r"such rows \(a model saved without an encoding of its columns cannot impute\)",
+            r"t\.csv has a missing value in column 'b' at row 250 \(line 251\); pass --missing "
+            r"drop to skip such rows \(a model saved without an encoding of its columns cannot "
+            r"impute\)",
         ),
         ("1e39", r"too large \(.*\) value in column 'b' at row 250"),
         # the markers people type for "unknown" are missing values, not text
-        ("-", r"a missing value in column 'b' at row 250; pass --missing drop"),
-        ("?", r"a missing value in column 'b' at row 250; pass --missing drop"),
-        ("NA", r"a missing value in column 'b' at row 250; pass --missing drop"),
+        ("-", r"a missing value in column 'b' at row 250 \(line 251\); pass --missing drop"),
+        ("?", r"a missing value in column 'b' at row 250 \(line 251\); pass --missing drop"),
+        ("NA", r"a missing value in column 'b' at row 250 \(line 251\); pass --missing drop"),
     ],
 )
 def test_iter_table_names_the_row_of_a_bad_value(tmp_path: Path, value: str, message: str) -> None:

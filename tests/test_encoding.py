@@ -127,7 +127,8 @@ def test_a_numeric_column_with_a_typo_is_an_error_naming_the_cell(tmp_path: Path
 
 def test_missing_values_are_an_error_or_drop_rows_when_asked(houses: Path) -> None:
     with pytest.raises(
-        WorkflowError, match=r"missing value in column 'age' at row 2; pass --missing impute"
+        WorkflowError,
+        match=r"missing value in column 'age' at row 2 \(line 3\); pass --missing impute",
     ):
         load_table(houses, ["price"], missing="error")
     dropped = load_table(houses, ["price"], missing="drop")

@@ -133,7 +133,9 @@ def test_evaluate_table_drops_rows_with_gaps_only_when_asked(tmp_path: Path) -> 
     model = ptflow.build_model("linear", 1, 1, seed=0)
     # a model without an encoding cannot impute: the gap in a is an error; a row without a
     # target is left out, whatever the setting
-    with pytest.raises(WorkflowError, match=r"column 'a' at row 4; pass --missing drop .*cannot"):
+    with pytest.raises(
+        WorkflowError, match=r"column 'a' at row 4 \(line 5\); pass --missing drop .*cannot"
+    ):
         ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2)
     measured = ptflow.evaluate_table(model, path, ["a"], ["y"], block_rows=2, drop_missing=True)
     assert (measured.rows, measured.dropped_rows, measured.missing_target) == (3, 2, 1)

@@ -81,7 +81,7 @@ def _write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
         (
             "x,y\n1,2\n,3\n3,4\n",
             "y",
-            "t.csv has a missing value in column 'x' at row 2; pass --missing impute or "
+            "t.csv has a missing value in column 'x' at row 2 (line 3); pass --missing impute or "
             "--missing drop, or fill it in.",
         ),
         ("x,y\n1,2\n2,inf\n", "y", "column 'y' at row 2"),

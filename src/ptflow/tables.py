@@ -375,7 +375,7 @@ def _default_features(
     for name in row_numbers:
         if features:
             ignored.append(
-                (name, f"looks like an identifier or row number; --numeric {name} uses it")
+                (name, f"looks like an identifier or row number; --numeric {_arg(name)} uses it")
             )
         else:
             features.append(name)  # the only candidate: a row number may be a trend
@@ -419,12 +419,11 @@ def _refuse_typos(table: TableFile, text_columns: list[str], keep: str = "") -> 
         typos, numbers = int(bad.sum()), int((~bad).sum())
         if 0 < typos <= max(1, len(column) // 20) and numbers >= 2 * typos:
             at = int(table.sample.index.get_loc(bad[bad].index[0])) + 1
-            where = f"row {at} (line {at + 1})" if table.format == "csv" else f"row {at}"
             how = keep or "to read the column as categories"
             raise WorkflowError(
                 f"column {name!r} of {table.name} holds numbers but for {column[bad].iloc[0]!r} "
-                f"at {where}; fix that cell (a missing value may be left blank), or pass "
-                f"--categorical {name} {how}."
+                f"at {_where(table, at)}; fix that cell (a missing value may be left blank), or "
+                f"pass --categorical {_arg(name)} {how}."
             )
 
 
@@ -664,15 +663,28 @@ def _as_numbers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _non_numeric(
     table: TableFile, columns: TableColumns, name: str, value: object, row: int
 ) -> WorkflowError:
-    where = f"row {row} (line {row + 1})" if table.format == "csv" else f"row {row}"
-    fix = (
-        "fix the value, or leave the column out of --features"
-        if columns.training
-        else "fix the value: the model was trained on numbers in this column"
-    )
+    if columns.training:
+        fix = f"fix the value, or pass --categorical {_arg(name)} to read the column as categories"
+    elif name in columns.boolean:
+        fix = "fix the value: the model was trained on true/false values in this column"
+    else:
+        fix = "fix the value: the model was trained on numbers in this column"
     return WorkflowError(
-        f"column {name!r} of {table.name} has a non-numeric value {value!r} at {where}; {fix}."
+        f"column {name!r} of {table.name} has a non-numeric value {value!r} at "
+        f"{_where(table, row)}; {fix}."
     )
+
+
+def _where(table: TableFile, row: int) -> str:
+    """Where a data row is: its number, and in a CSV file its line (the header is line 1)."""
+    return f"row {row} (line {row + 1})" if table.format == "csv" else f"row {row}"
+
+
+def _arg(name: str) -> str:
+    """A column name as a shell argument: quoted when it holds a space or the like."""
+    import shlex
+
+    return shlex.quote(name)
 
 
 def _parquet_blocks(
@@ -844,8 +856,8 @@ def keep_rows(
                 ", or pass --missing drop to skip such rows" if columns.target else ""
             )
         raise WorkflowError(
-            f"{table.name} has {problem} in column {columns.numeric[column]!r} at row "
-            f"{first_row + row}; {fix}."
+            f"{table.name} has {problem} in column {columns.numeric[column]!r} at "
+            f"{_where(table, first_row + int(row))}; {fix}."
         )
     if not target_missing.any():
         return KeptRows(None, 0, 0)
@@ -1179,7 +1191,7 @@ def identifier_reason(name: str, distinct: int, present: int) -> str | None:
     if distinct > 2 and distinct >= IDENTIFIER_SHARE * present:
         return (
             f"looks like an identifier ({distinct:,} distinct values in {present:,} rows); "
-            f"--categorical {name} uses it"
+            f"--categorical {_arg(name)} uses it"
         )
     return None
 
