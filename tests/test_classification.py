@@ -204,7 +204,10 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     ]
     test = summary["metrics"]["test"]
     assert test["accuracy"] > 0.85 and test["roc_auc"] > 0.95
-    assert test["log_loss"] < summary["baseline_metrics"]["test"]["log_loss"]
+    majority = summary["other_baselines"]["the majority class"]["test"]
+    assert test["log_loss"] < majority["log_loss"] and majority["roc_auc"] == 0.5
+    logistic = summary["baseline_metrics"]["test"]  # a linear model: about the same
+    assert abs(test["accuracy"] - logistic["accuracy"]) < 0.05
     assert set(summary["per_class"]["Gentoo"]) == {"precision", "recall", "support"}
     assert (run / "confusion_matrix.png").is_file() and not (run / "residuals.png").exists()
     assert json.loads((run / "encoding.json").read_text())["classes"] == summary["classes"]
@@ -332,3 +335,24 @@ def test_two_processes_classify_as_one(tmp_path: Path, run_cli: RunCli) -> None:
     for part in ("train", "val", "test"):
         for name, value in summaries[0]["metrics"][part].items():
             assert summaries[1]["metrics"][part][name] == pytest.approx(value, rel=1e-6), name
+
+
+@pytest.mark.parametrize("loader", ["load_iris", "load_wine", "load_breast_cancer"])
+def test_the_logistic_baseline_is_scikit_learns_logistic_regression(loader: str) -> None:
+    from sklearn import datasets
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ptflow.evaluation import probabilities
+    from ptflow.stats import fit_logistic
+
+    X, y = getattr(datasets, loader)(return_X_y=True)
+    classes = len(np.unique(y))
+    fit = fit_logistic(torch.tensor(X), torch.tensor(y), classes)
+    ours = probabilities(fit.predict(torch.tensor(X))).numpy()
+    scaled = StandardScaler().fit_transform(X)
+    theirs = LogisticRegression(max_iter=10_000).fit(scaled, y).predict_proba(scaled)
+    assert np.abs(ours - theirs).max() < 5e-3  # the same penalty; the solvers stop apart
+    assert sklearn_metrics.log_loss(y, ours) == pytest.approx(
+        sklearn_metrics.log_loss(y, theirs), rel=1e-3
+    )

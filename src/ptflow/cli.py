@@ -694,6 +694,8 @@ def _print_run_summary(result: RunResult) -> None:
         rows = [(name, metrics.to_dict()) for name, metrics in result.metrics.items()]
         baseline = result.baseline_metrics["test"].to_dict()
         rows.append((f"test, {task.baseline}", baseline))
+        for name, by_part in result.other_baselines.items():
+            rows.append((f"test, {name}", by_part["test"].to_dict()))
         _print_metrics_table(task, rows)
         if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline):
             print(behind)

@@ -14,11 +14,13 @@ from numpy.typing import NDArray
 
 __all__ = [
     "LeastSquares",
+    "Logistic",
     "Medians",
     "Moments",
     "NormalEquations",
     "Scaling",
     "fit_least_squares",
+    "fit_logistic",
     "fit_scaling",
     "scaling_from",
 ]
@@ -170,6 +172,58 @@ def fit_least_squares(X: torch.Tensor, y: torch.Tensor) -> LeastSquares:
     equations = NormalEquations(X.shape[1], y.shape[1])
     equations.add(X, y)
     return equations.solve()
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """A (multinomial) logistic regression: logits = X @ coef + intercept, in float64."""
+
+    coef: torch.Tensor  # (features, 1 for two classes, else classes)
+    intercept: torch.Tensor
+
+    def predict(self, X: torch.Tensor) -> torch.Tensor:
+        """The fit's logits for X, in X's dtype."""
+        return (X.to(self.coef.dtype) @ self.coef + self.intercept).to(X.dtype)
+
+
+def fit_logistic(
+    X: torch.Tensor, y: torch.Tensor, classes: int, *, iterations: int = 200
+) -> Logistic:
+    """The classification baseline: logistic regression of class numbers y on X, with
+    scikit-learn's default penalty (C = 1: an L2 penalty of |w|^2 / 2 on the summed loss)
+    on standardised columns, solved by L-BFGS in float64 from zero: the same answer every
+    time. Two classes: one logit (the second class's); more: one per class."""
+    X = X.detach().to("cpu", torch.float64)
+    target = y.detach().to("cpu").reshape(-1).long()
+    mean, std = X.mean(dim=0), X.std(dim=0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    Z = (X - mean) / std
+    outputs = 1 if classes == 2 else classes
+    coef = torch.zeros(X.shape[1], outputs, dtype=torch.float64, requires_grad=True)
+    intercept = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
+    penalty = 0.5 / len(Z)  # |w|^2 / 2 on the summed loss = this on the mean loss
+    optimizer = torch.optim.LBFGS(
+        [coef, intercept], lr=1.0, max_iter=iterations, tolerance_grad=1e-10,
+        tolerance_change=1e-14, history_size=20, line_search_fn="strong_wolfe",
+    )  # fmt: skip
+
+    def loss() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = Z @ coef + intercept
+        if outputs == 1:
+            fit = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits[:, 0], target.double()
+            )
+        else:
+            fit = torch.nn.functional.cross_entropy(logits, target)
+        total = fit + penalty * coef.square().sum()
+        total.backward()
+        return total
+
+    optimizer.step(loss)
+    with torch.no_grad():  # back to the columns' own units
+        raw = coef / std[:, None]
+        return Logistic(raw.detach(), (intercept - mean @ raw).detach())
 
 
 class Medians:

@@ -119,7 +119,7 @@ CLASSIFICATION = Task(
         Metric("roc_auc", "ROC AUC", ".4f", width=8, lower_is_better=False),
     ),
     brief=("accuracy", "log_loss"),
-    baseline="the majority class",
+    baseline="logistic regression",
     default_loss="cross_entropy",
     scales_targets=False,  # class numbers are labels, not quantities
     table_plots=("data.png", "confusion_matrix.png"),

@@ -96,7 +96,7 @@ from ptflow.run_folder import (
 from ptflow.run_folder import (
     write_config_toml as write_settings_toml,
 )
-from ptflow.stats import fit_least_squares, fit_scaling
+from ptflow.stats import fit_least_squares, fit_logistic, fit_scaling
 from ptflow.streaming import (
     PARTS,
     STREAM_MOST_CATEGORIES,
@@ -187,6 +187,8 @@ class RunResult:
     # By input column, how much the test rows' first metric worsens when it is shuffled
     importance: dict[str, float] | None = None
     encoding: Encoding | None = None  # how a table's columns became the model's inputs
+    # Other baselines' metrics by name and part (classes: the majority class)
+    other_baselines: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -663,8 +665,9 @@ def _train_and_finish(
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
         metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
+        others: dict[str, dict[str, AnyMetrics]] = {}
     else:
-        metrics, baseline_metrics = _evaluate_in_memory(model, prepared, world, prepared.task)
+        metrics, baseline_metrics, others = _evaluate_in_memory(model, prepared, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -678,6 +681,7 @@ def _train_and_finish(
         learned=linear_parameters(model),
         wall_s=time.perf_counter() - started,
         task=prepared.task,
+        other_baselines=others,
     )
     if world is not None and not world.is_main:
         return result
@@ -713,11 +717,12 @@ def _checkpoint_schedule(
 
 
 def _evaluate_in_memory(
-    model: nn.Module, prepared: _Prepared, world: World | None, task: Task
-) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics]]:
-    """The model's and the baseline's metrics on every part; under torchrun, each process
-    scores its share of each part's rows and the sums are merged."""
-    splits, encoding = prepared.splits, prepared.encoding
+    model: nn.Module, prepared: _Prepared, world: World | None
+) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics], dict[str, dict[str, AnyMetrics]]]:
+    """The model's and the baseline's metrics on every part, and any other baseline's by
+    name (for classes: the majority class); under torchrun, each process scores its share
+    of each part's rows and the sums are merged."""
+    splits, encoding, task = prepared.splits, prepared.encoding, prepared.task
     assert splits is not None  # in memory
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
     present = {name: part for name, part in parts.items() if part is not None}
@@ -725,20 +730,35 @@ def _evaluate_in_memory(
         name: world.share(len(part.X)) if world else slice(None) for name, part in present.items()
     }
     blocks = ((name, part.X[shares[name]], part.y[shares[name]]) for name, part in present.items())
-    predictors: dict[str, Predictor] = {
-        "model": partial(predict, model),
-        "baseline": (
-            majority_class(splits.train.y, len(encoding.classes))
-            if task.classes and encoding is not None
-            else _baseline(splits.train, encoding)
-        ),
-    }
+    predictors: dict[str, Predictor] = {"model": partial(predict, model)}
+    if task.classes and encoding is not None:
+        classes = len(encoding.classes)
+        predictors["baseline"] = _class_baseline(splits.train, encoding)
+        predictors[MAJORITY] = majority_class(splits.train.y, classes)
+    else:
+        predictors["baseline"] = _baseline(splits.train, encoding)
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
-    return (
-        {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
-        {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
-    )
+    metrics = {
+        name: {part: part_sums.metrics() for part, part_sums in by_part.items()}
+        for name, by_part in sums.items()
+    }
+    others = {
+        name: by_part for name, by_part in metrics.items() if name not in ("model", "baseline")
+    }
+    return metrics["model"], metrics["baseline"], others
+
+
+# The other baseline of a classification: every row gets the training rows' class shares.
+MAJORITY = "the majority class"
+
+
+def _class_baseline(train: Split, encoding: Encoding) -> Predictor:
+    """Logistic regression on the training rows: on one-hot categories, if there are any."""
+    design, left_out = baseline_design(encoding)
+    _say_baseline_leaves_out(left_out)
+    fit = fit_logistic(design(train.X), train.y, len(encoding.classes))
+    return lambda X: fit.predict(design(X))
 
 
 def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
@@ -957,6 +977,16 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "baseline_metrics": {
             name: metrics.to_dict() for name, metrics in result.baseline_metrics.items()
         },
+        **(
+            {
+                "other_baselines": {
+                    name: {part: m.to_dict() for part, m in by_part.items()}
+                    for name, by_part in result.other_baselines.items()
+                }
+            }
+            if result.other_baselines
+            else {}
+        ),
         "features": list(result.data.features),
         "target": list(result.data.target),
         "device": str(device_of(result.model)),
