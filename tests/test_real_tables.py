@@ -1,4 +1,4 @@
-"""On real tables, the raw file trains with no flags and matches scikit-learn (issue 16)."""
+"""On real tables, the raw file trains with no flags and matches scikit-learn (issues 16, 17)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.real_tables import DATA, TABLES, ptflow_scores, sklearn_scores
+from tests.real_tables import (
+    CLASS_TABLES,
+    DATA,
+    TABLES,
+    ptflow_class_scores,
+    ptflow_scores,
+    sklearn_class_scores,
+    sklearn_scores,
+)
 
 pytest.importorskip("sklearn")
 
@@ -31,3 +39,26 @@ def test_a_real_table_trains_with_no_flags_as_well_as_scikit_learn(
     # the default MLP does not overfit below the linear model, nor below scikit-learn's
     assert ours["mlp"] >= ours["linear"] - 0.02
     assert ours["mlp"] >= theirs["mlp"] - 0.01
+
+
+# The default linear model is not regularised, and on wine's 124 training rows it ends
+# 1 test row (of 30) and a log loss of 0.071 against 0.044 behind the penalised logistic
+# regression: issue 17 stays open on it.
+_WINE_SHORT = pytest.mark.xfail(
+    strict=True, reason="the unregularised default linear model trails C = 1 on wine"
+)
+
+
+@pytest.mark.slow  # two training runs per table and scikit-learn's models
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=_WINE_SHORT) if n == "wine" else n for n in CLASS_TABLES]
+)
+def test_a_real_class_table_trains_with_no_flags_as_well_as_logistic_regression(
+    name: str, tmp_path: Path
+) -> None:
+    file, target = CLASS_TABLES[name]
+    ours = ptflow_class_scores(DATA / file, target, tmp_path)
+    theirs = sklearn_class_scores(DATA / file, target, ours["run_dir"])
+    print(name, ours, theirs)
+    assert ours["linear_accuracy"] >= theirs["logistic_accuracy"] - 0.02
+    assert ours["linear_log_loss"] <= 1.1 * theirs["logistic_log_loss"]
