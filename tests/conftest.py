@@ -143,3 +143,23 @@ def linear_table(tmp_path: Path, linear_problem: tuple[torch.Tensor, torch.Tenso
     path = tmp_path / "linear.csv"
     frame.to_csv(path, index=False)
     return path
+
+
+def interrupted_and_resumed(cfg: ptflow.Config, folder: Path, after_steps: int) -> Path:
+    """Train `cfg` into folder/cut, stop it after `after_steps` stop checks (one per
+    batch), resume it, and return the folder: to compare with an uninterrupted run."""
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > after_steps
+
+    with pytest.raises(ptflow.TrainingInterrupted):
+        ptflow.run_workflow(cfg, folder / "cut", should_stop=stop)
+    ptflow.resume_workflow(folder / "cut")
+    return folder / "cut"
+
+
+def same_bytes(first: Path, second: Path, names: tuple[str, ...]) -> bool:
+    """Whether the files called `names` in two run folders hold the same bytes."""
+    return all((first / name).read_bytes() == (second / name).read_bytes() for name in names)

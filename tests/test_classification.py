@@ -15,7 +15,7 @@ from ptflow.data import stratified_split
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import AUC_BINS, ClassMetricSums
 from ptflow.tables import class_order, load_table
-from tests.conftest import RunCli
+from tests.conftest import RunCli, interrupted_and_resumed, same_bytes
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -305,18 +305,9 @@ def test_a_classifier_resumes_bit_for_bit(tmp_path: Path) -> None:
     data = _blobs(tmp_path / "blobs.csv", rows=300)
     cfg = ptflow.Config.for_table(str(data), "species", model="mlp", hidden=(8,), epochs=6,
                                   batch_size=32, checkpoint_every=2, dropout=0.1)  # fmt: skip
-    ptflow.run_workflow(cfg, tmp_path / "whole")
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 25
-
-    with pytest.raises(ptflow.TrainingInterrupted):
-        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
-    ptflow.resume_workflow(tmp_path / "cut")
-    for name in ("model.safetensors", "history.csv", "encoding.json"):
-        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    whole = ptflow.run_workflow(cfg, tmp_path / "whole").run_dir
+    cut = interrupted_and_resumed(cfg, tmp_path, after_steps=25)
+    assert same_bytes(cut, whole, ("model.safetensors", "history.csv", "encoding.json"))
 
 
 @pytest.mark.slow  # a torchrun of two processes beside one process

@@ -16,6 +16,7 @@ from ptflow.cli import main
 from ptflow.encoding import MISSING, UNSEEN, Encoding, Vocabulary, fit_encoding
 from ptflow.errors import WorkflowError
 from ptflow.tables import describe_roles, load_table
+from tests.conftest import interrupted_and_resumed, same_bytes
 
 HOUSES = """listing_id,city,area,rooms,age,garden,price
 1,Leeds,70,3,12,yes,210
@@ -282,15 +283,7 @@ def test_split_indices_are_rows_of_the_file_when_rows_are_left_out(
 def test_an_mlp_embeds_categories_and_resumes_bit_for_bit(houses: Path, tmp_path: Path) -> None:
     cfg = ptflow.Config.for_table(str(houses), "price", model="mlp", epochs=6, checkpoint_every=3)
     whole = ptflow.run_workflow(cfg, tmp_path / "whole")
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 3
-
-    with pytest.raises(ptflow.TrainingInterrupted):
-        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
-    resumed = ptflow.resume_workflow(tmp_path / "cut")
+    resumed = ptflow.load_run(interrupted_and_resumed(cfg, tmp_path, after_steps=3))
     for key, value in whole.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     widths = [m.embedding_dim for m in whole.model.modules() if isinstance(m, torch.nn.Embedding)]
@@ -353,17 +346,8 @@ def test_a_streamed_run_learns_categories_resumes_and_predicts_raw_rows(
     whole = ptflow.run_workflow(cfg, tmp_path / "whole")
     assert whole.metrics["test"].r2 > 0.95  # the categories' shifts are learned
     assert whole.baseline_metrics["test"].r2 > 0.95  # rows with "a" missing are noise
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 30
-
-    with pytest.raises(ptflow.TrainingInterrupted):
-        ptflow.run_workflow(cfg, tmp_path / "cut", should_stop=stop)
-    ptflow.resume_workflow(tmp_path / "cut")
-    for name in ("model.safetensors", "history.csv", "encoding.json"):
-        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    cut = interrupted_and_resumed(cfg, tmp_path, after_steps=30)
+    assert same_bytes(cut, whole.run_dir, ("model.safetensors", "history.csv", "encoding.json"))
     new = tmp_path / "new.csv"
     new.write_text("a,b,city,garden\n5,0,York,true\n,0,Paris,false\n5,0,,true\n")
     assert main(["predict", str(tmp_path / "whole"), "--data", str(new)]) == 0
