@@ -173,7 +173,9 @@ def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
         "split (train / validation / test)": " / ".join(
             str(split.get(part, 0)) for part in ("train", "val", "test")
         ),
-        "rows dropped (missing values)": data.get("dropped_rows"),
+        "rows left out": "; ".join(data["left_out"])  # what, and why
+        if data.get("left_out")
+        else data.get("dropped_rows"),
         "SHA-256": data.get("sha256"),
     }
     return (

@@ -833,7 +833,12 @@ def _write_run_record(
     record: dict[str, Any] = {
         "config": cfg.to_dict(),
         "seed": cfg.seed,
-        "data": {**data.fingerprint, "rows": rows, "dropped_rows": data.dropped_rows},
+        "data": {
+            **data.fingerprint,
+            "rows": rows,
+            "dropped_rows": data.dropped_rows,
+            "left_out": rows_left_out(data.dropped_rows, data.missing_target),  # and why
+        },
         "model": {
             "name": cfg.model,
             "in_features": len(data.features),
