@@ -408,7 +408,10 @@ def scan_table(
         dropped_rows=scan.dropped,
         missing_target=scan.missing_target,
         roles=column_roles(
-            source, columns, scan.missing, {n: len(v.values) for n, v in vocabularies.items()}
+            source,
+            columns,
+            _missing_by_column(columns, scan),
+            {n: len(v.values) for n, v in vocabularies.items()},
         ),
         capped={name: count for name, count in capped.items() if name in columns.categorical},
     )
@@ -529,6 +532,14 @@ def _scan_columns(table: StreamedTable) -> _ColumnScan:
             scan.y_high = np.maximum(scan.y_high, rows.y.max(axis=0))
     scan.medians.find_middle()
     return scan
+
+
+def _missing_by_column(columns: TableColumns, scan: _ColumnScan) -> dict[str, int]:
+    """Missing values by column, for the roles table: the target's from the rows left out
+    for it (they never reach the counts of the rows kept)."""
+    if len(columns.target) != 1:
+        return scan.missing
+    return {**scan.missing, columns.target[0]: scan.missing_target}
 
 
 def _mark(seen: NDArray[np.bool_], numbers: NDArray[np.float32]) -> NDArray[np.bool_]:
