@@ -233,6 +233,7 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     assert "1 row without a target value, 1 row of a class the model was not trained on" in said
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_csv_and_parquet_give_the_same_classes_and_probabilities(tmp_path: Path) -> None:
     import pandas as pd
 
@@ -253,6 +254,7 @@ def test_csv_and_parquet_give_the_same_classes_and_probabilities(tmp_path: Path)
     assert torch.allclose(first.sum(dim=1), torch.ones(len(X)))
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_whole_number_target_is_regressed_with_a_hint_unless_classes_are_asked_for(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -279,6 +281,7 @@ def test_a_whole_number_target_is_regressed_with_a_hint_unless_classes_are_asked
     assert classified.metrics["test"].accuracy > 0.8
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_balanced_class_weights_lift_the_rare_class(tmp_path: Path) -> None:
     import ptflow
 
@@ -299,6 +302,7 @@ def test_balanced_class_weights_lift_the_rare_class(tmp_path: Path) -> None:
     assert scores["balanced"] > scores["none"] + 0.1, scores
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_classifier_resumes_bit_for_bit(tmp_path: Path) -> None:
     import ptflow
 

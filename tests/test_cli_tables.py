@@ -282,6 +282,7 @@ def test_a_model_behind_least_squares_is_told_so(
     assert "does worse than least squares" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_none_on_the_command_line_turns_a_setting_off_over_the_defaults(
     sine_table: Path, tmp_path: Path, cli: Cli
 ) -> None:

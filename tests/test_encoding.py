@@ -336,6 +336,7 @@ def test_streaming_fits_the_encoding_an_in_memory_run_fits(tmp_path: Path) -> No
     assert streamed.counts.imputed["a"] == int(np.isnan(table.X[:, 0].numpy()).sum())
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_streamed_run_learns_categories_resumes_and_predicts_raw_rows(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -521,6 +522,7 @@ def test_a_column_of_more_values_than_a_code_can_hold_is_refused(
         vocabulary.codes(pd.Series(["a", "b", "c"], dtype="str"))
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_convert_keeps_missing_text_cells_missing_and_refuses_a_typo(
     tmp_path: Path, houses: Path
 ) -> None:

@@ -389,21 +389,30 @@ def scan_table(
         fingerprint = background.submit(file_fingerprint, source.path)
         scan = _scan_columns(table)
         fingerprint_values = fingerprint.result()
+    table = _counted(table, scan, fingerprint_values)
+    return _fit_inputs(table, scan, scale, scale_targets)
+
+
+def _counted(table: StreamedTable, scan: _ColumnScan, fingerprint: dict[str, Any]) -> StreamedTable:
+    """The table once the first pass is done: its parts' sizes checked, the columns that
+    look like identifiers left out, its fingerprint, what was left out, its roles."""
+    source, columns, vocabularies = table.source, table.columns, table.vocabularies
+    train_fraction, val_fraction = table.split.train_fraction, table.split.val_fraction
     train, val, test = (int(size) for size in table.part_rows.sum(axis=0))
     rows = f"{source.name} has {train + val + test} usable rows, which are"
     check_part_sizes(rows, (train, val, test), train_fraction, val_fraction)
     check_varying_target(columns.target, scan.y_low, scan.y_high)
     capped = {name: v.overflow for name, v in vocabularies.items() if v.full}
     columns = _without_identifiers(table, scan, capped)
-    table = dataclasses.replace(
+    return dataclasses.replace(
         table,
         columns=columns,
         vocabularies={name: vocabularies[name] for name in columns.categorical},
         fingerprint={
-            **fingerprint_values,
+            **fingerprint,
             "rows": table.rows,
             "columns": len(source.columns),
-            "row_groups": len(group_rows),
+            "row_groups": len(table.group_rows),
         },
         dropped_rows=scan.dropped,
         missing_target=scan.missing_target,
@@ -415,7 +424,6 @@ def scan_table(
         ),
         capped={name: count for name, count in capped.items() if name in columns.categorical},
     )
-    return _fit_inputs(table, scan, scale, scale_targets)
 
 
 def _fit_inputs(
