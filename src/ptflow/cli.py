@@ -106,9 +106,9 @@ def _add_train(commands: Any) -> None:
         description="Train, evaluate and save a model of a CSV or Parquet file's target "
         "column (numbers: regression; text or true/false: classification, see --task): a "
         "shuffled train/validation/test split, standardised columns, the tutorial's training "
-        "loop, and a baseline to compare with (least squares; for classes, the majority "
-        "class). Options can also come from a TOML file (--config); options given here "
-        "override it.",
+        "loop, and a baseline to compare with (least squares; for classes, logistic "
+        "regression and the majority class). Options can also come from a TOML file "
+        "(--config); options given here override it.",
     )
     table = train.add_argument_group("data: a table")
     table.add_argument("--data", type=_path, metavar="FILE", help=_help("data"))

@@ -70,6 +70,11 @@ class Vocabulary:
         self._numbers: dict[str, int] = {}
         self._known: pd.Index | None = None  # `values` as an index, while no value is added
 
+    def lookup(self, number_of: Mapping[str, float], other: float) -> NDArray[np.float32]:
+        """What each vocabulary number maps to (`number_of` its text, else `other`), with
+        one entry more, `other`, for the number one past the last (a value left out)."""
+        return np.array([*(number_of.get(v, other) for v in self.values), other], np.float32)
+
     @property
     def full(self) -> bool:
         """Whether values were left out for want of room (`most`)."""
@@ -355,9 +360,8 @@ class Encoding:
 def _lookup(column: CategoricalInput, vocabulary: Vocabulary) -> NDArray[np.float32]:
     """Each vocabulary number's code; the last entry, for the number one past the
     vocabulary's (a value it had no room for), is UNSEEN."""
-    code_of = {level: _FIRST_LEVEL + i for i, level in enumerate(column.levels)}
-    return np.array(
-        [*(code_of.get(value, UNSEEN) for value in vocabulary.values), UNSEEN], dtype=np.float32
+    return vocabulary.lookup(
+        {level: _FIRST_LEVEL + i for i, level in enumerate(column.levels)}, UNSEEN
     )
 
 

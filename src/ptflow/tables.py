@@ -951,8 +951,7 @@ def _known_classes(
 ) -> NDArray[np.float32]:
     """A class target's vocabulary numbers as the model's class numbers; NaN where missing
     or a class it does not know."""
-    number = {name: i for i, name in enumerate(classes)}
-    lookup = np.array([number.get(v, np.nan) for v in vocabulary.values] + [np.nan], np.float32)
+    lookup = vocabulary.lookup({name: i for i, name in enumerate(classes)}, np.nan)
     out = np.full_like(y, np.nan)
     present = ~np.isnan(y)
     out[present] = lookup[y[present].astype(np.int64)]
@@ -1159,9 +1158,7 @@ def _class_numbers(
             f"target column {name!r} of {table.name} has one class ({classes[0]!r}) in every "
             f"row; classification needs two or more, so choose another target."
         )
-    number = {value: i for i, value in enumerate(classes)}
-    lookup = np.array([number.get(value, -1) for value in values], dtype=np.float32)
-    return classes, lookup[y.astype(np.int64)]
+    return classes, _known_classes(y, vocabularies[name], classes)
 
 
 def _drop_identifiers(

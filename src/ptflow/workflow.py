@@ -49,6 +49,7 @@ from ptflow.evaluation import (
     ClassMetricSums,
     LossFn,
     Predictor,
+    RunningSums,
     TableMetrics,
     evaluate_blocks,
     evaluate_table,
@@ -180,7 +181,7 @@ class RunResult:
     history: History
     # "train", "val" (when there is one), "test": Metrics, or for classes ClassMetrics
     metrics: dict[str, Any]
-    baseline_metrics: dict[str, Any]  # least squares (classes: the majority) on the same rows
+    baseline_metrics: dict[str, Any]  # least squares (classes: logistic) on the same rows
     learned: tuple[float, float] | None  # (weight, bias) of a one-feature linear model
     wall_s: float
     task: Task = REGRESSION  # what the metrics are, how they print
@@ -189,6 +190,8 @@ class RunResult:
     encoding: Encoding | None = None  # how a table's columns became the model's inputs
     # Other baselines' metrics by name and part (classes: the majority class)
     other_baselines: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # classes: the model's sums on the test rows, for the confusion matrix and each class
+    test_sums: ClassMetricSums | None = None
 
 
 @dataclass(frozen=True)
@@ -470,11 +473,11 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
     return LoadedRun(run_dir, cfg, model, features, target, task, encoding)
 
 
-def _prepare(cfg: Config, task: Task | None = None) -> _Prepared:
+def _prepare(cfg: Config) -> _Prepared:
     if cfg.stream:
         return _prepare_streamed(cfg)
     # 1. data: the line or a table, split into train, validation and test rows
-    task = task or task_for(cfg)
+    task = task_for(cfg)
     data = load_data(cfg, task)
     cut = stratified_split if task.classes else split  # classes: each one in every part
     splits = cut(
@@ -607,7 +610,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         )
     for line in table.counts.describe():
         logger.info("all rows: %s", line)
-    _say_baseline_leaves_out(baseline_design(table.encoding)[1])
+    _say_baseline_leaves_out(baseline_design(table.encoding)[1], REGRESSION)
     # 3. model, as for a table in memory
     device = _device(cfg)
     outputs = REGRESSION.out_features(len(table.target))  # --stream: regression only, so far
@@ -666,8 +669,9 @@ def _train_and_finish(
         assert isinstance(prepared.data, StreamedTable)
         metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
         others: dict[str, dict[str, AnyMetrics]] = {}
+        test_sums = None
     else:
-        metrics, baseline_metrics, others = _evaluate_in_memory(model, prepared, world)
+        metrics, baseline_metrics, others, test_sums = _evaluate_in_memory(model, prepared, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
     result = RunResult(
         run_dir=run_dir,
@@ -682,6 +686,7 @@ def _train_and_finish(
         wall_s=time.perf_counter() - started,
         task=prepared.task,
         other_baselines=others,
+        test_sums=test_sums if isinstance(test_sums, ClassMetricSums) else None,
     )
     if world is not None and not world.is_main:
         return result
@@ -718,10 +723,12 @@ def _checkpoint_schedule(
 
 def _evaluate_in_memory(
     model: nn.Module, prepared: _Prepared, world: World | None
-) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics], dict[str, dict[str, AnyMetrics]]]:
-    """The model's and the baseline's metrics on every part, and any other baseline's by
-    name (for classes: the majority class); under torchrun, each process scores its share
-    of each part's rows and the sums are merged."""
+) -> tuple[
+    dict[str, AnyMetrics], dict[str, AnyMetrics], dict[str, dict[str, AnyMetrics]], RunningSums
+]:
+    """The model's and the baseline's metrics on every part, any other baseline's by name
+    (for classes: the majority class), and the model's sums on the test rows; under
+    torchrun, each process scores its share of each part's rows and the sums are merged."""
     splits, encoding, task = prepared.splits, prepared.encoding, prepared.task
     assert splits is not None  # in memory
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
@@ -730,13 +737,12 @@ def _evaluate_in_memory(
         name: world.share(len(part.X)) if world else slice(None) for name, part in present.items()
     }
     blocks = ((name, part.X[shares[name]], part.y[shares[name]]) for name, part in present.items())
-    predictors: dict[str, Predictor] = {"model": partial(predict, model)}
+    predictors: dict[str, Predictor] = {
+        "model": partial(predict, model),
+        "baseline": _baseline(splits.train, encoding, task),
+    }
     if task.classes and encoding is not None:
-        classes = len(encoding.classes)
-        predictors["baseline"] = _class_baseline(splits.train, encoding)
-        predictors[MAJORITY] = majority_class(splits.train.y, classes)
-    else:
-        predictors["baseline"] = _baseline(splits.train, encoding)
+        predictors[MAJORITY] = majority_class(splits.train.y, len(encoding.classes))
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
     metrics = {
@@ -746,33 +752,29 @@ def _evaluate_in_memory(
     others = {
         name: by_part for name, by_part in metrics.items() if name not in ("model", "baseline")
     }
-    return metrics["model"], metrics["baseline"], others
+    return metrics["model"], metrics["baseline"], others, sums["model"]["test"]
 
 
 # The other baseline of a classification: every row gets the training rows' class shares.
 MAJORITY = "the majority class"
 
 
-def _class_baseline(train: Split, encoding: Encoding) -> Predictor:
-    """Logistic regression on the training rows: on one-hot categories, if there are any."""
+def _baseline(train: Split, encoding: Encoding | None, task: Task) -> Predictor:
+    """The task's baseline fitted on the training rows, on one-hot categories if there are
+    any: least squares, or for classes logistic regression."""
     design, left_out = baseline_design(encoding)
-    _say_baseline_leaves_out(left_out)
-    fit = fit_logistic(design(train.X), train.y, len(encoding.classes))
+    _say_baseline_leaves_out(left_out, task)
+    X, y = design(train.X), train.y
+    classes = len(encoding.classes) if encoding is not None else 0
+    fit = fit_logistic(X, y, classes) if task.classes else fit_least_squares(X, y)
     return lambda X: fit.predict(design(X))
 
 
-def _baseline(train: Split, encoding: Encoding | None) -> Predictor:
-    """The least-squares fit of the training rows: on one-hot categories, if there are any."""
-    design, left_out = baseline_design(encoding)
-    _say_baseline_leaves_out(left_out)
-    fit = fit_least_squares(design(train.X), train.y)
-    return lambda X: fit.predict(design(X))
-
-
-def _say_baseline_leaves_out(left_out: Sequence[str]) -> None:
+def _say_baseline_leaves_out(left_out: Sequence[str], task: Task) -> None:
     if left_out:
         logger.info(
-            "the least-squares baseline leaves out %s: more than %d categories",
+            "the %s baseline leaves out %s: more than %d categories",
+            task.baseline,
             ", ".join(left_out),
             BASELINE_MOST_CATEGORIES,
         )
@@ -917,10 +919,7 @@ def _write_run_files(
                 data.target,
                 path=folder / "data.png",
             )
-        if result.task.classes:
-            sums = ClassMetricSums()
-            sums.add(y_pred_after, y_test)
-            assert sums.confusion is not None  # the test rows: at least one
+        if (sums := result.test_sums) is not None and sums.confusion is not None:  # classes
             classes = result.encoding.classes if result.encoding is not None else ()
             plot_confusion_matrix(
                 sums.confusion, classes, title="Test rows: true class against predicted class",
@@ -1008,10 +1007,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         }
         summary["true_parameters"] = {"weight": cfg.weight, "bias": cfg.bias}
     encoding = result.encoding
-    if result.task.classes and encoding is not None and result.splits is not None:
-        test = result.splits.test
-        sums = ClassMetricSums()
-        sums.add(predict(result.model, test.X).cpu(), test.y)
+    if (sums := result.test_sums) is not None and encoding is not None:  # classes
         summary["classes"] = list(encoding.classes)
         summary["per_class"] = dict(
             zip(encoding.classes, to_json_safe(sums.per_class()), strict=True)
