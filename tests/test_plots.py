@@ -64,3 +64,23 @@ def test_several_features_cannot_be_drawn_against_y() -> None:
     X, y = torch.zeros(4, 2), torch.zeros(4, 1)
     with pytest.raises(WorkflowError, match="2 features"):
         ptflow.plot_predictions(X, y, X, y)
+
+
+def test_names_are_drawn_as_written_text(tmp_path: Path) -> None:
+    # Found by the hostile-input tests: a class named "\x1f" warned of a missing glyph, and
+    # matplotlib reads "$...$" as mathematics, which fails to draw for "$\x$". Warnings are
+    # errors in this suite, so drawing each of these without one is the assertion.
+    from ptflow.plots import plot_confusion_matrix, plot_predicted_vs_actual, plot_residuals
+
+    names = ["\x1f", "猫 🐶", "$\\x$", "price ($)"]
+    confusion = torch.eye(len(names)) * 3
+    plot_confusion_matrix(confusion, names, path=tmp_path / "confusion.png")
+    _assert_png(tmp_path / "confusion.png")
+    y = torch.arange(8.0).reshape(-1, 1)
+    plot_residuals(y, y + 1, names=["$\\y$"], path=tmp_path / "residuals.png")
+    plot_predicted_vs_actual(y, y, names=["\x1f"], path=tmp_path / "actual.png")
+    for name in ("residuals", "actual"):
+        _assert_png(tmp_path / f"{name}.png")
+    figure = plot_confusion_matrix(confusion, names)
+    labels = [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
+    assert labels == ["\\x1f", "猫 🐶", "\\$\\x\\$", "price (\\$)"]

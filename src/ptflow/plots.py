@@ -7,6 +7,7 @@ no window ever opens and no global figure state leaks between calls.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -107,8 +108,8 @@ def plot_table_data(
         for part, colour, label in ((train, "b", "Training data"), (test, "g", "Testing data")):
             X, y = _numpy(part.X[:max_points]), _numpy(part.y[:max_points])
             axes.scatter(X[:, i], y[:, 0], c=colour, s=2, label=label)
-        axes.set_xlabel(name)
-        axes.set_ylabel(target[0])
+        axes.set_xlabel(_label(name))
+        axes.set_ylabel(_label(target[0]))
     for axes in panels[len(shown) :]:
         axes.set_visible(False)
     panels[0].legend()
@@ -142,8 +143,8 @@ def plot_residuals(
     ):
         axes.axhline(0, c="k", lw=1)
         axes.scatter(pred[:, i], pred[:, i] - true[:, i], c="r", s=4)
-        axes.set_xlabel(f"predicted {name}")
-        axes.set_ylabel(f"residual: predicted - actual {name}")
+        axes.set_xlabel(f"predicted {_label(name)}")
+        axes.set_ylabel(f"residual: predicted - actual {_label(name)}")
     figure.suptitle(title or "Residuals")
     if path is not None:
         save_figure(figure, path)
@@ -152,8 +153,19 @@ def plot_residuals(
 
 def save_figure(figure: Figure, path: str | os.PathLike[str]) -> None:
     """Write the figure as a PNG file, atomically."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # A class or column name in a script the font lacks (CJK, emoji) is drawn as a box;
+        # matplotlib's warning for each such glyph would only repeat the name at the user.
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
         figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+
+
+def _label(name: str) -> str:
+    """A column or class name as plain text on a plot: control characters shown escaped
+    (`\\x1f`), and `$` kept literal, where matplotlib would read `$...$` as mathematics and
+    fail to draw a name such as `$\\x$`."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+    return shown.replace("$", r"\$")
 
 
 def _numpy(tensor: torch.Tensor) -> NDArray[Any]:
@@ -177,8 +189,8 @@ def plot_predicted_vs_actual(
         low, high = min(true[:, i].min(), pred[:, i].min()), max(true[:, i].max(), pred[:, i].max())
         axes.plot([low, high], [low, high], c="k", lw=1, label="Ideal: predicted = actual")
         axes.scatter(true[:, i], pred[:, i], c="r", s=4, label="Predictions")
-        axes.set_xlabel(f"actual {name}")
-        axes.set_ylabel(f"predicted {name}")
+        axes.set_xlabel(f"actual {_label(name)}")
+        axes.set_ylabel(f"predicted {_label(name)}")
         axes.legend()
     figure.suptitle(title or "Predicted vs actual")
     if path is not None:
@@ -209,8 +221,9 @@ def plot_confusion_matrix(
     ):
         axes.imshow(values.numpy(), cmap="Blues", vmin=0)
         ticks = range(len(classes))
-        axes.set_xticks(ticks, labels=list(classes), rotation=45, ha="right")
-        axes.set_yticks(ticks, labels=list(classes))
+        labels = [_label(name) for name in classes]
+        axes.set_xticks(ticks, labels=labels, rotation=45, ha="right")
+        axes.set_yticks(ticks, labels=labels)
         axes.set_xlabel("predicted class")
         axes.set_ylabel("true class")
         axes.set_title(caption)
