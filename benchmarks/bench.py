@@ -33,6 +33,7 @@ import ptflow
 import ptflow.tables
 from ptflow.encoding import fit_encoding
 from ptflow.models import build_table_model
+from ptflow.training import make_class_loss_fn
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = [f"f{i}" for i in range(16)] + ["y"]  # of the benchmark's tables
@@ -164,6 +165,59 @@ def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: in
         ours,
         repeats,
         "rows/s >= 0.95x (time <= 1.05)",
+    )
+
+
+CLASSES = 10  # of the classification benchmarks
+
+
+def _class_problem(rows: int) -> ptflow.Splits:
+    """rows x 16 features, 10 learnable classes (the argmax of X @ W for a seeded W), 98% of
+    the rows for training; class numbers as float32 (rows, 1), as a run's table holds them."""
+    generator = torch.Generator().manual_seed(0)
+    X = torch.randn(rows, 16, generator=generator)
+    classes = (X @ torch.randn(16, CLASSES, generator=generator)).argmax(dim=1)
+    return ptflow.split(X, classes.float().unsqueeze(1), 0.98)
+
+
+def bench_class_epoch(rows: int, repeats: int) -> Row:
+    """One MLP epoch over rows x 16 features and 10 classes, batch 4096, Adam, against a
+    hand-written loop with cross-entropy on long class targets over the same tensors."""
+    splits = _class_problem(rows)
+    cfg = ptflow.Config(model="mlp", optimizer="adam", epochs=1, batch_size=4096, lr=1e-3)
+    loss_fn = make_class_loss_fn(CLASSES)  # what a classification run trains with
+    y_train, y_test = (part.y.reshape(-1).long() for part in (splits.train, splits.test))
+
+    def model() -> nn.Module:
+        return ptflow.build_model("mlp", 16, CLASSES, seed=0, hidden=(64, 64))
+
+    def plain() -> None:
+        network = model()
+        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
+        X_train = splits.train.X
+        order = torch.randperm(len(X_train))
+        network.train()
+        for start in range(0, len(X_train), 4096):
+            rows = order[start : start + 4096]
+            loss = nn.functional.cross_entropy(network(X_train[rows]), y_train[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        network.eval()
+        with torch.inference_mode():
+            nn.functional.cross_entropy(network(splits.test.X), y_test).item()
+
+    def ours() -> None:
+        ptflow.train(model(), splits, cfg, loss_fn=loss_fn)
+
+    plain()  # warm up: the first optimizer step imports torch._dynamo
+    return _timed_row(
+        f"{rows:,} rows x 16, 10 classes, mlp epoch",
+        "hand-written cross-entropy loop",
+        plain,
+        ours,
+        repeats,
+        "time <= 1.05",
     )
 
 
@@ -649,6 +703,34 @@ def bench_predict(rows: int, repeats: int) -> Row:
     )
 
 
+def bench_predict_proba(rows: int, repeats: int) -> Row:
+    """Class probabilities of rows x 16 with a 10-class MLP."""
+    model = ptflow.build_model("mlp", 16, CLASSES, seed=0)
+    X = torch.randn(rows, 16)
+
+    def plain() -> None:
+        model.eval()
+        with torch.inference_mode():
+            torch.cat(
+                [
+                    torch.softmax(model(X[start : start + 65536]), dim=1)
+                    for start in range(0, rows, 65536)
+                ]
+            )
+
+    def ours() -> None:
+        ptflow.predict_proba(model, X)
+
+    return _timed_row(
+        f"predict_proba {rows:,} rows, 10 classes",
+        "raw softmax(model(X)) in batches",
+        plain,
+        ours,
+        repeats,
+        "time <= 1.05",
+    )
+
+
 def bench_help(repeats: int, *command: str) -> Row:
     """Whole-process start-up of `ptflow [command] --help` against `python -c pass`."""
 
@@ -685,11 +767,13 @@ def main() -> None:
             "read-csv": lambda: bench_read_csv(rows, repeats, here),
             "read-typed-csv": lambda: bench_read_typed_csv(rows, max(3, repeats // 3), here),
             "epoch-categorical": lambda: bench_categorical_epoch(rows, repeats),
+            "epoch-classes": lambda: bench_class_epoch(rows, repeats),
             "memory-csv": lambda: bench_read_memory(rows, here, "csv"),
             "memory-typed-csv": lambda: bench_read_memory(rows, here, "typed-csv"),
             "read-parquet": lambda: bench_read_parquet(rows, repeats, here),
             "memory-parquet": lambda: bench_read_memory(rows, here, "parquet"),
             "predict": lambda: bench_predict(rows, repeats),
+            "predict-proba": lambda: bench_predict_proba(rows, repeats),
             "memory-predict": lambda: bench_command_memory(rows, here, "predict"),
             "memory-evaluate": lambda: bench_command_memory(rows, here, "evaluate"),
             "stream": lambda: bench_streamed_epoch(rows, repeats, here),

@@ -15,7 +15,7 @@ from ptflow.data import stratified_split
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import AUC_BINS, ClassMetricSums
 from ptflow.tables import class_order, load_table
-from tests.conftest import RunCli, interrupted_and_resumed, same_bytes
+from tests.conftest import Cli, RunCli, interrupted_and_resumed, same_bytes
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 
@@ -231,6 +231,54 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     assert main(["evaluate", str(run), "--data", str(scored)]) == 0
     said = capsys.readouterr().out
     assert "1 row without a target value, 1 row of a class the model was not trained on" in said
+
+
+def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, cli: Cli) -> None:
+    generator = np.random.default_rng(3)
+    x = generator.normal(size=400)
+    churn = np.where(x + generator.normal(size=400) > 1, "yes", "no")
+    data = tmp_path / "churn.csv"
+    data.write_text("x,churn\n" + "".join(f"{a:.4f},{c}\n" for a, c in zip(x, churn)))
+    assert cli("train", "--data", str(data), "--target", "churn", "--epochs", "60",
+               "--lr", "0.05", "--quiet", "--out", "run").code == 0  # fmt: skip
+    default, low = (
+        cli("predict", "run", "--data", str(data), *extra).out.splitlines()
+        for extra in ([], ["--threshold", "0.2"])
+    )
+    assert default[0] == low[0] == "churn_pred,churn_prob_no,churn_prob_yes"
+    rows, low_rows = ([line.split(",") for line in lines[1:]] for lines in (default, low))
+    assert [row[1:] for row in rows] == [row[1:] for row in low_rows]  # same probabilities
+    for (pred, _, yes), (low_pred, _, _) in zip(rows, low_rows, strict=True):
+        assert pred == ("yes" if float(yes) > 0.5 else "no")
+        assert low_pred == ("yes" if float(yes) >= 0.2 else "no")
+    assert sum(row[0] == "yes" for row in low_rows) > sum(row[0] == "yes" for row in rows)
+
+    # A one-feature classifier takes --x too, and answers as --data does.
+    answered = cli("predict", "run", "--x", "-3", "3", "--threshold", "0.2").out.splitlines()
+    assert answered[0] == low[0] and [line.split(",")[0] for line in answered[1:]] == ["no", "yes"]
+
+    blobs = _blobs(tmp_path / "blobs.csv", rows=90)
+    assert cli("train", "--data", str(blobs), "--target", "species", "--epochs", "2",
+               "--quiet", "--out", "three").code == 0  # fmt: skip
+    for run, value, said in (
+        ("three", "0.3", "error: --threshold decides between two classes, and this model "
+         "predicts 3 classes; predict without --threshold.\n"),
+        ("run", "1", "give a probability between 0 and 1"),
+    ):  # fmt: skip
+        refused = cli("predict", run, "--data", str(blobs), "--threshold", value)
+        assert refused.code == 2 and refused.out == "" and said in refused.err
+        assert refused.err.startswith("error: ") and refused.err.count("\n") == 1
+
+
+def test_predicted_classes_by_threshold() -> None:
+    from ptflow.evaluation import predicted_classes
+
+    shares = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5], [0.2, 0.8]])
+    assert predicted_classes(shares).tolist() == [0, 0, 0, 1]  # ties: the first class
+    assert predicted_classes(shares, 0.4).tolist() == [0, 1, 1, 1]
+    assert predicted_classes(shares, 0.85).tolist() == [0, 0, 0, 0]
+    with pytest.raises(WorkflowError, match="between two classes, and this model has 3"):
+        predicted_classes(torch.full((1, 3), 1 / 3), 0.5)
 
 
 @pytest.mark.slow  # several runs: keeps the default suite under five minutes

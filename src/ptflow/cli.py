@@ -177,6 +177,13 @@ def _add_predict(commands: Any) -> None:
     predict.add_argument(
         "--id", metavar="COLUMN", help="column of --data to copy beside each prediction"
     )
+    predict.add_argument(
+        "--threshold",
+        type=_probability,
+        metavar="P",
+        help="two classes: predict the second (in the sorted order) where its probability is "
+        "at least P, e.g. 0.3 to miss fewer of a rare class (default: the more probable one)",
+    )
     predict.set_defaults(handler=_predict)
 
 
@@ -466,6 +473,17 @@ def _path(text: str) -> Path:
             "got an empty path (an unset variable in a script?); give a file or folder name"
         )
     return Path(text)
+
+
+def _probability(text: str) -> float:
+    """A probability strictly between 0 and 1 (at 0 or 1 a threshold decides nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"got {text!r}; give a probability between 0 and 1")
+    return value
 
 
 class _CommaList(argparse.Action):
@@ -831,6 +849,13 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
     from ptflow.workflow import load_run
 
     run = load_run(args.run_dir)
+    classes = run.encoding.classes if run.encoding is not None else ()
+    if args.threshold is not None and len(classes) != 2:
+        kind = f"{len(classes)} classes" if classes else "numbers, not classes"
+        raise WorkflowError(
+            f"--threshold decides between two classes, and this model predicts {kind}; "
+            f"predict without --threshold."
+        )
     if args.data is None:
         if len(run.features) != 1:
             raise WorkflowError(
@@ -846,7 +871,11 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
                 )
             X = torch.from_numpy(run.encoding.encode(X.numpy(), {})[0])
         y_pred = predict(run.model, X)
-        lines = "".join(" ".join(f"{v:.7g}" for v in row) + "\n" for row in y_pred.tolist())
+        if classes:  # the class and its probabilities, as --data writes them (CSV)
+            columns = _prediction_columns(y_pred, run.target, classes, args.threshold)
+            lines = _csv_text(columns)
+        else:
+            lines = "".join(" ".join(f"{v:.7g}" for v in row) + "\n" for row in y_pred.tolist())
         if args.output is None:
             print(lines, end="")
         else:  # the same lines, in the file, whole or not at all
@@ -882,10 +911,14 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     )  # fmt: skip
     counts = EncodeCounts()
     if args.output is None:
-        dropped = _write_predictions(sys.stdout, blocks, model, target, classes, args.id, counts)
+        dropped = _write_predictions(
+            sys.stdout, blocks, model, target, classes, args.id, counts, args.threshold
+        )
     else:
         with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
-            dropped = _write_predictions(file, blocks, model, target, classes, args.id, counts)
+            dropped = _write_predictions(
+                file, blocks, model, target, classes, args.id, counts, args.threshold
+            )
     # On stderr: stdout holds the predictions, for a pipe.
     for line in counts.describe():
         print(line, file=sys.stderr)
@@ -932,30 +965,50 @@ def _write_predictions(
     classes: tuple[str, ...],
     id_column: str | None,
     counts: Any,
+    threshold: float | None = None,
 ) -> int:
-    """Write each block's predictions as CSV (for classes: the class, then each class's
-    probability); add what encoding did to `counts`; return the rows left out."""
-    import numpy as np
+    """Write each block's predictions as CSV (for classes: the class, by `threshold` for two
+    if given, then each class's probability); add what encoding did to `counts`; return the
+    rows left out."""
     import pandas as pd
 
-    from ptflow.evaluation import predict, probabilities
+    from ptflow.evaluation import predict
 
-    names = _prediction_names(target, classes)
     dropped = 0
     for number, block in enumerate(blocks):
         dropped += block.dropped_rows
         if block.counts is not None:
             counts.add(block.counts)
-        y_pred = predict(model, block.X).cpu()
-        if classes:
-            shares = probabilities(y_pred.float()).numpy()
-            values = [np.asarray(classes, dtype=object)[shares.argmax(axis=1)], *shares.T]
-        else:
-            values = list(y_pred.numpy().T)
-        columns: dict[str, Any] = dict(zip(names, values, strict=True))
+        columns = _prediction_columns(predict(model, block.X), target, classes, threshold)
         frame = pd.DataFrame({id_column: block.ids, **columns} if id_column else columns)
         frame.to_csv(file, header=number == 0, index=False)
     return dropped
+
+
+def _prediction_columns(
+    y_pred: Any, target: tuple[str, ...], classes: tuple[str, ...], threshold: float | None
+) -> dict[str, Any]:
+    """The columns of predictions `y_pred` (the model's outputs), by name: the values, or
+    for classes the class (by `threshold` for two, if given) and each class's probability."""
+    import numpy as np
+
+    from ptflow.evaluation import predicted_classes, probabilities
+
+    y_pred = y_pred.cpu()
+    if classes:
+        shares = probabilities(y_pred.float())
+        chosen = predicted_classes(shares, threshold).numpy()
+        values = [np.asarray(classes, dtype=object)[chosen], *shares.numpy().T]
+    else:
+        values = list(y_pred.numpy().T)
+    return dict(zip(_prediction_names(target, classes), values, strict=True))
+
+
+def _csv_text(columns: dict[str, Any]) -> str:
+    import pandas as pd
+
+    text: str = pd.DataFrame(columns).to_csv(index=False)
+    return text
 
 
 def _read_values(path: Path) -> list[float]:

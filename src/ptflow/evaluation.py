@@ -44,6 +44,7 @@ __all__ = [
     "permutation_importance",
     "predict",
     "predict_proba",
+    "predicted_classes",
     "probabilities",
 ]
 
@@ -85,6 +86,22 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
         second = torch.sigmoid(logits[:, 0])
         return torch.stack([1 - second, second], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def predicted_classes(shares: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """The class number of each row of probabilities (rows, classes): the most probable
+    class, or with a `threshold` (two classes only) the second class wherever its
+    probability is at least `threshold`, the first elsewhere."""
+    if threshold is None:
+        return shares.argmax(dim=1)
+    if shares.shape[1] != 2:
+        raise WorkflowError(
+            f"a threshold decides between two classes, and this model has {shares.shape[1]}; "
+            f"predict without --threshold (each row gets its most probable class)."
+        )
+    if not 0 < threshold < 1:
+        raise WorkflowError(f"threshold must be between 0 and 1, got {threshold:g}; give e.g. 0.3.")
+    return (shares[:, 1] >= threshold).long()
 
 
 def predict_proba(
