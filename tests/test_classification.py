@@ -238,7 +238,7 @@ def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, c
     x = generator.normal(size=400)
     churn = np.where(x + generator.normal(size=400) > 1, "yes", "no")
     data = tmp_path / "churn.csv"
-    data.write_text("x,churn\n" + "".join(f"{a:.4f},{c}\n" for a, c in zip(x, churn)))
+    data.write_text("x,churn\n" + "".join(f"{a:.4f},{c}\n" for a, c in zip(x, churn, strict=True)))
     assert cli("train", "--data", str(data), "--target", "churn", "--epochs", "60",
                "--lr", "0.05", "--quiet", "--out", "run").code == 0  # fmt: skip
     default, low = (
