@@ -82,6 +82,36 @@ def test_merged_and_packed_sums_are_the_sums_of_all_rows() -> None:
     assert merged.metrics() == whole.metrics()
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_roc_curves_and_calibration_are_scikit_learns(classes: int) -> None:
+    from sklearn.calibration import calibration_curve
+
+    logits, y = _random(classes, 3000, seed=5)
+    sums = ClassMetricSums()
+    sums.add(logits, y)
+    P, truth = _probabilities(logits), y.numpy()
+    for k in range(classes) if classes > 2 else [1]:
+        false, true = sums.roc_curve(k)
+        assert false[0] == true[0] == 0 and false[-1] == true[-1] == 1
+        assert bool((false.diff() >= 0).all() and (true.diff() >= 0).all())
+        area = float(torch.trapezoid(true, false))  # the curve's own area is its AUC
+        assert area == pytest.approx(sums.auc(k), abs=1e-12)
+        exact = sklearn_metrics.roc_auc_score(truth == k, P[:, k])
+        assert area == pytest.approx(exact, abs=1e-5)
+    mean, observed, counts = sums.reliability(bins=10)
+    if classes == 2:
+        scores, hits = P[:, 1], truth == 1
+    else:  # every class's probability of every row, pooled
+        scores, hits = P.T.flatten(), (truth[None, :] == np.arange(classes)[:, None]).flatten()
+    theirs_true, theirs_mean = calibration_curve(hits, scores, n_bins=10)
+    shown = ~torch.isnan(observed)
+    assert counts.sum() == len(scores) and int(shown.sum()) == len(theirs_true)
+    # Scores are binned at 1/65,536 first, so one in a thousand or so (of 12,000 pooled, a
+    # couple) within that of an edge lands in the bin beside scikit-learn's.
+    assert observed[shown].numpy() == pytest.approx(theirs_true, abs=1e-3)
+    assert mean[shown].numpy() == pytest.approx(theirs_mean, abs=1e-4)
+
+
 def test_ties_and_undefined_metrics_are_said_not_guessed() -> None:
     sums = ClassMetricSums()
     sums.add(torch.zeros(4, 1), torch.tensor([0, 1, 0, 1]))  # every score 0.5: all ties
@@ -209,7 +239,11 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     logistic = summary["baseline_metrics"]["test"]  # a linear model: about the same
     assert abs(test["accuracy"] - logistic["accuracy"]) < 0.05
     assert set(summary["per_class"]["Gentoo"]) == {"precision", "recall", "support"}
-    assert (run / "confusion_matrix.png").is_file() and not (run / "residuals.png").exists()
+    for plot in ("confusion_matrix", "roc_curve", "calibration"):
+        assert (run / f"{plot}.png").is_file()
+    assert not (run / "residuals.png").exists()
+    report = (run / "report.html").read_text()
+    assert "Test rows: ROC curve" in report and "true class against predicted" in report
     assert json.loads((run / "encoding.json").read_text())["classes"] == summary["classes"]
 
     new = tmp_path / "new.csv"

@@ -376,7 +376,7 @@ class ClassMetricSums:
         recall = hits[present] / support[present]
         seen = present | (predicted > 0)
         f1 = 2 * hits[seen] / (support[seen] + predicted[seen])
-        aucs = [_auc(self.positive[k], self.negative[k]) for k in range(len(confusion))]
+        aucs = [self.auc(k) for k in range(len(confusion))]
         return ClassMetrics(
             accuracy=hits.sum().item() / rows,
             balanced_accuracy=recall.mean().item(),
@@ -398,6 +398,48 @@ class ClassMetricSums:
             }
             for k in range(len(self.confusion))
         ]
+
+    def auc(self, k: int) -> float:
+        """Class `k`'s ROC AUC against the rest (NaN without rows of both)."""
+        assert self.positive is not None and self.negative is not None, "no rows were added"
+        return _auc(self.positive[k], self.negative[k])
+
+    def roc_curve(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class `k` against the rest: the false and true positive rates of every threshold
+        on its probability (one per histogram bin, from 1 down to 0), from (0, 0) to (1, 1)."""
+        assert self.positive is not None and self.negative is not None, "no rows were added"
+        rates = []
+        for counts in (self.negative[k], self.positive[k]):
+            above = torch.cumsum(counts.flip(0), dim=0)  # rows at or above each bin, top first
+            total = above[-1].item()
+            rates.append(torch.cat([torch.zeros(1, dtype=above.dtype), above / (total or 1)]))
+        false, true = rates
+        moves = torch.ones(len(false), dtype=torch.bool)  # the corners only: bins that count
+        moves[1:] = (false.diff() != 0) | (true.diff() != 0)
+        return false[moves], true[moves]
+
+    def reliability(self, bins: int = 10) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """How well the probabilities are calibrated, in `bins` equal bins of probability:
+        each bin's mean probability, the share of its rows that were of the class, and its
+        count. For two classes, of the second class's probability; for more, of every
+        class's probability of every row, pooled (one-vs-rest). Empty bins give NaN."""
+        assert self.positive is not None and self.negative is not None, "no rows were added"
+        pick = slice(1, 2) if len(self.positive) == 2 else slice(None)
+        hits, misses = (counts[pick].sum(dim=0) for counts in (self.positive, self.negative))
+        centres = (torch.arange(AUC_BINS, dtype=torch.float64) + 0.5) / AUC_BINS
+        group = torch.div(torch.arange(AUC_BINS) * bins, AUC_BINS, rounding_mode="floor")
+
+        def by_bin(values: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(bins, dtype=torch.float64).index_add_(0, group, values)
+
+        count, of_class = by_bin(hits + misses), by_bin(hits)
+        mass = by_bin((hits + misses) * centres)
+        empty = count == 0
+        return (
+            (mass / count).masked_fill(empty, math.nan),
+            (of_class / count).masked_fill(empty, math.nan),
+            count,
+        )
 
 
 def majority_class(y_train: torch.Tensor, classes: int) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -21,11 +21,13 @@ from ptflow.files import atomic_path
 from ptflow.history import History
 
 __all__ = [
+    "plot_calibration",
     "plot_confusion_matrix",
     "plot_loss_curves",
     "plot_predicted_vs_actual",
     "plot_predictions",
     "plot_residuals",
+    "plot_roc_curves",
     "plot_table_data",
     "save_figure",
 ]
@@ -235,6 +237,65 @@ def plot_confusion_matrix(
                     colour = "white" if value > high / 2 else "black"
                     axes.text(j, i, fmt.format(value), ha="center", va="center", color=colour)
     figure.suptitle(title or "Confusion matrix")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[torch.Tensor, torch.Tensor, float]],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot ROC curves: for each name, its false and true positive rates (as
+    `ClassMetricSums.roc_curve` gives them) and its area, against chance's diagonal."""
+    figure = Figure(figsize=(7, 7))
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], c="gray", lw=1, ls="--", label="chance (AUC 0.5)")
+    for name, (false, true, area) in curves.items():
+        axes.plot(false.numpy(), true.numpy(), lw=2, label=f"{_label(name)} (AUC {area:.3f})")
+    axes.set_xlabel("false positive rate (of the other rows, the share flagged)")
+    axes.set_ylabel("true positive rate (of the class's rows, the share flagged)")
+    axes.set_xlim(-0.01, 1.01)
+    axes.set_ylim(-0.01, 1.01)
+    axes.set_aspect("equal")
+    axes.legend(loc="lower right")
+    axes.set_title(title or "ROC curve")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_calibration(
+    mean_probability: torch.Tensor,
+    observed: torch.Tensor,
+    counts: torch.Tensor,
+    *,
+    label: str = "the model",
+    counted: str = "rows",
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> Figure:
+    """Plot a reliability diagram: per bin of predicted probability, the share of rows that
+    were of the class against the mean probability given (as `ClassMetricSums.reliability`
+    gives them), with the rows in each bin below. On the diagonal, "70%" means 70%."""
+    figure = Figure(figsize=(7, 8))
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.plot([0, 1], [0, 1], c="gray", lw=1, ls="--", label="perfectly calibrated")
+    shown = ~torch.isnan(observed)
+    top.plot(
+        mean_probability[shown].numpy(), observed[shown].numpy(), "o-", c="r", label=_label(label)
+    )
+    top.set_ylabel("share of the rows that were of the class")
+    top.set_xlim(0, 1)
+    top.set_ylim(-0.02, 1.02)
+    top.legend(loc="upper left")
+    top.set_title(title or "Calibration (reliability)")
+    width = 1 / len(counts)
+    bottom.bar((torch.arange(len(counts)) + 0.5).numpy() * width, counts.numpy(), width=width * 0.9)
+    bottom.set_xlabel("predicted probability")
+    bottom.set_ylabel(counted)
     if path is not None:
         save_figure(figure, path)
     return figure

@@ -96,6 +96,9 @@ PLOT_CAPTIONS = {
     "predicted_vs_actual_before.png": "Test rows before training: predicted against actual",
     "predicted_vs_actual.png": "Test rows after training: predicted against actual",
     "residuals.png": "Test rows after training: residuals against predictions",
+    "confusion_matrix.png": "Test rows: true class against predicted class",
+    "roc_curve.png": "Test rows: ROC curve (true against false positive rate)",
+    "calibration.png": "Test rows: predicted probability against the share of rows of the class",
 }
 LINE_PLOTS = ("data.png", "predictions_before.png", "predictions_after.png")
 TABLE_PLOTS = tuple(dict.fromkeys(name for task in TASKS.values() for name in task.table_plots))

@@ -69,11 +69,13 @@ from ptflow.models import (
     linear_parameters,
 )
 from ptflow.plots import (
+    plot_calibration,
     plot_confusion_matrix,
     plot_loss_curves,
     plot_predicted_vs_actual,
     plot_predictions,
     plot_residuals,
+    plot_roc_curves,
     plot_table_data,
 )
 from ptflow.report import write_report
@@ -921,10 +923,7 @@ def _write_run_files(
             )
         if (sums := result.test_sums) is not None and sums.confusion is not None:  # classes
             classes = result.encoding.classes if result.encoding is not None else ()
-            plot_confusion_matrix(
-                sums.confusion, classes, title="Test rows: true class against predicted class",
-                path=folder / "confusion_matrix.png",
-            )  # fmt: skip
+            _write_class_plots(folder, sums, classes)
             return
         if y_pred_before is not None and splits is not None:
             plot_predicted_vs_actual(
@@ -964,6 +963,42 @@ def _write_run_files(
         predictions=y_pred_after,
         title="Predictions after training",
         path=folder / "predictions_after.png",
+    )
+
+
+# A ROC plot shows at most this many classes' curves (the most frequent), to stay legible.
+ROC_MOST_CLASSES = 10
+
+
+def _write_class_plots(folder: Path, sums: ClassMetricSums, classes: Sequence[str]) -> None:
+    """The test rows' confusion matrix, ROC curves and calibration, from their metric sums."""
+    assert sums.confusion is not None
+    plot_confusion_matrix(
+        sums.confusion, classes, title="Test rows: true class against predicted class",
+        path=folder / "confusion_matrix.png",
+    )  # fmt: skip
+    if len(classes) == 2:  # the second class against the first, as its probability is given
+        shown, what = [1], f"{classes[1]} against {classes[0]}"
+    else:
+        support = sums.confusion.sum(dim=1)
+        shown = sorted(support.argsort(descending=True, stable=True)[:ROC_MOST_CLASSES].tolist())
+        what = "each class against the rest" + (
+            f" (the {len(shown)} most frequent of {len(classes)})"
+            if len(shown) < len(classes)
+            else ""
+        )
+    curves = {}
+    for k in shown:
+        false, true = sums.roc_curve(k)
+        curves[classes[k]] = (false, true, sums.auc(k))
+    plot_roc_curves(curves, title=f"Test rows: ROC, {what}", path=folder / "roc_curve.png")
+    pooled = "" if len(classes) == 2 else ", every class's probability pooled"
+    plot_calibration(
+        *sums.reliability(),
+        label=f"p({classes[1]})" if len(classes) == 2 else "the model",
+        counted="rows" if len(classes) == 2 else "probabilities (rows x classes)",
+        title=f"Test rows: calibration{pooled}",
+        path=folder / "calibration.png",
     )
 
 
