@@ -242,6 +242,7 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     for plot in ("confusion_matrix", "roc_curve", "calibration"):
         assert (run / f"{plot}.png").is_file()
     assert not (run / "residuals.png").exists()
+    assert not (run / "decision_regions.png").exists()  # a categorical input: no plane
     report = (run / "report.html").read_text()
     assert "Test rows: ROC curve" in report and "true class against predicted" in report
     assert json.loads((run / "encoding.json").read_text())["classes"] == summary["classes"]
@@ -279,6 +280,7 @@ def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, c
         cli("predict", "run", "--data", str(data), *extra).out.splitlines()
         for extra in ([], ["--threshold", "0.2"])
     )
+    assert (tmp_path / "run" / "decision_regions.png").is_file()  # along its one feature
     assert default[0] == low[0] == "churn_pred,churn_prob_no,churn_prob_yes"
     rows, low_rows = ([line.split(",") for line in lines[1:]] for lines in (default, low))
     assert [row[1:] for row in rows] == [row[1:] for row in low_rows]  # same probabilities
@@ -433,3 +435,34 @@ def test_the_logistic_baseline_is_scikit_learns_logistic_regression(loader: str)
     assert sklearn_metrics.log_loss(y, ours) == pytest.approx(
         sklearn_metrics.log_loss(y, theirs), rel=1e-3
     )
+
+
+def test_run_with_the_classification_task_learns_two_circles(cli: Cli, tmp_path: Path) -> None:
+    import json
+    import tomllib
+
+    done = cli("run", "--task", "classification", "--out", "circles")
+    assert done.code == 0, done.err
+    assert "two circles of 1000 points" in done.out and "classes of label: 0, 1" in done.out
+    run = tmp_path / "circles"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["task"] == "classification" and summary["classes"] == ["0", "1"]
+    assert summary["data"] == {"circles": 1000, "noise": 0.03}
+    assert summary["metrics"]["test"]["accuracy"] >= 0.97  # the ring, found (0.995 here)
+    assert summary["baseline_metrics"]["test"]["accuracy"] < 0.6  # no line separates them
+    settings = tomllib.loads((run / "config.toml").read_text())
+    assert settings["task"] == "classification" and settings["model"] == "mlp"
+    assert settings["hidden"] == [10, 10] and settings["epochs"] == 300
+    assert "weight" not in settings and "class_weight" in settings
+    for plot in ("decision_regions", "confusion_matrix", "roc_curve", "calibration"):
+        assert (run / f"{plot}.png").is_file()
+    assert not (run / "predictions_after.png").exists()
+    # The line's run is as it was: no task in its settings, no circles.
+    assert cli("run", "--epochs", "1", "--quiet", "--out", "line").code == 0
+    line = tomllib.loads((tmp_path / "line" / "config.toml").read_text())
+    assert "task" not in line and line["weight"] == 0.7
+    # And options given win over the circles' defaults, as over any default.
+    assert cli("run", "--task", "classification", "--epochs", "2", "--model", "linear",
+               "--quiet", "--out", "short").code == 0  # fmt: skip
+    short = json.loads((tmp_path / "short" / "summary.json").read_text())
+    assert short["epochs"] == 2

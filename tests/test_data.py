@@ -62,3 +62,20 @@ def test_too_few_rows_or_bad_fractions_are_errors(
 def test_mismatched_lengths_are_an_error() -> None:
     with pytest.raises(WorkflowError, match="one target row per X row"):
         split(torch.zeros(5, 1), torch.zeros(4, 1))
+
+
+def test_make_circles_data_is_two_seeded_rings() -> None:
+    from ptflow.data import make_circles_data
+
+    X, y = make_circles_data(1000, noise=0.03, seed=42)
+    assert X.shape == (1000, 2) and y.shape == (1000, 1) and X.dtype == torch.float32
+    assert y.sum() == 500  # half of each
+    radius = X.double().norm(dim=1)
+    outer, inner = radius[y[:, 0] == 0], radius[y[:, 0] == 1]
+    assert outer.mean() == pytest.approx(1.0, abs=0.01)
+    assert inner.mean() == pytest.approx(0.8, abs=0.01)
+    assert 0.02 < float(outer.std()) < 0.04  # the noise, about 0.03 across the ring
+    assert 0.3 < y[:200].mean() < 0.7  # in random order: the first rows hold both
+    again = make_circles_data(1000, noise=0.03, seed=42)
+    assert torch.equal(X, again[0]) and torch.equal(y, again[1])
+    assert not torch.equal(X, make_circles_data(1000, noise=0.03, seed=1)[0])

@@ -4,6 +4,7 @@ written out by hand, and against the run it narrates."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from ptflow.models import LinearRegressionModel
-from tests.conftest import RunCli
+from tests.conftest import Cli, RunCli
 
 
 def _numbers(line: str) -> list[float]:
@@ -95,3 +96,38 @@ def test_explain_narrates_the_step_as_trained_with_clipping_and_bf16(
     assert [round(learned["weight"], 4), round(learned["bias"], 4)] == [
         steps["weights"][1], steps["bias"][1],
     ]  # fmt: skip
+
+
+def test_explain_tells_classes_as_logits_probabilities_and_cross_entropy(
+    tmp_path: Path, cli: Cli
+) -> None:
+    from tests.test_classification import _blobs
+
+    data = _blobs(tmp_path / "blobs.csv", rows=200)
+    for name, argv in (
+        ("three", ["train", "--data", str(data), "--target", "species"]),
+        ("two", ["run", "--task", "classification"]),
+    ):
+        done = cli(*argv, "--explain", "--epochs", "1", "--out", name)
+        assert done.code == 0, done.err
+        lines = done.out.splitlines()
+        forward, loss = _line(lines, "1. Forward pass"), _line(lines, "2. Loss")
+        assert "logits = model(X)" in forward and "stratified" in _line(lines, "Split")
+        # The loss told is the loss trained on: one full batch, so the first epoch's.
+        with open(tmp_path / name / "history.csv") as file:
+            first_epoch = float(file.read().splitlines()[1].split(",")[1])
+        told, p, minus_log = _numbers(loss.split(" = ", 1)[1])[0], *_numbers(loss)[-2:]
+        assert told == pytest.approx(first_epoch, abs=1e-6)
+        assert minus_log == pytest.approx(-math.log(p), abs=1e-4)
+        if name == "three":  # the softmax of the logits shown, as the probabilities shown
+            assert "CrossEntropyLoss" in loss and "which sum to 1" in forward
+            logits, shares = (
+                _numbers(forward.split("turns the first row's")[1])[:3],
+                _numbers(forward.split("into probabilities")[1]),
+            )
+            assert torch.softmax(torch.tensor(logits), 0).tolist() == pytest.approx(
+                shares, abs=1e-4
+            )
+        else:
+            assert "BCEWithLogitsLoss" in loss and "torch.sigmoid(logit)" in forward
+            assert "two noisy circles" in _line(lines, "1. Data")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from ptflow import __version__
 from ptflow.config import (
+    CIRCLES_DEFAULTS,
     FORMATS,
     MISSING,
     ROW_GROUP_ROWS,
@@ -95,6 +96,14 @@ def _add_run(commands: Any) -> None:
     _add_settings(
         run.add_argument_group("data: the line y = weight * X + bias"), "line", _RUN_DEFAULTS
     )
+    _add_settings(
+        run.add_argument_group(
+            "task: classification learns two noisy circles' classes instead (1,000 points; "
+            f"its defaults: {_shown_settings(CIRCLES_DEFAULTS)})"
+        ),
+        "task",
+        _RUN_DEFAULTS,
+    )
     _add_common_options(run, _RUN_DEFAULTS)
     run.set_defaults(handler=_run, command="run", defaults=_RUN_DEFAULTS)
 
@@ -116,6 +125,7 @@ def _add_train(commands: Any) -> None:
     for name in ("target", "features", "categorical", "numeric", "ignore"):
         table.add_argument(f"--{name}", action=_CommaList, metavar="COLUMN", help=_help(name))
     _add_settings(table, "table", _TRAIN_DEFAULTS, skip=_COLUMN_LISTS)
+    _add_settings(table, "task", _TRAIN_DEFAULTS)
     _add_drop_missing(table)
     _add_common_options(train, _TRAIN_DEFAULTS)
     train.set_defaults(handler=_run, command="train", defaults=_TRAIN_DEFAULTS)
@@ -357,6 +367,10 @@ def _or_none(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
+def _shown_settings(settings: dict[str, Any]) -> str:
+    return ", ".join(f"--{name.replace('_', '-')} {_shown(v)}" for name, v in settings.items())
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -586,7 +600,10 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         # Defaults, then the TOML file, then the options given on the command line; invalid
         # settings fail here, before torch is imported.
         given = _given_settings(args)
-        cfg = Config.from_dict({**args.defaults, **given})
+        defaults = args.defaults
+        if args.command == "run" and given.get("task") == "classification":
+            defaults = {**defaults, **CIRCLES_DEFAULTS}  # the circles' model, not the line's
+        cfg = Config.from_dict({**defaults, **given})
         if args.command == "train" and cfg.data is None:
             raise WorkflowError(
                 "ptflow train needs a table: give --data FILE (or data in --config); "
@@ -695,7 +712,7 @@ def _report_run(result: RunResult, quiet: bool) -> int:
 
 def _print_run_summary(result: RunResult) -> None:
     cfg, history = result.config, result.history
-    if result.learned is not None and cfg.data is None:
+    if result.learned is not None and cfg.line:
         weight, bias = result.learned
         print("Learned parameters (true values in brackets):")
         print(f"  weight {weight:.4f} ({cfg.weight:.4f})")
@@ -704,7 +721,7 @@ def _print_run_summary(result: RunResult) -> None:
         stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
         print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
     task = result.task
-    if cfg.data is None:
+    if cfg.line:
         test = result.metrics["test"].to_dict()
         shown = (f"{m.label} {format_metric(m, test[m.name])}" for m in task.metrics)
         print("Test metrics: " + " | ".join(shown))

@@ -20,6 +20,7 @@ __all__ = [
     "Split",
     "Splits",
     "check_part_sizes",
+    "make_circles_data",
     "make_linear_data",
     "scale_splits",
     "split",
@@ -62,6 +63,32 @@ def make_linear_data(
     X = torch.arange(start, end, step).unsqueeze(dim=1)  # (n, 1): one feature per row
     y = weight * X + bias
     return X, y
+
+
+def make_circles_data(
+    points: int = 1000, *, noise: float = 0.03, factor: float = 0.8, seed: int = 42
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return two noisy circles as X (points, 2) and their class y (points, 1): 0 for the
+    outer circle of radius 1, 1 for the inner one of radius `factor`; rows in a seeded
+    random order, so any cut of them holds both circles.
+
+    The classification course's first data set (scikit-learn's `make_circles`, with its
+    1,000 points and noise 0.03), made here with torch: no straight line separates the
+    classes, so a linear model stays near chance and a small MLP finds the ring.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    inner = points // 2
+    angles = [
+        torch.arange(n, dtype=torch.float64) * (2 * math.pi / n) for n in (points - inner, inner)
+    ]
+    X = torch.cat([
+        radius * torch.stack([torch.cos(a), torch.sin(a)], dim=1)
+        for radius, a in zip((1.0, factor), angles, strict=True)
+    ])  # fmt: skip
+    X += noise * torch.randn(X.shape, generator=generator, dtype=torch.float64)
+    y = torch.cat([torch.zeros(points - inner), torch.ones(inner)]).unsqueeze(dim=1)
+    order = torch.randperm(points, generator=generator)
+    return X[order].float(), y[order]
 
 
 def split(

@@ -66,15 +66,26 @@ def describe_data(
 ) -> list[str]:
     """Step 1 in sentences: where the data comes from, its first rows, and the split."""
     rows = len(splits.train_indices) + len(splits.val_indices) + len(splits.test_indices)
-    if cfg.data is None:
+    if cfg.line:
         source = (
             f"the straight line y = {cfg.weight}·X + {cfg.bias}, with X = "
             f"torch.arange({cfg.start}, {cfg.end}, {cfg.step}) as a column: {rows} rows"
         )
+    elif cfg.circles:
+        source = (
+            f"two noisy circles, {rows} points (x1, x2) made after a seed of {cfg.seed}: "
+            f"class 0 on the outer ring, class 1 on the inner one"
+        )
     else:
         source = f"{cfg.data}: {rows} rows of {', '.join(features)} to predict {', '.join(target)}"
     X, y = splits.train
+    classes = encoding.classes if encoding is not None else ()
     order = "shuffled (seeded), then cut" if cfg.shuffle else "in order: the first rows train"
+    if classes:
+        order += ", each class on its own (stratified), so every part holds each class"
+        shown_y = f"class {classes[int(y[0, 0])]} (y = {int(y[0, 0])}, its number)"
+    else:
+        shown_y = f"y = {numbers(y[0])}"
     inputs = []
     if encoding is not None and encoding.width != len(features):
         inputs = [
@@ -85,16 +96,30 @@ def describe_data(
     return [
         f"1. Data: {source}.",
         *inputs,
-        f"   The first training row is X = {numbers(X[0])} with y = {numbers(y[0])}.",
+        f"   The first training row is X = {numbers(X[0])} with {shown_y}.",
         f"   Split {order}: {len(splits.train_indices)} train, {len(splits.val_indices)} "
         f"validation, {len(splits.test_indices)} test rows; the model never trains on the "
         f"test rows.",
-        "2. Visualize: once trained, the run draws the data (train blue, test green) and the "
-        "predictions (red) before and after training."
-        if cfg.data is None
-        else "2. Visualize: once trained, the run draws the test rows' predictions against "
-        "their targets.",
+        _visualize(cfg, classes),
     ]
+
+
+def _visualize(cfg: Config, classes: tuple[str, ...]) -> str:
+    if cfg.line:
+        return (
+            "2. Visualize: once trained, the run draws the data (train blue, test green) and "
+            "the predictions (red) before and after training."
+        )
+    if classes:
+        return (
+            "2. Visualize: once trained, the run draws the test rows' confusion matrix, ROC "
+            "curve and calibration, and for one or two features the class predicted at "
+            "each point."
+        )
+    return (
+        "2. Visualize: once trained, the run draws the test rows' predictions against their "
+        "targets."
+    )
 
 
 def describe_model(cfg: Config, network: nn.Module) -> list[str]:
@@ -107,16 +132,24 @@ def describe_model(cfg: Config, network: nn.Module) -> list[str]:
     return lines
 
 
-def describe_first_batch(cfg: Config, network: nn.Module, splits: Splits) -> list[str]:
+def describe_first_batch(
+    cfg: Config,
+    network: nn.Module,
+    splits: Splits,
+    loss_fn: LossFn | None = None,
+    classes: tuple[str, ...] = (),
+) -> list[str]:
     """Step 4 in sentences: the five training steps on the first batch, with their values.
 
     A copy of the model takes `training.train_step`, the very function training runs (with
-    the run's precision and clipping), on the first batch; the generators are put back.
+    the run's precision and clipping, and its `loss_fn`: by default the one `cfg` names),
+    on the first batch; the generators are put back. With `classes`, the model's outputs
+    are told as logits, and their probabilities and cross-entropy on the first row.
     """
     saved = random_states()
     try:
         model = copy.deepcopy(network)
-        loss_fn = make_loss_fn(cfg.loss, cfg.huber_delta)
+        loss_fn = loss_fn or make_loss_fn(cfg.loss, cfg.huber_delta)
         optimizer = optimizer_for(cfg, model)
         device = next(model.parameters()).device
         data = InMemory(splits, device)
@@ -125,7 +158,10 @@ def describe_first_batch(cfg: Config, network: nn.Module, splits: Splits) -> lis
         model.train()
         before = {name: value.detach().clone() for name, value in model.named_parameters()}
         step = train_step(model, loss_fn, optimizer, X, y, StepOptions.of(cfg, device))
-        return _five_steps(cfg, model, loss_fn, optimizer, (X, y), step, before, data)
+        lines = _five_steps(cfg, model, loss_fn, optimizer, (X, y), step, before, data)
+        if classes:  # steps 1 and 2 on classes: logits, probabilities, cross-entropy
+            lines[1:3] = _class_steps(cfg, step.y_pred, y, classes, step.loss)
+        return lines
     finally:
         set_random_states(saved)
 
@@ -142,7 +178,7 @@ def _five_steps(
 ) -> list[str]:
     X, y = batch
     whole = "all the training rows" if len(X) == data.train_rows else f"{len(X)} rows"
-    scaled = " (standardised columns)" if cfg.scale == "standard" and cfg.data is not None else ""
+    scaled = " (standardised columns)" if cfg.scale == "standard" and not cfg.line else ""
     bf16 = ", under torch.autocast(bfloat16)" if cfg.precision == "bf16" else ""
     lines = [
         f"4. Train: each epoch, model.train() and then, batch after batch, five steps. "
@@ -177,6 +213,45 @@ def _five_steps(
     return lines
 
 
+def _class_steps(
+    cfg: Config, logits: torch.Tensor, y: torch.Tensor, classes: tuple[str, ...], loss: float
+) -> list[str]:
+    """Steps 1 and 2 for classes, on the first row: its logits, their probabilities, and
+    the cross-entropy, -log of the true class's probability, which the loss averages."""
+    bf16 = ", under torch.autocast(bfloat16)" if cfg.precision == "bf16" else ""
+    first = logits[0].detach().float().cpu()
+    true = int(y[0, 0])
+    if len(classes) == 2:
+        p = torch.sigmoid(first[0])
+        shares = torch.stack([1 - p, p])
+        turned = (
+            f"one logit per row, for class {classes[1]}: p({classes[1]}) = "
+            f"torch.sigmoid(logit) = {p.item():.4f} for the first row, so p({classes[0]}) = "
+            f"{1 - p.item():.4f}"
+        )
+        loss_name = "BCEWithLogitsLoss (the sigmoid and the log in one stable step)"
+    else:
+        shares = torch.softmax(first, dim=0)
+        turned = (
+            f"a logit per class; torch.softmax(logits, dim=1) turns the first row's "
+            f"{numbers(first)} into probabilities {numbers(shares)}, which sum to 1"
+        )
+        loss_name = "CrossEntropyLoss (the softmax and the log in one stable step)"
+    weighted = "a weighted mean, by --class-weight" if cfg.class_weight != "none" else "the mean"
+    smoothed = (
+        f", with label smoothing {cfg.label_smoothing}"
+        if cfg.label_smoothing and len(classes) > 2
+        else ""
+    )
+    return [
+        f"   1. Forward pass, logits = model(X){bf16}: {values(logits)}: {turned}.",
+        f"   2. Loss, {loss_name} = {loss:.6f}: {weighted} over the rows of -log(the "
+        f"probability given to the row's true class){smoothed}. The first row is class "
+        f"{classes[true]}: -log({shares[true].item():.4f}) = "
+        f"{-torch.log(shares[true]).item():.4f}.",
+    ]
+
+
 def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
     """Steps 5, 2 and 6 in sentences: evaluation, the plots, and what was saved."""
     task = task_of(summary)
@@ -191,7 +266,7 @@ def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
     if learned := summary.get("learned_parameters"):
         lines.append(
             f"   Learned weight {learned['weight']:.4f} and bias {learned['bias']:.4f}"
-            + (f" (true {cfg.weight} and {cfg.bias})." if cfg.data is None else ".")
+            + (f" (true {cfg.weight} and {cfg.bias})." if cfg.line else ".")
         )
     lines += [
         "   The plots and the loss curves are PNG files in the run folder, and report.html "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from ptflow.history import History
 __all__ = [
     "plot_calibration",
     "plot_confusion_matrix",
+    "plot_decision_regions",
     "plot_loss_curves",
     "plot_predicted_vs_actual",
     "plot_predictions",
@@ -299,3 +300,84 @@ def plot_calibration(
     if path is not None:
         save_figure(figure, path)
     return figure
+
+
+def plot_decision_regions(
+    classify: Callable[[torch.Tensor], torch.Tensor],
+    parts: Mapping[str, Split],
+    classes: Sequence[str],
+    features: Sequence[str],
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+    steps: int = 200,
+) -> Figure:
+    """Plot which class a model predicts over the plane of its two features (or along its
+    one), one panel per part of the data (say "Train" and "Test"), with that part's rows
+    coloured by their true class, as the classification course draws decision boundaries.
+
+    `classify` maps inputs (rows, features) to class numbers (rows,); it is called once, on
+    a grid of `steps` points per feature over the rows' range and a tenth more.
+    """
+    if len(features) not in (1, 2):
+        raise WorkflowError(
+            f"decision regions are drawn over one or two features, not {len(features)}; "
+            f"plot the confusion matrix instead."
+        )
+    every = torch.cat([part.X for part in parts.values()]).double()
+    low, high = every.min(dim=0).values, every.max(dim=0).values
+    margin = (high - low).clamp(min=1e-6) * 0.1
+    axes_points = [torch.linspace(a, b, steps, dtype=torch.float64) for a, b in
+                   zip((low - margin).tolist(), (high + margin).tolist(), strict=True)]  # fmt: skip
+    if len(features) == 2:
+        grid_x, grid_y = torch.meshgrid(*axes_points, indexing="xy")
+        grid = torch.stack([grid_x.flatten(), grid_y.flatten()], dim=1)
+    else:
+        grid = axes_points[0][:, None]
+    regions = classify(grid.float()).reshape(-1, steps) if len(features) == 2 else None
+    strip = classify(grid.float()).reshape(1, steps) if regions is None else None
+    colours = _class_colours(len(classes))
+    figure = Figure(figsize=(6.5 * len(parts), 6), layout="constrained")
+    panels = figure.subplots(1, len(parts), squeeze=False)[0]
+    for axes, (name, part) in zip(panels, parts.items(), strict=True):
+        X, y = part.X.double().numpy(), part.y.reshape(-1).long().numpy()
+        if regions is not None:
+            extent = (axes_points[0][0], axes_points[0][-1], axes_points[1][0], axes_points[1][-1])
+            axes.imshow(
+                regions.numpy(), origin="lower", extent=[float(v) for v in extent],
+                cmap=colours, vmin=-0.5, vmax=len(classes) - 0.5, alpha=0.35, aspect="auto",
+            )  # fmt: skip
+            points_y = X[:, 1]
+            axes.set_ylabel(_label(features[1]))
+        else:
+            assert strip is not None
+            ends = (float(axes_points[0][0]), float(axes_points[0][-1]), -0.5, len(classes) - 0.5)
+            axes.imshow(
+                strip.numpy(), origin="lower", extent=ends, cmap=colours,
+                vmin=-0.5, vmax=len(classes) - 0.5, alpha=0.35, aspect="auto",
+            )  # fmt: skip
+            jitter = torch.rand(len(y), generator=torch.Generator().manual_seed(0)) * 0.5 - 0.25
+            points_y = y + jitter.numpy()
+            axes.set_yticks(range(len(classes)), labels=[_label(c) for c in classes])
+            axes.set_ylabel("true class (the band: the predicted one)")
+        for k, label in enumerate(classes):
+            rows = y == k
+            axes.scatter(X[rows, 0], points_y[rows], s=8, color=colours(k), edgecolors="k",
+                         linewidths=0.3, label=_label(label))  # fmt: skip
+        axes.set_xlabel(_label(features[0]))
+        axes.set_title(name)
+        axes.legend(loc="upper right", title="true class")
+    figure.suptitle(title or "Decision regions: the class predicted at each point")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def _class_colours(classes: int) -> Any:
+    """A colour per class: tab10's, or a continuous map beyond ten classes."""
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+
+    if classes <= 10:
+        return ListedColormap([colormaps["tab10"](k) for k in range(classes)])
+    return colormaps["viridis"].resampled(classes)

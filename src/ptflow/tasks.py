@@ -122,7 +122,13 @@ CLASSIFICATION = Task(
     baseline="logistic regression",
     default_loss="cross_entropy",
     scales_targets=False,  # class numbers are labels, not quantities
-    table_plots=("data.png", "confusion_matrix.png", "roc_curve.png", "calibration.png"),
+    table_plots=(
+        "data.png",
+        "decision_regions.png",  # one or two numeric features
+        "confusion_matrix.png",
+        "roc_curve.png",
+        "calibration.png",
+    ),
     classes=True,
 )
 

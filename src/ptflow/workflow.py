@@ -37,8 +37,22 @@ from ptflow.checkpoint import (
     load_weights,
     save_weights,
 )
-from ptflow.config import Config, check_resumable, relevant_settings
-from ptflow.data import Split, Splits, make_linear_data, scale_splits, split, stratified_split
+from ptflow.config import (
+    CIRCLES_NOISE,
+    CIRCLES_POINTS,
+    Config,
+    check_resumable,
+    relevant_settings,
+)
+from ptflow.data import (
+    Split,
+    Splits,
+    make_circles_data,
+    make_linear_data,
+    scale_splits,
+    split,
+    stratified_split,
+)
 from ptflow.devices import check_bf16, device_of, resolve_device
 from ptflow.distributed import World, check_batches
 from ptflow.encoding import Encoding, fit_encoding
@@ -57,6 +71,8 @@ from ptflow.evaluation import (
     majority_class,
     permutation_importance,
     predict,
+    predicted_classes,
+    probabilities,
 )
 from ptflow.files import remove_stale_temporaries, to_json_safe
 from ptflow.models import (
@@ -71,6 +87,7 @@ from ptflow.models import (
 from ptflow.plots import (
     plot_calibration,
     plot_confusion_matrix,
+    plot_decision_regions,
     plot_loss_curves,
     plot_predicted_vs_actual,
     plot_predictions,
@@ -253,6 +270,17 @@ def load_data(cfg: Config, task: Task = REGRESSION) -> Table:
         for left_out in rows_left_out(table.dropped_rows, table.missing_target):
             logger.info("left out %s", left_out)
         return table
+    if task.classes:  # two circles, as numeric columns with classes "0" (outer), "1" (inner)
+        X, y = make_circles_data(CIRCLES_POINTS, noise=CIRCLES_NOISE, seed=cfg.seed)
+        logger.info(
+            "data: two circles of %d points (noise %g), class 0 the outer, 1 the inner",
+            CIRCLES_POINTS,
+            CIRCLES_NOISE,
+        )
+        return Table(
+            X, y, features=("x1", "x2"), target=("label",), fingerprint={},
+            kinds=("numeric", "numeric"), classes=("0", "1"),
+        )  # fmt: skip
     X, y = make_linear_data(cfg.weight, cfg.bias, cfg.start, cfg.end, cfg.step)
     return Table(X, y, features=("X",), target=("y",), fingerprint={})
 
@@ -360,7 +388,10 @@ def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], No
     data = prepared.data
     lines = describe_data(cfg, prepared.splits, data.features, data.target, prepared.encoding)
     lines += describe_model(cfg, prepared.network)
-    lines += describe_first_batch(cfg, prepared.network, prepared.train_splits)
+    classes = prepared.encoding.classes if prepared.encoding is not None else ()
+    lines += describe_first_batch(
+        cfg, prepared.network, prepared.train_splits, prepared.loss_fn, classes
+    )
     for line in lines:
         narrate(line)
 
@@ -786,7 +817,7 @@ def _with_importance(result: RunResult, encoding: Encoding | None) -> RunResult:
     """The result with its encoding and the permutation importance of each input column on
     the test rows (for a table in memory: the tutorial has one column, a stream is not held)."""
     splits, features = result.splits, result.data.features
-    if result.config.data is None or splits is None:
+    if result.config.line or splits is None:
         return dataclasses.replace(result, encoding=encoding)
     columns = feature_inputs(features, encoding)
     test = splits.test
@@ -911,7 +942,7 @@ def _write_run_files(
     )
     plot_loss_curves(result.history, path=folder / "loss_curves.png")
     y_test, y_pred_after = shown
-    if cfg.data is not None or splits is None:
+    if not cfg.line or splits is None:
         rows = f" (the first {len(y_test):,})" if cfg.stream else ""
         if splits is not None:  # in memory: the data itself, as the tutorial plots it
             plot_table_data(
@@ -924,6 +955,8 @@ def _write_run_files(
         if (sums := result.test_sums) is not None and sums.confusion is not None:  # classes
             classes = result.encoding.classes if result.encoding is not None else ()
             _write_class_plots(folder, sums, classes)
+            if splits is not None and _draws_regions(result):
+                _write_decision_regions(folder, result, splits, classes)
             return
         if y_pred_before is not None and splits is not None:
             plot_predicted_vs_actual(
@@ -1002,6 +1035,27 @@ def _write_class_plots(folder: Path, sums: ClassMetricSums, classes: Sequence[st
     )
 
 
+def _draws_regions(result: RunResult) -> bool:
+    """A model of one or two numeric inputs, each a feature column as it is (no categories,
+    no was-missing indicators), has decision regions to draw over its data."""
+    encoding, features = result.encoding, result.data.features
+    inputs = feature_inputs(features, encoding)
+    numeric = not (encoding is not None and encoding.categorical)
+    return len(features) in (1, 2) and numeric and all(len(i) == 1 for i in inputs.values())
+
+
+def _write_decision_regions(
+    folder: Path, result: RunResult, splits: Splits, classes: Sequence[str]
+) -> None:
+    def classify(X: torch.Tensor) -> torch.Tensor:
+        return predicted_classes(probabilities(predict(result.model, X).float().cpu()))
+
+    plot_decision_regions(
+        classify, {"Train": splits.train, "Test": splits.test}, classes, result.data.features,
+        path=folder / "decision_regions.png",
+    )  # fmt: skip
+
+
 def _summary(result: RunResult) -> dict[str, Any]:
     cfg, history = result.config, result.history
     summary: dict[str, Any] = {
@@ -1035,6 +1089,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
     if cfg.data is not None:
         summary["data"] = {**result.data.fingerprint, "dropped_rows": result.data.dropped_rows}
         summary["columns"] = [asdict(role) for role in result.data.roles]
+    elif cfg.circles:
+        summary["data"] = {"circles": CIRCLES_POINTS, "noise": CIRCLES_NOISE}
     else:
         summary["parameters"] = {
             name: tensor.detach().cpu().tolist()
