@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +67,27 @@ def test_round_trip_and_replace() -> None:
     assert cfg.replace(seed=1).seed == 1
     with pytest.raises(WorkflowError, match="epochs"):
         cfg.replace(epochs=-5)
+
+
+def test_a_linear_classifier_starts_from_its_own_defaults(tmp_path: Path) -> None:
+    from ptflow.config import LINEAR_CLASSIFIER_DEFAULTS, TABLE_DEFAULTS
+
+    classes, numbers = tmp_path / "classes.csv", tmp_path / "numbers.csv"
+    classes.write_text("x,y\n1,yes\n2,no\n3,yes\n")
+    numbers.write_text("x,y\n1,0.5\n2,1.5\n3,2.5\n")
+    mine = Config.for_table(str(classes), "y")
+    assert {name: getattr(mine, name) for name in LINEAR_CLASSIFIER_DEFAULTS} == (
+        LINEAR_CLASSIFIER_DEFAULTS
+    )
+    assert mine.weight_decay is None  # resolved by the training rows: 1 / n
+    assert Config.for_table(str(classes), "y", lr=0.1).lr == 0.1  # given: kept
+    for table, changes in ((classes, {"model": "mlp"}), (numbers, {}),
+                           (numbers, {"task": "regression"})):  # fmt: skip
+        cfg = Config.for_table(str(table), "y", **changes)
+        assert (cfg.lr, cfg.epochs, cfg.patience) == (
+            0.01,
+            TABLE_DEFAULTS["epochs"],
+            TABLE_DEFAULTS["patience"],
+        )
+    asked = Config.for_table(str(numbers), "y", task="classification")
+    assert asked.epochs == LINEAR_CLASSIFIER_DEFAULTS["epochs"]

@@ -41,18 +41,8 @@ def test_a_real_table_trains_with_no_flags_as_well_as_scikit_learn(
     assert ours["mlp"] >= theirs["mlp"] - 0.01
 
 
-# The default linear model is not regularised, and on wine's 124 training rows it ends
-# 1 test row (of 30) and a log loss of 0.071 against 0.044 behind the penalised logistic
-# regression: issue 17 stays open on it.
-_WINE_SHORT = pytest.mark.xfail(
-    strict=True, reason="the unregularised default linear model trails C = 1 on wine"
-)
-
-
 @pytest.mark.slow  # two training runs per table and scikit-learn's models
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_WINE_SHORT) if n == "wine" else n for n in CLASS_TABLES]
-)
+@pytest.mark.parametrize("name", CLASS_TABLES)
 def test_a_real_class_table_trains_with_no_flags_as_well_as_logistic_regression(
     name: str, tmp_path: Path
 ) -> None:

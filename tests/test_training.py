@@ -274,3 +274,31 @@ def test_compile_trains_the_same_model_as_eager(tutorial_splits: ptflow.Splits) 
     assert histories[0] == pytest.approx(histories[1], rel=1e-4)
     for name, value in weights[0].items():
         assert torch.allclose(value, weights[1][name], atol=1e-5), name
+
+
+def test_weight_decay_shrinks_weights_and_leaves_biases_alone() -> None:
+    from ptflow.training import optimizer_for
+
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
+    weights = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
+    biases = [model[0].bias.detach().clone(), model[2].bias.detach().clone()]
+    optimizer = optimizer_for(Config(optimizer="sgd", lr=0.5), model, weight_decay=0.1)
+    for parameter in model.parameters():  # no loss: only the decay moves anything
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    assert torch.allclose(model[0].weight, weights[0] * 0.95)  # 1 - lr * decay
+    assert torch.allclose(model[2].weight, weights[1] * 0.95)
+    assert torch.equal(model[0].bias, biases[0]) and torch.equal(model[2].bias, biases[1])
+    plain = optimizer_for(Config(optimizer="adam"), model)  # no decay: one group, as before
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0
+
+
+def test_weight_decay_by_default_is_logistic_regressions_penalty_for_a_linear_classifier() -> None:
+    from ptflow.training import weight_decay_for
+
+    linear, mlp = Config(model="linear"), Config(model="mlp")
+    assert weight_decay_for(linear, classes=True, train_rows=125) == 1 / 125
+    assert weight_decay_for(linear, classes=False, train_rows=125) == 0.0  # regression
+    assert weight_decay_for(mlp, classes=True, train_rows=125) == 0.0  # early stopping's job
+    assert weight_decay_for(linear.replace(weight_decay=0.0), True, 125) == 0.0  # as given
+    assert weight_decay_for(mlp.replace(weight_decay=0.3), True, 125) == 0.3

@@ -25,6 +25,7 @@ from ptflow import __version__
 from ptflow.config import (
     CIRCLES_DEFAULTS,
     FORMATS,
+    LINEAR_CLASSIFIER_DEFAULTS,
     MISSING,
     ROW_GROUP_ROWS,
     TABLE_DEFAULTS,
@@ -32,6 +33,7 @@ from ptflow.config import (
     MissingName,
     check_setting_names,
     relevant_settings,
+    table_settings,
 )
 from ptflow.console import (
     check_utf8,
@@ -116,7 +118,9 @@ def _add_train(commands: Any) -> None:
         "column (numbers: regression; text or true/false: classification, see --task): a "
         "shuffled train/validation/test split, standardised columns, the tutorial's training "
         "loop, and a baseline to compare with (least squares; for classes, logistic "
-        "regression and the majority class). Options can also come from a TOML file "
+        "regression and the majority class). A linear classifier starts from "
+        f"{_shown_settings(LINEAR_CLASSIFIER_DEFAULTS)} and weight decay 1 / training rows "
+        "instead (a convex fit, trained to its end). Options can also come from a TOML file "
         "(--config); options given here override it.",
     )
     table = train.add_argument_group("data: a table")
@@ -600,10 +604,12 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         # Defaults, then the TOML file, then the options given on the command line; invalid
         # settings fail here, before torch is imported.
         given = _given_settings(args)
-        defaults = args.defaults
-        if args.command == "run" and given.get("task") == "classification":
-            defaults = {**defaults, **CIRCLES_DEFAULTS}  # the circles' model, not the line's
-        cfg = Config.from_dict({**defaults, **given})
+        if args.command == "train":  # a linear classifier's own defaults, if it is one
+            cfg = table_settings(given)
+        elif given.get("task") == "classification":  # the circles' model, not the line's
+            cfg = Config.from_dict({**args.defaults, **CIRCLES_DEFAULTS, **given})
+        else:
+            cfg = Config.from_dict({**args.defaults, **given})
         if args.command == "train" and cfg.data is None:
             raise WorkflowError(
                 "ptflow train needs a table: give --data FILE (or data in --config); "

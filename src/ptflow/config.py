@@ -28,6 +28,7 @@ __all__ = [
     "CIRCLES_POINTS",
     "DEVICES",
     "FORMATS",
+    "LINEAR_CLASSIFIER_DEFAULTS",
     "LOSSES",
     "MAX_LINE_POINTS",
     "MISSING",
@@ -44,6 +45,7 @@ __all__ = [
     "check_resumable",
     "check_setting_names",
     "relevant_settings",
+    "table_settings",
 ]
 
 ModelName = Literal["tutorial", "linear", "mlp"]
@@ -97,6 +99,30 @@ TABLE_DEFAULTS: dict[str, Any] = {
     "epochs": 1000,
     "patience": 50,
 }
+
+
+# A linear classifier on a table starts from these instead: with weight decay's default,
+# logistic regression's C = 1 penalty, its loss is convex with one minimum, so it trains to
+# the end (no early stopping: on a few dozen validation rows, wine's, the kept "best" epoch
+# came before the minimum) at a higher rate for fewer epochs. Chosen on four real tables
+# and five seeds each (README, "Classification"): all 20 runs within 0.02 of logistic
+# regression's test accuracy and 1.1x its log loss, where the table defaults missed 7.
+LINEAR_CLASSIFIER_DEFAULTS: dict[str, Any] = {"lr": 0.03, "epochs": 500, "patience": 0}
+
+
+def table_settings(given: dict[str, Any]) -> Config:
+    """The settings of `ptflow train`: TABLE_DEFAULTS, for a linear classifier those of
+    LINEAR_CLASSIFIER_DEFAULTS over them, then `given` over both. Whether the run is a
+    classification may take a look at the table (`task = "auto"`: its target's values)."""
+    cfg = Config.from_dict({**TABLE_DEFAULTS, **given})
+    if cfg.model != "linear" or cfg.task == "regression" or cfg.data is None:
+        return cfg
+    if cfg.task == "auto":
+        from ptflow.tables import holds_classes
+
+        if not holds_classes(cfg.data, cfg.target, cfg.format):
+            return cfg
+    return Config.from_dict({**TABLE_DEFAULTS, **LINEAR_CLASSIFIER_DEFAULTS, **given})
 
 
 # What `ptflow run --task classification` starts from: the classification course's circles
@@ -224,7 +250,12 @@ class Config:
     optimizer: OptimizerName = _setting("sgd", "training", "optimizer")
     momentum: float = _setting(0.0, "training", "sgd: momentum")
     nesterov: bool = _setting(False, "training", "sgd: Nesterov momentum", negatable=True)
-    weight_decay: float = _setting(0.0, "training", "weight decay")
+    weight_decay: float | None = _setting(
+        None,
+        "training",
+        "L2 weight decay on the weights (never the biases); none: for a linear classifier "
+        "1 / training rows, logistic regression's C = 1 penalty, else 0",
+    )
     schedule: ScheduleName = _setting("none", "training", "learning-rate schedule")
     step_size: int = _setting(30, "training", "step: epochs between drops")
     gamma: float = _setting(0.1, "training", "step, plateau: factor of each drop")
@@ -359,7 +390,7 @@ class Config:
             raise WorkflowError("--stream does not train on classes yet; train without --stream.")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise WorkflowError("nesterov needs the sgd optimizer and a momentum above 0.")
-        if self.weight_decay < 0:
+        if self.weight_decay is not None and self.weight_decay < 0:
             raise WorkflowError(f"weight_decay must be 0 or more, got {self.weight_decay}.")
         if self.step_size < 1 or self.plateau_patience < 0:
             raise WorkflowError("step_size must be at least 1 and plateau_patience at least 0.")
@@ -411,7 +442,7 @@ class Config:
     @classmethod
     def for_table(cls, data: str, target: str | Sequence[str], **changes: Any) -> Config:
         """Return the settings `ptflow train` starts from for a table, with changes."""
-        return cls.from_dict({**TABLE_DEFAULTS, "data": data, "target": target, **changes})
+        return table_settings({"data": data, "target": target, **changes})
 
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""

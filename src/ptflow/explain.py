@@ -138,19 +138,21 @@ def describe_first_batch(
     splits: Splits,
     loss_fn: LossFn | None = None,
     classes: tuple[str, ...] = (),
+    *,
+    weight_decay: float | None = None,
 ) -> list[str]:
     """Step 4 in sentences: the five training steps on the first batch, with their values.
 
     A copy of the model takes `training.train_step`, the very function training runs (with
     the run's precision and clipping, and its `loss_fn`: by default the one `cfg` names),
-    on the first batch; the generators are put back. With `classes`, the model's outputs
-    are told as logits, and their probabilities and cross-entropy on the first row.
+    on the first batch, with the run's `weight_decay`; the generators are put back. With
+    `classes`, the outputs are told as logits, their probabilities and cross-entropy.
     """
     saved = random_states()
     try:
         model = copy.deepcopy(network)
         loss_fn = loss_fn or make_loss_fn(cfg.loss, cfg.huber_delta)
-        optimizer = optimizer_for(cfg, model)
+        optimizer = optimizer_for(cfg, model, weight_decay)
         device = next(model.parameters()).device
         data = InMemory(splits, device)
         batch_size = batch_size_for(cfg, data.train_rows)

@@ -61,6 +61,7 @@ __all__ = [
     "convert_table",
     "describe_roles",
     "file_fingerprint",
+    "holds_classes",
     "identifier_reason",
     "iter_table",
     "keep_rows",
@@ -181,6 +182,15 @@ def table_format(path: Path, format: str = "auto") -> Literal["csv", "parquet"]:
         f"cannot tell the format of {path.name} from its extension; "
         f"pass --format csv or --format parquet."
     )
+
+
+def holds_classes(
+    path: str | os.PathLike[str], target: Sequence[str], format: str = "auto"
+) -> bool:
+    """True if a target column of the table holds text or true/false values: classes, for
+    `task = "auto"` (only the header and the first rows are read)."""
+    table = open_table(path, format)
+    return any(table.kinds.get(name) in ("text", "true/false") for name in target)
 
 
 def open_table(path: str | os.PathLike[str], format: str = "auto") -> TableFile:

@@ -128,6 +128,7 @@ from ptflow.streaming import (
 from ptflow.tables import (
     Table,
     describe_roles,
+    holds_classes,
     iter_table,
     load_table,
     open_table,
@@ -142,7 +143,9 @@ from ptflow.training import (
     balanced_class_weights,
     batch_size_for,
     make_class_loss_fn,
+    optimizer_for,
     train,
+    weight_decay_for,
 )
 
 __all__ = [
@@ -170,7 +173,7 @@ def task_for(cfg: Config) -> Task:
     if cfg.task != "auto" or cfg.data is None:
         return CLASSIFICATION if cfg.task == "classification" else REGRESSION
     table = open_table(cfg.data, cfg.format)
-    if any(table.kinds.get(name) in ("text", "true/false") for name in cfg.target):
+    if holds_classes(cfg.data, cfg.target, cfg.format):
         if cfg.stream:
             raise WorkflowError(
                 f"--stream does not train on classes yet, and {', '.join(cfg.target)} holds "
@@ -378,6 +381,13 @@ def _agree(world: World | None, check: Callable[[], None]) -> None:
         raise WorkflowError(problem)
 
 
+def _weight_decay(cfg: Config, prepared: _Prepared) -> float:
+    """The run's weight decay (`training.weight_decay_for`): by its training rows."""
+    splits = prepared.splits
+    rows = len(splits.train.X) if splits is not None else 0  # streamed: regression only
+    return weight_decay_for(cfg, prepared.task.classes, rows)
+
+
 def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], None]) -> None:
     """--explain: steps 1, 3 and the first batch of 4, before training starts."""
     from ptflow.explain import describe_data, describe_first_batch, describe_model
@@ -390,8 +400,9 @@ def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], No
     lines += describe_model(cfg, prepared.network)
     classes = prepared.encoding.classes if prepared.encoding is not None else ()
     lines += describe_first_batch(
-        cfg, prepared.network, prepared.train_splits, prepared.loss_fn, classes
-    )
+        cfg, prepared.network, prepared.train_splits, prepared.loss_fn, classes,
+        weight_decay=_weight_decay(cfg, prepared),
+    )  # fmt: skip
     for line in lines:
         narrate(line)
 
@@ -557,6 +568,15 @@ def _prepare(cfg: Config) -> _Prepared:
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
     loss_fn = _class_loss(cfg, splits.train.y, len(data.classes)) if task.classes else None
+    if cfg.weight_decay is None and (
+        decay := weight_decay_for(cfg, task.classes, len(splits.train.X))
+    ):
+        logger.info(
+            "weight decay %.4g: 1 / %d training rows, logistic regression's C = 1 penalty "
+            "(--weight-decay 0: none)",
+            decay,
+            len(splits.train.X),
+        )
     return _Prepared(
         data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
     )
@@ -683,6 +703,7 @@ def _train_and_finish(
             cfg,
             progress=progress,
             loss_fn=prepared.loss_fn,
+            optimizer=optimizer_for(cfg, prepared.network, _weight_decay(cfg, prepared)),
             resume=checkpoint.state if checkpoint is not None else None,
             should_stop=should_stop,
             on_epoch_end=partial(_on_epoch_end, checkpoints, on_epoch),
