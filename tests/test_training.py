@@ -279,16 +279,17 @@ def test_compile_trains_the_same_model_as_eager(tutorial_splits: ptflow.Splits) 
 def test_weight_decay_shrinks_weights_and_leaves_biases_alone() -> None:
     from ptflow.training import optimizer_for
 
-    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1))
-    weights = [model[0].weight.detach().clone(), model[2].weight.detach().clone()]
-    biases = [model[0].bias.detach().clone(), model[2].bias.detach().clone()]
+    first, second = nn.Linear(3, 2), nn.Linear(2, 1)
+    model = nn.Sequential(first, nn.ReLU(), second)
+    weights = [first.weight.detach().clone(), second.weight.detach().clone()]
+    biases = [first.bias.detach().clone(), second.bias.detach().clone()]
     optimizer = optimizer_for(Config(optimizer="sgd", lr=0.5), model, weight_decay=0.1)
     for parameter in model.parameters():  # no loss: only the decay moves anything
         parameter.grad = torch.zeros_like(parameter)
     optimizer.step()
-    assert torch.allclose(model[0].weight, weights[0] * 0.95)  # 1 - lr * decay
-    assert torch.allclose(model[2].weight, weights[1] * 0.95)
-    assert torch.equal(model[0].bias, biases[0]) and torch.equal(model[2].bias, biases[1])
+    assert torch.allclose(first.weight, weights[0] * 0.95)  # 1 - lr * decay
+    assert torch.allclose(second.weight, weights[1] * 0.95)
+    assert torch.equal(first.bias, biases[0]) and torch.equal(second.bias, biases[1])
     plain = optimizer_for(Config(optimizer="adam"), model)  # no decay: one group, as before
     assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0
 
