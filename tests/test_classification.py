@@ -437,6 +437,7 @@ def test_the_logistic_baseline_is_scikit_learns_logistic_regression(loader: str)
     )
 
 
+@pytest.mark.slow  # 300 epochs and three runs: keeps the default suite under five minutes
 def test_run_with_the_classification_task_learns_two_circles(cli: Cli, tmp_path: Path) -> None:
     import json
     import tomllib

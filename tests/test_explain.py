@@ -98,6 +98,7 @@ def test_explain_narrates_the_step_as_trained_with_clipping_and_bf16(
     ]  # fmt: skip
 
 
+@pytest.mark.slow  # two runs: keeps the default suite under five minutes
 def test_explain_tells_classes_as_logits_probabilities_and_cross_entropy(
     tmp_path: Path, cli: Cli
 ) -> None:

@@ -120,7 +120,11 @@ def table_settings(given: dict[str, Any]) -> Config:
     if cfg.task == "auto":
         from ptflow.tables import holds_classes
 
-        if not holds_classes(cfg.data, cfg.target, cfg.format):
+        try:
+            classes = holds_classes(cfg.data, cfg.target, cfg.format)
+        except WorkflowError:  # no such file (yet), or no such column: the run will say so
+            return cfg
+        if not classes:
             return cfg
     return Config.from_dict({**TABLE_DEFAULTS, **LINEAR_CLASSIFIER_DEFAULTS, **given})
 
