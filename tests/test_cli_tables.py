@@ -301,3 +301,12 @@ def test_none_on_the_command_line_turns_a_setting_off_over_the_defaults(
     assert kept["patience"] == 7 and kept["batch_size"] == 16
     refused = cli(*argv, "--patience", "nine")
     assert refused.code == 2 and "invalid int value: 'nine'" in refused.err
+
+
+def test_early_stopping_says_once_which_epoch_it_kept(sine_table: Path, cli: Cli) -> None:
+    done = cli("train", "--data", str(sine_table), "--target", "y", "--epochs", "400",
+               "--patience", "2", "--lr", "0.5", "--out", "run")  # fmt: skip
+    assert done.code == 0, done.err
+    kept = [line for line in done.out.splitlines() if "epoch" in line and "best" in line]
+    assert len(kept) == 1 and kept[0].startswith("restored the weights of epoch "), kept
+    assert "(stopped early at epoch" in kept[0]

@@ -723,9 +723,7 @@ def _print_run_summary(result: RunResult) -> None:
         print("Learned parameters (true values in brackets):")
         print(f"  weight {weight:.4f} ({cfg.weight:.4f})")
         print(f"  bias   {bias:.4f} ({cfg.bias:.4f})")
-    if cfg.patience:
-        stop = f", stopped early at epoch {len(history)}" if history.stopped_early else ""
-        print(f"Best epoch {history.best_epoch} of {len(history)}{stop}; its weights were kept.")
+    # Early stopping's outcome (the epoch kept, where it stopped) is logged by `train`, once.
     task = result.task
     if cfg.line:
         test = result.metrics["test"].to_dict()
