@@ -717,7 +717,7 @@ def _report_run(result: RunResult, quiet: bool) -> int:
 
 
 def _print_run_summary(result: RunResult) -> None:
-    cfg, history = result.config, result.history
+    cfg = result.config
     if result.learned is not None and cfg.line:
         weight, bias = result.learned
         print("Learned parameters (true values in brackets):")
