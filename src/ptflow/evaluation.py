@@ -17,7 +17,7 @@ from ptflow.devices import device_of
 from ptflow.encoding import EncodeCounts, Encoding
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
-from ptflow.stats import Moments
+from ptflow.stats import Moments, class_cross_entropy
 from ptflow.tables import READ_BLOCK_ROWS, iter_table
 from ptflow.tasks import CLASSIFICATION, REGRESSION, Task
 
@@ -294,12 +294,7 @@ class ClassMetricSums:
                 f"class numbers must be 0 to {classes - 1} for {logits.shape[1]} model "
                 f"output(s), got {int(y.min())} to {int(y.max())}; give the classes as trained."
             )
-        if logits.shape[1] == 1:  # two classes, one logit: p(second class) = sigmoid
-            loss = nn.functional.binary_cross_entropy_with_logits(
-                logits[:, 0], y.double(), reduction="sum"
-            )
-        else:
-            loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+        loss = class_cross_entropy(logits, y, reduction="sum")
         shares = probabilities(logits)
         self._grow(classes)
         assert self.confusion is not None and self.positive is not None

@@ -186,6 +186,37 @@ class Logistic:
         return (X.to(self.coef.dtype) @ self.coef + self.intercept).to(X.dtype)
 
 
+def class_cross_entropy(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    weight: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """The cross-entropy of logits (rows, 1 or classes) against class numbers (rows[, 1]):
+    for one column, that of the second of two classes (`BCEWithLogitsLoss`'s form), else
+    one logit per class (`CrossEntropyLoss`'s). Both take logits, the numerically stable
+    form; `weight`, one per class, weighs each row by its class (a weighted mean, as
+    PyTorch's weighted losses are); `label_smoothing` applies to several classes."""
+    y = y.reshape(-1)
+    if logits.shape[1] != 1:
+        weights = weight.to(logits.device, logits.dtype) if weight is not None else None
+        return torch.nn.functional.cross_entropy(
+            logits, y.long(), weight=weights, label_smoothing=label_smoothing, reduction=reduction
+        )
+    target = y.to(logits.dtype)
+    if weight is None:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits[:, 0], target, reduction=reduction
+        )
+    rows = weight.to(logits.device, logits.dtype)[y.long()]
+    each = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 0], target, reduction="none"
+    )
+    return (each * rows).sum() / rows.sum() if reduction == "mean" else (each * rows).sum()
+
+
 def fit_logistic(
     X: torch.Tensor, y: torch.Tensor, classes: int, *, iterations: int = 200
 ) -> Logistic:
@@ -209,13 +240,7 @@ def fit_logistic(
 
     def loss() -> torch.Tensor:
         optimizer.zero_grad()
-        logits = Z @ coef + intercept
-        if outputs == 1:
-            fit = torch.nn.functional.binary_cross_entropy_with_logits(
-                logits[:, 0], target.double()
-            )
-        else:
-            fit = torch.nn.functional.cross_entropy(logits, target)
+        fit = class_cross_entropy(Z @ coef + intercept, target)
         total = fit + penalty * coef.square().sum()
         total.backward()
         return total

@@ -26,6 +26,7 @@ from ptflow.devices import check_bf16, device_of
 from ptflow.distributed import Sharded, World, wrap_model
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.history import History
+from ptflow.stats import class_cross_entropy
 from ptflow.streaming import StreamedTable
 
 __all__ = [
@@ -77,25 +78,13 @@ def make_class_loss_fn(
     (with `label_smoothing`). Both take logits, the numerically stable form. `weight`, one
     per class, makes the loss a weighted mean over rows, as PyTorch's weighted losses are.
     """
-    if classes == 2:
 
-        def binary(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            target = y.reshape_as(logits).to(logits.dtype)
-            if weight is None:
-                return nn.functional.binary_cross_entropy_with_logits(logits, target)
-            rows = weight.to(logits.device, logits.dtype)[target.long()]
-            each = nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="none")
-            return (each * rows).sum() / rows.sum()
-
-        return binary
-
-    def multiclass(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        weights = weight.to(logits.device, logits.dtype) if weight is not None else None
-        return nn.functional.cross_entropy(
-            logits, y.reshape(-1).long(), weight=weights, label_smoothing=label_smoothing
+    def loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return class_cross_entropy(
+            logits, y, weight=weight, label_smoothing=label_smoothing if classes > 2 else 0.0
         )
 
-    return multiclass
+    return loss
 
 
 def balanced_class_weights(y: torch.Tensor, classes: int) -> torch.Tensor:
