@@ -399,12 +399,19 @@ def test_a_classifier_resumes_bit_for_bit(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # a torchrun of two processes beside one process
-def test_two_processes_classify_as_one(tmp_path: Path, run_cli: RunCli) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_two_processes_classify_as_one(tmp_path: Path, run_cli: RunCli, stream: bool) -> None:
     import json
 
+    import pandas as pd
+
     _blobs(tmp_path / "blobs.csv", rows=300)
-    common = ("--data", "blobs.csv", "--target", "species", "--epochs", "5", "--batch-size", "32",
-              "--quiet")  # fmt: skip
+    data = "blobs.csv"
+    if stream:  # row groups of 64: each process reads its share of them
+        pd.read_csv(tmp_path / data).to_parquet(tmp_path / "blobs.parquet", row_group_size=64)
+        data = "blobs.parquet"
+    common = ("--data", data, "--target", "species", "--epochs", "5", "--batch-size", "30",
+              "--quiet", *(["--stream"] if stream else []))  # fmt: skip
     one = run_cli("train", *common, "--out", "one")
     two = run_cli("train", *common, "--out", "two", "--nproc", "2")
     assert one.returncode == 0 and two.returncode == 0, two.stderr
@@ -414,6 +421,7 @@ def test_two_processes_classify_as_one(tmp_path: Path, run_cli: RunCli) -> None:
     for part in ("train", "val", "test"):
         for name, value in summaries[0]["metrics"][part].items():
             assert summaries[1]["metrics"][part][name] == pytest.approx(value, rel=1e-6), name
+    assert summaries[0]["per_class"] == summaries[1]["per_class"]
 
 
 @pytest.mark.parametrize("loader", ["load_iris", "load_wine", "load_breast_cancer"])

@@ -17,7 +17,7 @@ import ptflow.tables
 from ptflow import Config, TrainingInterrupted, WorkflowError
 from ptflow.stats import fit_least_squares, fit_scaling
 from ptflow.streaming import TEST, TRAIN, VAL, RowSplit, evaluate_streamed, scan_table
-from tests.conftest import RunCli
+from tests.conftest import Cli, RunCli
 
 
 def _write_parquet(path: Path, rows: int = 3000, group_rows: int = 256, seed: int = 0) -> Path:
@@ -126,7 +126,7 @@ def test_streamed_metrics_are_the_in_memory_metrics(tmp_path: Path) -> None:
     baseline = fit_least_squares(*splits.train)
     test = ptflow.compute_metrics(baseline.predict(splits.test.X), splits.test.y)
     assert result.baseline_metrics["test"].mse == pytest.approx(test.mse, rel=1e-6)
-    _, _, shown = evaluate_streamed(result.model, result.data)  # type: ignore[arg-type]
+    shown = evaluate_streamed(result.model, result.data).shown  # type: ignore[arg-type]
     assert torch.equal(shown.X, splits.test.y)  # the plot's rows: targets, then predictions
 
 
@@ -273,3 +273,80 @@ def test_a_task_that_keeps_its_targets_scales_the_features_only(
     buffers = dict(result.model.named_buffers())
     assert buffers["y_mean"].tolist() == [0.0] and buffers["y_std"].tolist() == [1.0]
     assert not torch.equal(buffers["x_mean"], torch.zeros_like(buffers["x_mean"]))
+
+
+def _write_class_parquet(path: Path, rows: int = 1200, seed: int = 0) -> Path:
+    """Three classes as text around three centres, a category, a few gaps, row groups of 200."""
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 3, rows)
+    points = np.array([[0.0, 0.0], [2.5, 0.0], [0.0, 2.5]])[label] + rng.normal(size=(rows, 2))
+    frame = pd.DataFrame({
+        "a": np.where(np.arange(rows) % 40 == 3, np.nan, points[:, 0]),
+        "b": points[:, 1],
+        "colour": np.array(["red", "blue"])[rng.integers(0, 2, rows)],
+        "species": np.array(["Gentoo", "Adelie", "Chinstrap"])[label],
+    })  # fmt: skip
+    frame.to_parquet(path, row_group_size=200)
+    return path
+
+
+def test_streamed_classes_score_as_in_memory(tmp_path: Path) -> None:
+    from ptflow.evaluation import ClassMetricSums
+    from ptflow.models import baseline_design
+    from ptflow.stats import fit_logistic
+
+    path = _write_class_parquet(tmp_path / "classes.parquet")
+    cfg = Config.for_table(str(path), "species", stream=True, epochs=30)
+    result = ptflow.run_workflow(cfg, tmp_path / "run")
+    assert result.task.name == "classification" and result.encoding is not None
+    assert result.encoding.classes == ("Adelie", "Chinstrap", "Gentoo")  # sorted, as in memory
+    assert result.metrics["test"].accuracy > 0.8
+    # The oracle: the same rows, read whole, encoded as the run encodes, scored in memory.
+    data = ptflow.load_table(path, ["species"], missing="impute", classes=True)
+    assert data.classes == result.encoding.classes
+    X = torch.from_numpy(result.encoding.encode(data.X.numpy(), data.vocabularies)[0])
+    parts = torch.from_numpy(result.data.split.parts(0, len(X)))  # type: ignore[union-attr]
+    for name, part in (("train", TRAIN), ("val", VAL), ("test", TEST)):
+        rows = parts == part
+        sums = ClassMetricSums()
+        sums.add(ptflow.predict(result.model, X[rows]), data.y[rows])
+        expected = sums.metrics()
+        got = result.metrics[name]
+        assert got.accuracy == expected.accuracy and got.roc_auc == expected.roc_auc
+        assert got.log_loss == pytest.approx(expected.log_loss, rel=1e-9)
+    design = baseline_design(result.encoding)[0]
+    train = parts == TRAIN
+    logistic = fit_logistic(design(X[train]), data.y[train], 3)
+    sums = ClassMetricSums()
+    sums.add(logistic.predict(design(X[parts == TEST])), data.y[parts == TEST])
+    assert result.baseline_metrics["test"].log_loss == pytest.approx(
+        sums.metrics().log_loss, rel=1e-6
+    )
+    majority = result.other_baselines["the majority class"]["test"]
+    assert majority.roc_auc == 0.5
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["per_class"]["Gentoo"]["support"] == int((data.y[parts == TEST] == 2).sum())
+    for plot in ("confusion_matrix", "roc_curve", "calibration"):
+        assert (tmp_path / "run" / f"{plot}.png").is_file()
+
+
+def test_a_streamed_classifier_predicts_classes_and_resumes_bit_for_bit(
+    tmp_path: Path, cli: Cli
+) -> None:
+    from tests.conftest import interrupted_and_resumed, same_bytes
+
+    path = _write_class_parquet(tmp_path / "classes.parquet")
+    cfg = Config.for_table(str(path), "species", stream=True, epochs=3, batch_size=128,
+                           model="mlp", hidden=(8,), dropout=0.1)  # fmt: skip
+    ptflow.run_workflow(cfg, tmp_path / "whole")
+    cut = interrupted_and_resumed(cfg, tmp_path, after_steps=11)
+    assert same_bytes(cut, tmp_path / "whole", ("model.safetensors", "history.csv"))
+    new = tmp_path / "new.csv"
+    new.write_text("a,b,colour\n0,0,red\n2.5,0,blue\n0,2.5,green\n")
+    done = cli("predict", str(tmp_path / "whole"), "--data", str(new))
+    lines = done.out.splitlines()
+    assert lines[0] == "species_pred,species_prob_Adelie,species_prob_Chinstrap,species_prob_Gentoo"
+    for line in lines[1:]:
+        assert abs(sum(float(p) for p in line.split(",")[1:]) - 1) < 1e-6

@@ -390,8 +390,6 @@ class Config:
             raise WorkflowError(f"momentum must be in [0, 1), got {self.momentum}.")
         if not 0 <= self.label_smoothing < 1:
             raise WorkflowError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
-        if self.task == "classification" and self.stream:
-            raise WorkflowError("--stream does not train on classes yet; train without --stream.")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise WorkflowError("nesterov needs the sgd optimizer and a momentum above 0.")
         if self.weight_decay is not None and self.weight_decay < 0:

@@ -437,10 +437,12 @@ class ClassMetricSums:
         )
 
 
-def majority_class(y_train: torch.Tensor, classes: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The classification baseline: every row gets the training rows' class shares as its
-    probabilities (as logits, one for two classes), so it predicts the majority class."""
-    counts = torch.bincount(y_train.reshape(-1).long(), minlength=classes).double()
+def majority_class(class_rows: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The classification baseline: every row gets the training rows' class shares (from
+    each class's training rows) as its probabilities (as logits, one for two classes), so
+    it predicts the majority class."""
+    classes = len(class_rows)
+    counts = class_rows.double()
     shares = (counts / counts.sum()).clamp(min=1e-12)
     logits = torch.log(shares)
     if classes == 2:

@@ -39,12 +39,23 @@ from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
     AnyMetrics,
     LossFn,
+    RunningSums,
     evaluate_blocks,
+    majority_class,
     mean_loss,
     predict,
 )
 from ptflow.models import baseline_design
-from ptflow.stats import LeastSquares, Medians, Moments, NormalEquations, Scaling, scaling_from
+from ptflow.stats import (
+    LeastSquares,
+    Logistic,
+    Medians,
+    Moments,
+    NormalEquations,
+    Scaling,
+    fit_logistic,
+    scaling_from,
+)
 from ptflow.tables import (
     ColumnRole,
     TableColumns,
@@ -52,10 +63,12 @@ from ptflow.tables import (
     check_has_rows,
     check_varying_target,
     choose_columns,
+    class_order,
     column_roles,
     file_fingerprint,
     identifier_reason,
     keep_rows,
+    known_classes,
     leave_out,
     open_parquet,
     open_table,
@@ -68,13 +81,24 @@ if TYPE_CHECKING:
 
     from ptflow.config import MissingName
 
-__all__ = ["PARTS", "RowSplit", "StreamedTable", "evaluate_streamed", "scan_table"]
+__all__ = [
+    "MAJORITY",
+    "PARTS",
+    "RowSplit",
+    "StreamedScores",
+    "StreamedTable",
+    "evaluate_streamed",
+    "scan_table",
+]
 
 PARTS = ("train", "val", "test")
 TRAIN, VAL, TEST = 0, 1, 2
 # A categorical column keeps at most this many distinct values when streamed (the file's
 # first ones): the scan holds them in memory, the model an embedding row for each.
 STREAM_MOST_CATEGORIES = 100_000
+# A streamed classifier's logistic-regression baseline is fitted on at most this many
+# training rows (the first ones read): L-BFGS takes many passes, each over the rows held.
+STREAM_LOGISTIC_ROWS = 100_000
 # The predicted-vs-actual plot shows at most this many test rows (the first ones).
 PLOT_ROWS = 10_000
 
@@ -164,6 +188,9 @@ class StreamedTable:
     missing_target: int = 0  # of the dropped rows, those without a target value
     counts: EncodeCounts = dataclasses.field(default_factory=EncodeCounts)  # over every row
     capped: dict[str, int] = dataclasses.field(default_factory=dict)  # column: cells not kept
+    classes: tuple[str, ...] = ()  # a class target's classes in order: y holds 0, 1, ...
+    class_rows: NDArray[np.int64] | None = None  # (3, classes): each part's rows of each
+    logistic: Logistic | None = None  # classes: the baseline, on the first training rows
 
     @property
     def path(self) -> Path:
@@ -233,8 +260,10 @@ class StreamedTable:
             yield group, rows
 
     def predict_baseline(self, X: torch.Tensor) -> torch.Tensor:
-        """The least-squares baseline's predictions for model inputs X."""
-        return self.baseline.predict(baseline_design(self.encoding)[0](X))
+        """The baseline's predictions for model inputs X: least squares', or for classes
+        the logistic regression's logits."""
+        fit = self.logistic if self.logistic is not None else self.baseline
+        return fit.predict(baseline_design(self.encoding)[0](X))
 
     def select(self, rows: _Group, part: int, *, scaled: bool) -> Split:
         """Return one part's rows of a group as tensors, standardised if `scaled`."""
@@ -350,6 +379,7 @@ def scan_table(
     categorical: Sequence[str] = (),
     numeric: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    classes: bool = False,
 ) -> StreamedTable:
     """Read a Parquet table, a row group at a time, checking every value and fitting what
     the model's inputs need on the training rows: what an in-memory run fits, the same.
@@ -362,16 +392,22 @@ def scan_table(
     is missing. A missing feature value is imputed (`missing` "impute", the default),
     leaves its row out (`"drop"`, or `drop_missing`) or is an error (`"error"`); a row
     without a target is left out. The same errors as `load_table` otherwise.
+
+    With `classes`, the one target column holds classes: the first pass finds them (in
+    `class_order`), y holds their numbers from then on, and the baseline is a logistic
+    regression on the first STREAM_LOGISTIC_ROWS training rows.
     """
     mode: MissingName = missing or ("drop" if drop_missing else "impute")
     overrides = {"categorical": categorical, "numeric": numeric, "ignore": ignore}
-    source, columns, file = _open_parquet(Path(path), format, target, features, overrides)
+    source, columns, file = _open_parquet(Path(path), format, target, features, overrides, classes)
     metadata = file.metadata
     group_rows = tuple(metadata.row_group(g).num_rows for g in range(metadata.num_row_groups))
     split = RowSplit(metadata.num_rows, train_fraction, val_fraction, shuffle, seed)
     vocabularies = {
         name: Vocabulary(name, most=STREAM_MOST_CATEGORIES) for name in columns.categorical
     }
+    if columns.class_target:  # every class is kept: the model has an output for each
+        vocabularies[columns.target[0]] = Vocabulary(columns.target[0])
     table = StreamedTable(  # filled in by the passes below
         source,
         columns,
@@ -401,13 +437,19 @@ def _counted(table: StreamedTable, scan: _ColumnScan, fingerprint: dict[str, Any
     train, val, test = (int(size) for size in table.part_rows.sum(axis=0))
     rows = f"{source.name} has {train + val + test} usable rows, which are"
     check_part_sizes(rows, (train, val, test), train_fraction, val_fraction)
-    check_varying_target(columns.target, scan.y_low, scan.y_high)
+    if columns.class_target:
+        table = _found_classes(table, scan)
+    else:
+        check_varying_target(columns.target, scan.y_low, scan.y_high)
     capped = {name: v.overflow for name, v in vocabularies.items() if v.full}
     columns = _without_identifiers(table, scan, capped)
+    kept = [*columns.categorical, *(columns.target if columns.class_target else ())]
+    levels = {n: len(v.values) for n, v in vocabularies.items() if n in columns.categorical}
+    levels.update({name: len(table.classes) for name in columns.target if table.classes})
     return dataclasses.replace(
         table,
         columns=columns,
-        vocabularies={name: vocabularies[name] for name in columns.categorical},
+        vocabularies={name: vocabularies[name] for name in kept},
         fingerprint={
             **fingerprint,
             "rows": table.rows,
@@ -416,12 +458,7 @@ def _counted(table: StreamedTable, scan: _ColumnScan, fingerprint: dict[str, Any
         },
         dropped_rows=scan.dropped,
         missing_target=scan.missing_target,
-        roles=column_roles(
-            source,
-            columns,
-            _missing_by_column(columns, scan),
-            {n: len(v.values) for n, v in vocabularies.items()},
-        ),
+        roles=column_roles(source, columns, _missing_by_column(columns, scan), levels),
         capped={name: count for name, count in capped.items() if name in columns.categorical},
     )
 
@@ -443,11 +480,17 @@ def _fit_inputs(
     inputs = _scan_inputs(table, None if missing_in_training else scan.medians)
     if not missing_in_training:
         table = dataclasses.replace(table, encoding=_encoding(table, scan, scan.medians.medians()))
+    logistic = None
+    if table.classes:
+        design = baseline_design(table.encoding)[0]
+        X, y = (torch.cat(parts) for parts in zip(*inputs.sample, strict=True))
+        logistic = fit_logistic(design(X), y, len(table.classes))
     return dataclasses.replace(
         table,
         scaling=_scaling(table.encoding, inputs, scale, scale_targets),
         baseline=inputs.normal.solve(),
         counts=inputs.counts,
+        logistic=logistic,
     )
 
 
@@ -468,6 +511,7 @@ def _open_parquet(
     target: Sequence[str],
     features: Sequence[str] | None,
     overrides: dict[str, Sequence[str]],
+    classes: bool = False,
 ) -> tuple[TableFile, TableColumns, pq.ParquetFile]:
     """The Parquet file to stream, its columns and the features, checked before any row."""
     source = open_table(path, format)
@@ -484,6 +528,7 @@ def _open_parquet(
         categorical=overrides["categorical"],
         numeric=overrides["numeric"],
         ignore=overrides["ignore"],
+        classes=classes,
     )
     file = open_parquet(source, columns)
     check_has_rows(source, file.metadata.num_rows)
@@ -503,6 +548,10 @@ class _ColumnScan:
     y_high: NDArray[np.float64]
     dropped: int = 0
     missing_target: int = 0
+    # classes: each part's rows of each of the target's vocabulary numbers
+    class_codes: NDArray[np.int64] = dataclasses.field(
+        default_factory=lambda: np.zeros((3, 0), dtype=np.int64)
+    )
 
 
 def _scan_columns(table: StreamedTable) -> _ColumnScan:
@@ -535,11 +584,43 @@ def _scan_columns(table: StreamedTable) -> _ColumnScan:
             scan.seen[name] = _mark(scan.seen[name], rows.X[:, i])
             scan.seen_train[name] = _mark(scan.seen_train[name], train[:, i])
         scan.medians.add_high(train[:, numeric])
-        if len(rows.y):
+        if columns.class_target:
+            scan.class_codes = _counted_codes(scan.class_codes, rows.y[:, 0], rows.parts)
+        elif len(rows.y):
             scan.y_low = np.minimum(scan.y_low, rows.y.min(axis=0))
             scan.y_high = np.maximum(scan.y_high, rows.y.max(axis=0))
     scan.medians.find_middle()
     return scan
+
+
+def _counted_codes(
+    counts: NDArray[np.int64], codes: NDArray[np.float32], parts: NDArray[np.int8]
+) -> NDArray[np.int64]:
+    """`counts` (3, vocabulary numbers), grown if need be, plus each part's rows of each
+    number in `codes` (a class target's, of kept rows: none missing)."""
+    numbers = codes.astype(np.int64)
+    width = max(counts.shape[1], int(numbers.max()) + 1 if len(numbers) else 0)
+    grown = np.zeros((3, width), dtype=np.int64)
+    grown[:, : counts.shape[1]] = counts
+    np.add.at(grown, (parts.astype(np.int64), numbers), 1)
+    return grown
+
+
+def _found_classes(table: StreamedTable, scan: _ColumnScan) -> StreamedTable:
+    """The table with the classes the first pass found (in `class_order`) and each part's
+    rows of each; refused with fewer than two classes, as in memory."""
+    name = table.columns.target[0]
+    values = table.vocabularies[name].values
+    present = np.flatnonzero(scan.class_codes.sum(axis=0))
+    classes = class_order([values[i] for i in present])
+    if len(classes) < 2:
+        raise WorkflowError(
+            f"target column {name!r} of {table.source.name} has one class ({classes[0]!r}) in "
+            f"every row; classification needs two or more, so choose another target."
+        )
+    code_of = {values[i]: i for i in present}
+    class_rows = scan.class_codes[:, [code_of[c] for c in classes]]
+    return dataclasses.replace(table, classes=classes, class_rows=class_rows)
 
 
 def _missing_by_column(columns: TableColumns, scan: _ColumnScan) -> dict[str, int]:
@@ -605,7 +686,7 @@ def _encoding(table: StreamedTable, scan: _ColumnScan, fills: list[float | None]
             median = next(medians)
             fill = median if median is not None else 0.0
             inputs.append(NumericInput(name, kind, fill, count > 0, count))
-    return Encoding(tuple(inputs))
+    return Encoding(tuple(inputs), classes=table.classes)
 
 
 @dataclass
@@ -617,6 +698,7 @@ class _InputSums:
     y_moments: Moments
     normal: NormalEquations
     counts: EncodeCounts
+    sample: list[Split] = dataclasses.field(default_factory=list)  # classes: first rows
 
 
 def _scan_inputs(table: StreamedTable, medians: Medians | None) -> _InputSums:
@@ -637,19 +719,34 @@ def _scan_inputs(table: StreamedTable, medians: Medians | None) -> _InputSums:
         sums.x_moments.add(X)
         sums.y_moments.add(y)
         sums.normal.add(design(X), y)
+        if table.classes and (room := STREAM_LOGISTIC_ROWS - sum(len(p.X) for p in sums.sample)):
+            sums.sample.append(Split(X[:room].clone(), y[:room].clone()))
         if medians is not None:
             medians.add_low(X[:, :numbers].numpy())
     return sums
 
 
+@dataclass(frozen=True)
+class StreamedScores:
+    """What `evaluate_streamed` measured, by predictor ("model", "baseline", and for
+    classes the majority class) and part, and what the plots need."""
+
+    metrics: dict[str, dict[str, AnyMetrics]]
+    test_sums: RunningSums  # the model's, on the test rows: classes' confusion matrix
+    shown: Split  # the first PLOT_ROWS test rows' targets and the model's predictions
+
+
+# The other baseline of a classification: every row gets the training rows' class shares.
+MAJORITY = "the majority class"
+
+
 def evaluate_streamed(
     model: nn.Module, table: StreamedTable, world: World | None = None, task: Task = REGRESSION
-) -> tuple[dict[str, AnyMetrics], dict[str, AnyMetrics], Split]:
-    """Measure a trained model (raw columns in) and the baseline on every part, in one pass.
+) -> StreamedScores:
+    """Measure a trained model (raw columns in) and the baselines on every part, in one pass.
 
-    Returns the model's metrics and the baseline's by part, and the first PLOT_ROWS test
-    rows' targets and predictions, for the predicted-vs-actual plot. Under torchrun each
-    process reads its share of the row groups and the running sums are merged.
+    Under torchrun each process reads its share of the row groups and the running sums are
+    merged.
     """
     names = [
         name for name, part in zip(PARTS, (TRAIN, VAL, TEST), strict=True) if table.part_size(part)
@@ -670,27 +767,38 @@ def evaluate_streamed(
         if predictor == "model" and part == "test" and wanted > 0:
             shown.append((y[:wanted], y_pred[:wanted]))
 
-    predictors = {"model": lambda X: predict(model, X).cpu(), "baseline": table.predict_baseline}
+    predictors: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "model": lambda X: predict(model, X).cpu(),
+        "baseline": table.predict_baseline,
+    }
+    if table.class_rows is not None:
+        predictors[MAJORITY] = majority_class(torch.from_numpy(table.class_rows[TRAIN]))
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks(), names, predictors, merge, keep, task)
     empty = torch.empty(0, len(table.target))
-    return (
-        {name: part_sums.metrics() for name, part_sums in sums["model"].items()},
-        {name: part_sums.metrics() for name, part_sums in sums["baseline"].items()},
-        Split(
-            torch.cat([empty, *(y for y, _ in shown)]), torch.cat([empty, *(p for _, p in shown)])
-        ),
+    return StreamedScores(
+        {
+            predictor: {name: part_sums.metrics() for name, part_sums in by_part.items()}
+            for predictor, by_part in sums.items()
+        },
+        sums["model"]["test"],
+        Split(*(torch.cat(kept) if kept else empty for kept in zip(*shown, strict=True)))
+        if shown
+        else Split(empty, empty),
     )
 
 
 def _read_group(file: pq.ParquetFile, group: int, first_row: int, table: StreamedTable) -> _Group:
     values = read_row_group(file, group, table.columns, table.vocabularies)
+    width = len(table.features)
+    if table.classes:  # vocabulary numbers as class numbers; NaN (left out) for no class
+        target = table.vocabularies[table.columns.target[0]]
+        values[:, width] = known_classes(values[:, width], target, table.classes)
     parts = table.split.parts(first_row, len(values))
     kept = keep_rows(table.source, table.columns, [values], first_row + 1, table.missing)
     dropped = 0
     if (keep := kept.keep) is not None:
         values, parts, dropped = values[keep], parts[keep], int((~keep).sum())
-    width = len(table.features)
     X, counts = values[:, :width], None
     if table.encoding is not None:
         X = np.ascontiguousarray(X)  # a copy: the group's columns are read column-major

@@ -65,6 +65,7 @@ __all__ = [
     "identifier_reason",
     "iter_table",
     "keep_rows",
+    "known_classes",
     "leave_out",
     "load_table",
     "open_parquet",
@@ -935,7 +936,7 @@ def iter_table(
         keep, unseen = rows_kept.keep, 0
         if by_class:  # class numbers; a class the model does not know: left out, counted
             written = ~np.isnan(y[:, 0])
-            y = _known_classes(y, vocabularies[columns.target[0]], classes)
+            y = known_classes(y, vocabularies[columns.target[0]], classes)
             unknown = written & np.isnan(y[:, 0])
             unseen = int(unknown.sum())
             keep = ~unknown if keep is None else keep & ~unknown
@@ -956,7 +957,7 @@ def iter_table(
         raise _no_rows(table) if dropped == 0 else _all_missing(table)
 
 
-def _known_classes(
+def known_classes(
     y: NDArray[np.float32], vocabulary: Vocabulary, classes: Sequence[str]
 ) -> NDArray[np.float32]:
     """A class target's vocabulary numbers as the model's class numbers; NaN where missing
@@ -1168,7 +1169,7 @@ def _class_numbers(
             f"target column {name!r} of {table.name} has one class ({classes[0]!r}) in every "
             f"row; classification needs two or more, so choose another target."
         )
-    return classes, _known_classes(y, vocabularies[name], classes)
+    return classes, known_classes(y, vocabularies[name], classes)
 
 
 def _drop_identifiers(

@@ -87,10 +87,11 @@ def make_class_loss_fn(
     return loss
 
 
-def balanced_class_weights(y: torch.Tensor, classes: int) -> torch.Tensor:
-    """rows / (classes * rows of the class), per class: every class weighs the same in all."""
-    counts = torch.bincount(y.reshape(-1).long(), minlength=classes).double()
-    return (counts.sum() / (classes * counts.clamp(min=1))).float()
+def balanced_class_weights(class_rows: torch.Tensor) -> torch.Tensor:
+    """rows / (classes * rows of the class), per class, from each class's training rows:
+    every class weighs the same in all."""
+    counts = class_rows.double()
+    return (counts.sum() / (len(counts) * counts.clamp(min=1))).float()
 
 
 def make_optimizer(

@@ -118,7 +118,9 @@ from ptflow.run_folder import (
 )
 from ptflow.stats import fit_least_squares, fit_logistic, fit_scaling
 from ptflow.streaming import (
+    MAJORITY,
     PARTS,
+    STREAM_LOGISTIC_ROWS,
     STREAM_MOST_CATEGORIES,
     TRAIN,
     StreamedTable,
@@ -174,11 +176,6 @@ def task_for(cfg: Config) -> Task:
         return CLASSIFICATION if cfg.task == "classification" else REGRESSION
     table = open_table(cfg.data, cfg.format)
     if holds_classes(cfg.data, cfg.target, cfg.format):
-        if cfg.stream:
-            raise WorkflowError(
-                f"--stream does not train on classes yet, and {', '.join(cfg.target)} holds "
-                f"them; train without --stream."
-            )
         return CLASSIFICATION
     for name in cfg.target:
         if name in table.columns and (values := whole_number_values(table, name)):
@@ -383,8 +380,8 @@ def _agree(world: World | None, check: Callable[[], None]) -> None:
 
 def _weight_decay(cfg: Config, prepared: _Prepared) -> float:
     """The run's weight decay (`training.weight_decay_for`): by its training rows."""
-    splits = prepared.splits
-    rows = len(splits.train.X) if splits is not None else 0  # streamed: regression only
+    data = prepared.train_splits
+    rows = data.part_size(TRAIN) if isinstance(data, StreamedTable) else len(data.train.X)
     return weight_decay_for(cfg, prepared.task.classes, rows)
 
 
@@ -567,37 +564,43 @@ def _prepare(cfg: Config) -> _Prepared:
     model.to(device)
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
-    loss_fn = _class_loss(cfg, splits.train.y, len(data.classes)) if task.classes else None
-    if cfg.weight_decay is None and (
-        decay := weight_decay_for(cfg, task.classes, len(splits.train.X))
-    ):
-        logger.info(
-            "weight decay %.4g: 1 / %d training rows, logistic regression's C = 1 penalty "
-            "(--weight-decay 0: none)",
-            decay,
-            len(splits.train.X),
-        )
+    class_rows = _class_rows(splits.train.y, len(data.classes))
+    loss_fn = _class_loss(cfg, class_rows) if task.classes else None
     return _Prepared(
         data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
     )
 
 
-def _class_loss(cfg: Config, y_train: torch.Tensor, classes: int) -> LossFn:
-    """Cross-entropy on logits, weighted by class when asked (from the training rows)."""
-    weight = balanced_class_weights(y_train, classes) if cfg.class_weight == "balanced" else None
+def _class_rows(y: torch.Tensor, classes: int) -> torch.Tensor:
+    """How many of the rows of y (class numbers) are of each class."""
+    return torch.bincount(y.reshape(-1).long(), minlength=classes)
+
+
+def _class_loss(cfg: Config, class_rows: torch.Tensor) -> LossFn:
+    """Cross-entropy on logits, weighted by class when asked (by each class's training
+    rows, `class_rows`)."""
+    weight = balanced_class_weights(class_rows) if cfg.class_weight == "balanced" else None
     if weight is not None:
         logger.info("class weights (balanced): %s", ", ".join(f"{w:.4g}" for w in weight.tolist()))
-    return make_class_loss_fn(classes, weight, cfg.label_smoothing)
+    return make_class_loss_fn(len(class_rows), weight, cfg.label_smoothing)
 
 
 def _say_classes(target: str, classes: tuple[str, ...], splits: Splits) -> None:
     """Log the classes, and each one a part of the split has no row of."""
+    parts = [getattr(splits, name) for name in ("train", "val", "test")]
+    rows = [
+        _class_rows(part.y, len(classes)).tolist() if part is not None else None for part in parts
+    ]
+    _say_class_rows(target, classes, rows)
+
+
+def _say_class_rows(target: str, classes: tuple[str, ...], class_rows: Any) -> None:
+    """Log the classes, and each one a part has no row of; `class_rows`: each part's (train,
+    validation, test) rows of each class, None for a part the split does not have."""
     logger.info("classes of %s: %s", target, ", ".join(classes))
-    for name in ("train", "val", "test"):
-        part = getattr(splits, name)
-        if part is None:
+    for name, counts in zip(("train", "val", "test"), class_rows, strict=True):
+        if counts is None or not sum(counts):
             continue
-        counts = torch.bincount(part.y[:, 0].long(), minlength=len(classes)).tolist()
         if absent := [c for c, count in zip(classes, counts, strict=True) if count == 0]:
             logger.info(
                 "the %s rows have no row of %s: too few rows of it to split",
@@ -624,6 +627,7 @@ def _encoded(splits: Splits, encoding: Encoding, data: Table) -> Splits:
 def _prepare_streamed(cfg: Config) -> _Prepared:
     # 1. data: a Parquet table checked in one pass; its rows are read again when needed
     assert cfg.data is not None  # Config refuses --stream without --data
+    task = task_for(cfg)
     table = scan_table(
         cfg.data,
         cfg.target,
@@ -635,10 +639,11 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         shuffle=cfg.shuffle,
         seed=cfg.seed,
         scale=cfg.scale == "standard",
-        scale_targets=REGRESSION.scales_targets,
+        scale_targets=task.scales_targets,
         categorical=cfg.categorical,
         numeric=cfg.numeric,
         ignore=cfg.ignore,
+        classes=task.classes,
     )
     logger.info(
         "data (streamed, %d row groups): %d rows | features: %d | targets: %d | "
@@ -663,14 +668,23 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
         )
     for line in table.counts.describe():
         logger.info("all rows: %s", line)
-    _say_baseline_leaves_out(baseline_design(table.encoding)[1], REGRESSION)
+    _say_baseline_leaves_out(baseline_design(table.encoding)[1], task)
+    encoding, loss_fn = table.encoding, None
+    if (class_rows := table.class_rows) is not None:  # classes: found in the scan, by part
+        _say_class_rows(table.target[0], table.classes, class_rows.tolist())
+        if class_rows[TRAIN].sum() > STREAM_LOGISTIC_ROWS:
+            logger.info(
+                "the logistic regression baseline is fitted on the first %d training rows",
+                STREAM_LOGISTIC_ROWS,
+            )
+        loss_fn = _class_loss(cfg, torch.from_numpy(class_rows[TRAIN]))
     # 3. model, as for a table in memory
     device = _device(cfg)
-    outputs = REGRESSION.out_features(len(table.target))  # --stream: regression only, so far
-    network = _build_network(cfg, table.inputs, outputs, cfg.seed, table.encoding)
+    outputs = task.out_features(len(table.target), len(table.classes))
+    network = _build_network(cfg, table.inputs, outputs, cfg.seed, encoding)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
     model.to(device)
-    return _Prepared(table, None, model, network, table, None, table.encoding)
+    return _Prepared(table, None, model, network, table, None, encoding, loss_fn, task)
 
 
 def _device(cfg: Config) -> torch.device:
@@ -695,6 +709,13 @@ def _train_and_finish(
     splits, model = prepared.splits, prepared.model
     world = World.current()
     checkpoints = _checkpoint_schedule(run_dir, cfg, world, on_checkpoint)
+    decay = _weight_decay(cfg, prepared)
+    if cfg.weight_decay is None and decay:
+        logger.info(
+            "weight decay %.4g: 1 / the training rows, logistic regression's C = 1 penalty "
+            "(--weight-decay 0: none)",
+            decay,
+        )
     # 4. train, checkpointing on the way
     try:
         history = train(
@@ -703,7 +724,7 @@ def _train_and_finish(
             cfg,
             progress=progress,
             loss_fn=prepared.loss_fn,
-            optimizer=optimizer_for(cfg, prepared.network, _weight_decay(cfg, prepared)),
+            optimizer=optimizer_for(cfg, prepared.network, decay),
             resume=checkpoint.state if checkpoint is not None else None,
             should_stop=should_stop,
             on_epoch_end=partial(_on_epoch_end, checkpoints, on_epoch),
@@ -721,9 +742,10 @@ def _train_and_finish(
     # (under torchrun each process measures its share of the rows, and the sums are merged)
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
-        metrics, baseline_metrics, shown = evaluate_streamed(model, prepared.data, world)
-        others: dict[str, dict[str, AnyMetrics]] = {}
-        test_sums = None
+        scores = evaluate_streamed(model, prepared.data, world, prepared.task)
+        metrics, baseline_metrics = scores.metrics["model"], scores.metrics["baseline"]
+        others = {n: by_part for n, by_part in scores.metrics.items() if n not in _OURS}
+        test_sums, shown = scores.test_sums, scores.shown
     else:
         metrics, baseline_metrics, others, test_sums = _evaluate_in_memory(model, prepared, world)
         shown = Split(splits.test.y, predict(model, splits.test.X))
@@ -796,21 +818,19 @@ def _evaluate_in_memory(
         "baseline": _baseline(splits.train, encoding, task),
     }
     if task.classes and encoding is not None:
-        predictors[MAJORITY] = majority_class(splits.train.y, len(encoding.classes))
+        predictors[MAJORITY] = majority_class(_class_rows(splits.train.y, len(encoding.classes)))
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks, list(present), predictors, merge, task=task)
     metrics = {
         name: {part: part_sums.metrics() for part, part_sums in by_part.items()}
         for name, by_part in sums.items()
     }
-    others = {
-        name: by_part for name, by_part in metrics.items() if name not in ("model", "baseline")
-    }
+    others = {name: by_part for name, by_part in metrics.items() if name not in _OURS}
     return metrics["model"], metrics["baseline"], others, sums["model"]["test"]
 
 
-# The other baseline of a classification: every row gets the training rows' class shares.
-MAJORITY = "the majority class"
+# The model and the task's baseline; the other predictors scored are other baselines.
+_OURS = ("model", "baseline")
 
 
 def _baseline(train: Split, encoding: Encoding | None, task: Task) -> Predictor:
