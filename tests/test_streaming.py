@@ -350,3 +350,19 @@ def test_a_streamed_classifier_predicts_classes_and_resumes_bit_for_bit(
     assert lines[0] == "species_pred,species_prob_Adelie,species_prob_Chinstrap,species_prob_Gentoo"
     for line in lines[1:]:
         assert abs(sum(float(p) for p in line.split(",")[1:]) - 1) < 1e-6
+
+
+def test_a_converted_csv_streams_its_text_target_as_classes(tmp_path: Path, cli: Cli) -> None:
+    from tests.test_classification import _blobs
+
+    _blobs(tmp_path / "blobs.csv", rows=400)  # text classes, a category, gaps
+    assert cli("convert", "blobs.csv", "blobs.parquet", "--row-group-rows", "100").code == 0
+    streamed = cli("train", "--data", "blobs.parquet", "--target", "species", "--stream",
+                   "--epochs", "5", "--quiet", "--out", "run")  # fmt: skip
+    assert streamed.code == 0, streamed.err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    blobs = tmp_path / "blobs.csv"
+    in_memory = ptflow.load_table(blobs, ["species"], missing="impute", classes=True)
+    assert summary["task"] == "classification" and summary["classes"] == list(in_memory.classes)
+    rows = summary["split_rows"]
+    assert sum(rows.values()) == 400 and all(count > 40 for count in rows.values())
