@@ -128,21 +128,26 @@ def _linear_problem(rows: int) -> ptflow.Splits:
     return ptflow.split(X, y, 0.98)
 
 
-def _hand_written_epoch(model: nn.Module, splits: ptflow.Splits) -> None:
+def _hand_written_epoch(
+    model: nn.Module,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.mse_loss,
+) -> None:
     """The baseline epoch: Adam on shuffled slices of 4,096 rows, then the test loss."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    X_train, y_train = splits.train
+    X_train, y_train = train
     order = torch.randperm(len(X_train))
     model.train()
     for start in range(0, len(X_train), 4096):
         rows = order[start : start + 4096]
-        loss = nn.functional.mse_loss(model(X_train[rows]), y_train[rows])
+        loss = loss_fn(model(X_train[rows]), y_train[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     model.eval()
     with torch.inference_mode():
-        nn.functional.mse_loss(model(splits.test.X), splits.test.y).item()
+        loss_fn(model(test[0]), test[1]).item()
 
 
 def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: int) -> Row:
@@ -153,7 +158,8 @@ def bench_big_epoch(rows: int, model_name: Literal["linear", "mlp"], repeats: in
     )
 
     def plain() -> None:
-        _hand_written_epoch(ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64)), splits)
+        model = ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64))
+        _hand_written_epoch(model, splits.train, splits.test)
 
     def ours() -> None:
         ptflow.train(ptflow.build_model(model_name, 16, 1, seed=0, hidden=(64, 64)), splits, cfg)
@@ -191,21 +197,9 @@ def bench_class_epoch(rows: int, repeats: int) -> Row:
     def model() -> nn.Module:
         return ptflow.build_model("mlp", 16, CLASSES, seed=0, hidden=(64, 64))
 
-    def plain() -> None:
-        network = model()
-        optimizer = torch.optim.Adam(network.parameters(), lr=1e-3)
-        X_train = splits.train.X
-        order = torch.randperm(len(X_train))
-        network.train()
-        for start in range(0, len(X_train), 4096):
-            rows = order[start : start + 4096]
-            loss = nn.functional.cross_entropy(network(X_train[rows]), y_train[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        network.eval()
-        with torch.inference_mode():
-            nn.functional.cross_entropy(network(splits.test.X), y_test).item()
+    def plain() -> None:  # cross-entropy on long class numbers, as one writes it by hand
+        train, test = (splits.train.X, y_train), (splits.test.X, y_test)
+        _hand_written_epoch(model(), train, test, nn.functional.cross_entropy)
 
     def ours() -> None:
         ptflow.train(model(), splits, cfg, loss_fn=loss_fn)
@@ -290,7 +284,7 @@ def bench_categorical_epoch(rows: int, repeats: int) -> Row:
         return build_table_model("mlp", 12, sizes, 1, seed=0, hidden=(64, 64))
 
     def plain() -> None:
-        _hand_written_epoch(model(), splits)
+        _hand_written_epoch(model(), splits.train, splits.test)
 
     def ours() -> None:
         ptflow.train(model(), splits, cfg)
