@@ -378,11 +378,20 @@ def _agree(world: World | None, check: Callable[[], None]) -> None:
         raise WorkflowError(problem)
 
 
-def _weight_decay(cfg: Config, prepared: _Prepared) -> float:
-    """The run's weight decay (`training.weight_decay_for`): by its training rows."""
+def _weight_decay(cfg: Config, prepared: _Prepared, say: bool = False) -> float:
+    """The run's weight decay (`training.weight_decay_for`): by its training rows; with
+    `say`, logged when it was not given."""
     data = prepared.train_splits
     rows = data.part_size(TRAIN) if isinstance(data, StreamedTable) else len(data.train.X)
-    return weight_decay_for(cfg, prepared.task.classes, rows)
+    decay = weight_decay_for(cfg, prepared.task.classes, rows)
+    if say and cfg.weight_decay is None and decay:
+        logger.info(
+            "weight decay %.4g: 1 / %d training rows, logistic regression's C = 1 penalty "
+            "(--weight-decay 0: none)",
+            decay,
+            rows,
+        )
+    return decay
 
 
 def _narrate_start(cfg: Config, prepared: _Prepared, narrate: Callable[[str], None]) -> None:
@@ -564,8 +573,9 @@ def _prepare(cfg: Config) -> _Prepared:
     model.to(device)
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
-    class_rows = _class_rows(splits.train.y, len(data.classes))
-    loss_fn = _class_loss(cfg, class_rows) if task.classes else None
+    loss_fn = None
+    if task.classes:
+        loss_fn = _class_loss(cfg, _class_rows(splits.train.y, len(data.classes)))
     return _Prepared(
         data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
     )
@@ -709,13 +719,7 @@ def _train_and_finish(
     splits, model = prepared.splits, prepared.model
     world = World.current()
     checkpoints = _checkpoint_schedule(run_dir, cfg, world, on_checkpoint)
-    decay = _weight_decay(cfg, prepared)
-    if cfg.weight_decay is None and decay:
-        logger.info(
-            "weight decay %.4g: 1 / the training rows, logistic regression's C = 1 penalty "
-            "(--weight-decay 0: none)",
-            decay,
-        )
+    decay = _weight_decay(cfg, prepared, say=True)
     # 4. train, checkpointing on the way
     try:
         history = train(
