@@ -280,6 +280,8 @@ def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, c
         cli("predict", "run", "--data", str(data), *extra).out.splitlines()
         for extra in ([], ["--threshold", "0.2"])
     )
+    said = cli("predict", "run", "--data", str(data), "--threshold", "0.2").err
+    assert said == "predicting yes where p(yes) >= 0.2, no elsewhere\n"  # which class it moves
     assert (tmp_path / "run" / "decision_regions.png").is_file()  # along its one feature
     assert default[0] == low[0] == "churn_pred,churn_prob_no,churn_prob_yes"
     rows, low_rows = ([line.split(",") for line in lines[1:]] for lines in (default, low))
@@ -299,7 +301,7 @@ def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, c
     for run, value, said in (
         ("three", "0.3", "error: --threshold decides between two classes, and this model "
          "predicts 3 classes; predict without --threshold.\n"),
-        ("run", "1", "give a probability between 0 and 1"),
+        ("run", "1", "give a probability strictly between 0 and 1"),
     ):  # fmt: skip
         refused = cli("predict", run, "--data", str(blobs), "--threshold", value)
         assert refused.code == 2 and refused.out == "" and said in refused.err
@@ -466,6 +468,9 @@ def test_run_with_the_classification_task_learns_two_circles(cli: Cli, tmp_path:
     for plot in ("decision_regions", "confusion_matrix", "roc_curve", "calibration"):
         assert (run / f"{plot}.png").is_file()
     assert not (run / "predictions_after.png").exists()
+    assert "two noisy circles" in (run / "report.html").read_text()
+    listed = json.loads(cli("runs", str(tmp_path), "--json").out)
+    assert {row["name"]: row["data"] for row in listed}["circles"] == "circles"
     # The line's run is as it was: no task in its settings, no circles.
     assert cli("run", "--epochs", "1", "--quiet", "--out", "line").code == 0
     line = tomllib.loads((tmp_path / "line" / "config.toml").read_text())
@@ -475,3 +480,64 @@ def test_run_with_the_classification_task_learns_two_circles(cli: Cli, tmp_path:
                "--quiet", "--out", "short").code == 0  # fmt: skip
     short = json.loads((tmp_path / "short" / "summary.json").read_text())
     assert short["epochs"] == 2
+
+
+def test_a_yes_no_target_and_its_parquet_copy_score_each_others_runs(
+    tmp_path: Path, cli: Cli
+) -> None:
+    import json
+
+    generator = np.random.default_rng(4)
+    x = generator.normal(size=300)
+    paid = np.where(x + 0.5 * generator.normal(size=300) > 0, "yes", "no")
+    (tmp_path / "paid.csv").write_text(
+        "x,paid\n" + "".join(f"{a:.4f},{p}\n" for a, p in zip(x, paid, strict=True))
+    )
+    assert cli("convert", "paid.csv", "paid.parquet").code == 0  # yes/no become booleans
+    for data, other in (("paid.csv", "paid.parquet"), ("paid.parquet", "paid.csv")):
+        run = f"on-{data}"
+        assert cli("train", "--data", data, "--target", "paid", "--epochs", "30", "--quiet",
+                   "--out", run).code == 0  # fmt: skip
+        mine, theirs = (
+            json.loads(cli("evaluate", run, "--data", table, "--json").out)
+            for table in (data, other)
+        )
+        assert theirs["rows"] == mine["rows"] == 300  # every row scored, none unseen
+        assert theirs["overall"]["accuracy"] == mine["overall"]["accuracy"]
+    classes = json.loads((tmp_path / "on-paid.parquet" / "summary.json").read_text())["classes"]
+    assert classes == ["False", "True"]  # Parquet's booleans, as pyarrow writes them
+
+
+def test_classes_that_cannot_be_classes_are_one_clear_line(tmp_path: Path, cli: Cli) -> None:
+    many = tmp_path / "many.csv"
+    many.write_text("x,a\n" + "".join(f"{i},{i * 1.5}\n" for i in range(60)))
+    refused = cli("train", "--data", str(many), "--target", "a", "--task", "classification",
+                  "--out", "r")  # fmt: skip
+    assert refused.code == 2 and not (tmp_path / "r").exists()
+    assert refused.err == (
+        "error: target column 'a' of many.csv has 60 distinct values in 60 rows, too many to "
+        "be classes (most would have one row to learn from); predict it as numbers (--task "
+        "regression), or choose another target.\n"
+    )
+    data = _blobs(tmp_path / "blobs.csv", rows=90)
+    assert cli("train", "--data", str(data), "--target", "species", "--epochs", "2",
+               "--quiet", "--out", "run").code == 0  # fmt: skip
+    other = tmp_path / "other.csv"
+    other.write_text("x,y,colour,species\n0,0,red,Emperor\n1,1,red,1.0\n")
+    unseen = cli("evaluate", "run", "--data", str(other))
+    assert unseen.code == 2 and unseen.err == (
+        "error: no row of other.csv is of a class the model was trained on (Adelie, "
+        "Chinstrap, Gentoo); its target holds 1.0, Emperor: check the target column (classes "
+        "match as written: 1.0 is not 1).\n"
+    )
+
+
+def test_a_weighted_classifier_is_judged_by_balanced_accuracy() -> None:
+    from ptflow.tasks import CLASSIFICATION
+
+    ours = {"accuracy": 0.43, "balanced_accuracy": 0.71}
+    theirs = {"accuracy": 0.97, "balanced_accuracy": 0.55}
+    assert CLASSIFICATION.behind_baseline(ours, theirs) is not None  # by accuracy: behind
+    by = CLASSIFICATION.judged_by({"class_weight": "balanced"})
+    assert by == "balanced_accuracy" and CLASSIFICATION.behind_baseline(ours, theirs, by) is None
+    assert CLASSIFICATION.judged_by({"class_weight": "none"}) is None

@@ -500,7 +500,10 @@ def _probability(text: str) -> float:
     except ValueError:
         value = math.nan
     if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"got {text!r}; give a probability between 0 and 1")
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}; give a probability strictly between 0 and 1 (at 0 or 1 it would "
+            f"predict one class for every row)"
+        )
     return value
 
 
@@ -736,7 +739,8 @@ def _print_run_summary(result: RunResult) -> None:
         for name, by_part in result.other_baselines.items():
             rows.append((f"test, {name}", by_part["test"].to_dict()))
         _print_metrics_table(task, rows)
-        if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline):
+        by = task.judged_by({"class_weight": cfg.class_weight} if task.classes else {})
+        if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline, by):
             print(behind)
         if result.importance:
             print(_importance_line(task, result.importance))
@@ -876,6 +880,12 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
         raise WorkflowError(
             f"--threshold decides between two classes, and this model predicts {kind}; "
             f"predict without --threshold."
+        )
+    if args.threshold is not None:  # on stderr: stdout holds the predictions, for a pipe
+        second, first = classes[1], classes[0]
+        print(
+            f"predicting {second} where p({second}) >= {args.threshold:g}, {first} elsewhere",
+            file=sys.stderr,
         )
     if args.data is None:
         if len(run.features) != 1:

@@ -380,7 +380,7 @@ class ClassMetricSums:
             roc_auc=aucs[1] if len(aucs) == 2 else sum(aucs) / len(aucs),
         )
 
-    def per_class(self) -> list[dict[str, float]]:
+    def per_class(self) -> list[dict[str, float | int]]:
         """Precision, recall and support of each class, in class order (NaN: undefined)."""
         assert self.confusion is not None, "no rows were added"
         hits = self.confusion.diagonal()
@@ -389,7 +389,7 @@ class ClassMetricSums:
             {
                 "precision": hits[k].item() / predicted[k].item() if predicted[k] else math.nan,
                 "recall": hits[k].item() / support[k].item() if support[k] else math.nan,
-                "support": support[k].item(),
+                "support": int(support[k].item()),
             }
             for k in range(len(self.confusion))
         ]

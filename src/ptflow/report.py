@@ -135,11 +135,15 @@ def _metrics(summary: dict[str, Any]) -> str:
             rows.append(f"<tr><th>{_text(part + label)}</th>{cells}</tr>")
     head = "<tr><th></th>" + "".join(f"<th>{_text(m.label)}</th>" for m in task.metrics) + "</tr>"
     tests = [summary.get(key, {}).get("test") for key in ("metrics", "baseline_metrics")]
-    behind = task.behind_baseline(*tests) if all(isinstance(t, dict) for t in tests) else None
+    ours, theirs = tests
+    behind = None
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        behind = task.behind_baseline(ours, theirs, task.judged_by(summary))
+    baseline = f"{task.baseline} fit on the same training rows is the baseline to beat."
+    intro = f"The {baseline}" if task.classes else f"In the data's own units; the {baseline}"
     return (
         "<section>\n<h2>Metrics</h2>\n"
-        f"<p>In the data's own units; the {task.baseline} fit on the same training rows is the "
-        "baseline to beat.</p>\n"
+        f"<p>{_text(intro)}</p>\n"
         + (f'<p class="warning">{_text(behind)}</p>\n' if behind else "")
         + f'<div class="scroll"><table>\n{head}\n'
         + "\n".join(rows)
@@ -162,11 +166,18 @@ def _parameters(summary: dict[str, Any]) -> str:
     )
 
 
+def _made_data(summary: dict[str, Any]) -> str:
+    """What a run without a file learned from: the tutorial's line, or two circles."""
+    if "circles" in summary.get("data", {}):
+        return "two noisy circles (ptflow run --task classification)"
+    return "the tutorial's line y = weight · X + bias"
+
+
 def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
     data = record.get("data", {})
     split = summary.get("split_rows", {})
     facts = {
-        "file": data.get("file", "the tutorial's line y = weight · X + bias"),
+        "file": data.get("file", _made_data(summary)),
         "rows": data.get("rows"),
         "features": ", ".join(summary.get("features", [])),
         "targets": ", ".join(summary.get("target", [])),

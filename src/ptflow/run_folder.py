@@ -96,7 +96,8 @@ PLOT_CAPTIONS = {
     "predicted_vs_actual_before.png": "Test rows before training: predicted against actual",
     "predicted_vs_actual.png": "Test rows after training: predicted against actual",
     "residuals.png": "Test rows after training: residuals against predictions",
-    "decision_regions.png": "The class the model predicts at each point, with the rows' own",
+    "decision_regions.png": "Decision regions: the class predicted at each point, under the "
+    "rows coloured by their true class",
     "confusion_matrix.png": "Test rows: true class against predicted class",
     "roc_curve.png": "Test rows: ROC curve (true against false positive rate)",
     "calibration.png": "Test rows: predicted probability against the share of rows of the class",

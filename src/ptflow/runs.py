@@ -33,7 +33,7 @@ class RunRow:
 
     name: str
     date: str  # when the run was created, ISO 8601
-    data: str  # the table's file name, or "line" for the tutorial's line
+    data: str  # the table's file name, or "line" for the tutorial's line, "circles" for its classes
     model: str
     epochs: int | None  # epochs trained; None for an unfinished run
     best_val_loss: float | None  # the lowest validation loss (None without a validation split)
@@ -93,7 +93,7 @@ def _row(run: Path) -> RunRow:
     return RunRow(
         name=run.name,
         date=str(record.get("created", "")),
-        data=Path(config["data"]).name if config.get("data") else "line",
+        data=Path(config["data"]).name if config.get("data") else _made_data(config),
         model=model,
         epochs=summary.get("epochs") if summary else None,
         best_val_loss=_best_val_loss(run),
@@ -166,3 +166,8 @@ def rows_as_json(rows: list[RunRow]) -> str:
     # A summary.json edited to hold NaN or Infinity: null, as ptflow writes them itself.
     rows_data = to_json_safe([row.to_dict() for row in rows])
     return json.dumps(rows_data, indent=2, allow_nan=False, default=str)
+
+
+def _made_data(config: dict[str, Any]) -> str:
+    """A run without a table learned the tutorial's line, or with classes two circles."""
+    return "circles" if config.get("task") == "classification" else "line"

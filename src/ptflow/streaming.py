@@ -60,6 +60,7 @@ from ptflow.tables import (
     ColumnRole,
     TableColumns,
     TableFile,
+    check_classes,
     check_has_rows,
     check_varying_target,
     choose_columns,
@@ -613,11 +614,7 @@ def _found_classes(table: StreamedTable, scan: _ColumnScan) -> StreamedTable:
     values = table.vocabularies[name].values
     present = np.flatnonzero(scan.class_codes.sum(axis=0))
     classes = class_order([values[i] for i in present])
-    if len(classes) < 2:
-        raise WorkflowError(
-            f"target column {name!r} of {table.source.name} has one class ({classes[0]!r}) in "
-            f"every row; classification needs two or more, so choose another target."
-        )
+    check_classes(table.source.name, name, classes, int(scan.class_codes.sum()))
     code_of = {values[i]: i for i in present}
     class_rows = scan.class_codes[:, [code_of[c] for c in classes]]
     return dataclasses.replace(table, classes=classes, class_rows=class_rows)

@@ -53,6 +53,7 @@ __all__ = [
     "TableBlock",
     "TableColumns",
     "TableFile",
+    "check_classes",
     "check_has_rows",
     "check_varying_target",
     "choose_columns",
@@ -927,6 +928,7 @@ def iter_table(
     )  # fmt: skip
     vocabularies = _table_vocabularies(columns)
     width, kept, dropped = len(columns.features), 0, 0
+    unseen_names: set[str] = set()  # a few of the classes the model does not know
     for block in read_blocks(table, columns, block_rows=block_rows, vocabularies=vocabularies):
         rows = len(block.columns[0])
         X, y = _matrix(block.columns[:width], rows), _matrix(block.columns[width:], rows)
@@ -939,6 +941,10 @@ def iter_table(
             y = known_classes(y, vocabularies[columns.target[0]], classes)
             unknown = written & np.isnan(y[:, 0])
             unseen = int(unknown.sum())
+            if unseen and len(unseen_names) < 5:
+                values = vocabularies[columns.target[0]].values
+                codes = np.unique(block.columns[width][unknown]).astype(np.int64)
+                unseen_names.update(values[i] for i in codes[:5] if i < len(values))
             keep = ~unknown if keep is None else keep & ~unknown
         ids, block_dropped = block.ids, 0
         if keep is not None:
@@ -953,6 +959,12 @@ def iter_table(
             rows_kept.missing_target, unseen,
         )  # fmt: skip
         kept, dropped = kept + len(X), dropped + block_dropped
+    if kept == 0 and unseen_names:
+        raise WorkflowError(
+            f"no row of {table.name} is of a class the model was trained on ({', '.join(classes)}"
+            f"); its target holds {', '.join(sorted(unseen_names))}: check the target column "
+            f"(classes match as written: 1.0 is not 1)."
+        )
     if kept == 0:
         raise _no_rows(table) if dropped == 0 else _all_missing(table)
 
@@ -961,8 +973,22 @@ def known_classes(
     y: NDArray[np.float32], vocabulary: Vocabulary, classes: Sequence[str]
 ) -> NDArray[np.float32]:
     """A class target's vocabulary numbers as the model's class numbers; NaN where missing
-    or a class it does not know."""
-    lookup = vocabulary.lookup({name: i for i, name in enumerate(classes)}, np.nan)
+    or a class it does not know.
+
+    Two classes that are a true and a false word (`no` and `yes`, `False` and `True`) take
+    every true/false spelling: a CSV's yes/no target and its Parquet copy (booleans, since
+    `ptflow convert` writes them so) score each other's models."""
+    number_of = {name: float(i) for i, name in enumerate(classes)}
+    truth = [name in TRUE_WORDS for name in classes]
+    if (
+        len(classes) == 2
+        and all(n in TRUE_WORDS or n in FALSE_WORDS for n in classes)
+        and (truth[0] != truth[1])
+    ):
+        number_of |= {word: float(truth.index(True)) for word in TRUE_WORDS}
+        number_of |= {word: float(truth.index(False)) for word in FALSE_WORDS}
+        number_of |= {name: float(i) for i, name in enumerate(classes)}
+    lookup = vocabulary.lookup(number_of, np.nan)
     out = np.full_like(y, np.nan)
     present = ~np.isnan(y)
     out[present] = lookup[y[present].astype(np.int64)]
@@ -1164,12 +1190,24 @@ def _class_numbers(
     values = vocabularies[name].values
     present = np.unique(y[:, 0]).astype(np.int64)
     classes = class_order([values[i] for i in present])
+    check_classes(table.name, name, classes, int((~np.isnan(y[:, 0])).sum()))
+    return classes, known_classes(y, vocabularies[name], classes)
+
+
+def check_classes(file: str, name: str, classes: Sequence[str], rows: int) -> None:
+    """Refuse a class target of one class, or of more classes than half its rows: most
+    classes would have a row or none to learn from (a numeric column asked to be classes)."""
     if len(classes) < 2:
         raise WorkflowError(
-            f"target column {name!r} of {table.name} has one class ({classes[0]!r}) in every "
+            f"target column {name!r} of {file} has one class ({classes[0]!r}) in every "
             f"row; classification needs two or more, so choose another target."
         )
-    return classes, known_classes(y, vocabularies[name], classes)
+    if len(classes) > 2 and len(classes) > rows / 2:
+        raise WorkflowError(
+            f"target column {name!r} of {file} has {len(classes):,} distinct values in "
+            f"{row_count(rows)}, too many to be classes (most would have one row to learn "
+            f"from); predict it as numbers (--task regression), or choose another target."
+        )
 
 
 def _drop_identifiers(

@@ -60,14 +60,14 @@ class Task:
         return targets
 
     def behind_baseline(
-        self, metrics: Mapping[str, Any], baseline: Mapping[str, Any]
+        self, metrics: Mapping[str, Any], baseline: Mapping[str, Any], by: str | None = None
     ) -> str | None:
         """One sentence when the model does worse than the baseline on the test rows, else None.
 
-        Judged by the task's first metric; `metrics` and `baseline` map metric names to
-        numbers, as summary.json holds them.
+        Judged by the metric `by` names, else the task's first; `metrics` and `baseline` map
+        metric names to numbers, as summary.json holds them.
         """
-        first = self.metrics[0]
+        first = self.metric(by) if by is not None else self.metrics[0]
         ours, theirs = metrics.get(first.name), baseline.get(first.name)
         if not (_is_number(ours) and _is_number(theirs)):
             return None
@@ -79,6 +79,12 @@ class Task:
             f"{format_metric(first, ours)} against {format_metric(first, theirs)}): train "
             f"longer (--epochs), or try another model or learning rate."
         )
+
+    def judged_by(self, summary: Mapping[str, Any]) -> str | None:
+        """The metric a run is compared with its baseline by, if not the first: balanced
+        accuracy for a classifier weighted to balance its classes, whose plain accuracy the
+        weights lower by design (the unweighted baseline favours the large classes)."""
+        return "balanced_accuracy" if summary.get("class_weight") == "balanced" else None
 
     def metric(self, name: str) -> Metric:
         """The metric called `name`."""

@@ -575,7 +575,7 @@ def _prepare(cfg: Config) -> _Prepared:
     y_pred_before = predict(model, splits.test.X)
     loss_fn = None
     if task.classes:
-        loss_fn = _class_loss(cfg, _class_rows(splits.train.y, len(data.classes)))
+        loss_fn = _class_loss(cfg, _class_rows(splits.train.y, len(data.classes)), data.classes)
     return _Prepared(
         data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
     )
@@ -586,12 +586,13 @@ def _class_rows(y: torch.Tensor, classes: int) -> torch.Tensor:
     return torch.bincount(y.reshape(-1).long(), minlength=classes)
 
 
-def _class_loss(cfg: Config, class_rows: torch.Tensor) -> LossFn:
+def _class_loss(cfg: Config, class_rows: torch.Tensor, classes: Sequence[str]) -> LossFn:
     """Cross-entropy on logits, weighted by class when asked (by each class's training
     rows, `class_rows`)."""
     weight = balanced_class_weights(class_rows) if cfg.class_weight == "balanced" else None
     if weight is not None:
-        logger.info("class weights (balanced): %s", ", ".join(f"{w:.4g}" for w in weight.tolist()))
+        shown = (f"{name} {w:.4g}" for name, w in zip(classes, weight.tolist(), strict=True))
+        logger.info("class weights (balanced): %s", ", ".join(shown))
     return make_class_loss_fn(len(class_rows), weight, cfg.label_smoothing)
 
 
@@ -687,7 +688,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
                 "the logistic regression baseline is fitted on the first %d training rows",
                 STREAM_LOGISTIC_ROWS,
             )
-        loss_fn = _class_loss(cfg, torch.from_numpy(class_rows[TRAIN]))
+        loss_fn = _class_loss(cfg, torch.from_numpy(class_rows[TRAIN]), table.classes)
     # 3. model, as for a table in memory
     device = _device(cfg)
     outputs = task.out_features(len(table.target), len(table.classes))
@@ -1145,6 +1146,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
     encoding = result.encoding
     if (sums := result.test_sums) is not None and encoding is not None:  # classes
         summary["classes"] = list(encoding.classes)
+        summary["class_weight"] = cfg.class_weight
         summary["per_class"] = dict(
             zip(encoding.classes, to_json_safe(sums.per_class()), strict=True)
         )
