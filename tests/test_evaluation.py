@@ -192,3 +192,12 @@ def test_one_metric_loop_scores_every_predictor_on_every_part_block_by_block() -
 
 def got_first_target(X: torch.Tensor, y: torch.Tensor) -> float:
     return float((2 * X[:60, 0] - y[:60, 0]).abs().mean())
+
+
+def test_predicting_something_other_than_a_tensor_says_what_it_needs() -> None:
+    from ptflow.evaluation import predict, predict_proba
+
+    model = torch.nn.Linear(2, 1)
+    for function in (predict, predict_proba):
+        with pytest.raises(WorkflowError, match=r"X must be a torch\.Tensor .* got ndarray"):
+            function(model, np.zeros((3, 2), dtype=np.float32))  # type: ignore[arg-type]

@@ -545,7 +545,7 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 def _note_ignored_settings(given: dict[str, Any], cfg: Config) -> None:
     """Say, on stderr, which `given` settings this run does not use (--hidden for a linear
     model, --momentum without SGD...): a silent choice would leave the user guessing."""
-    used = relevant_settings(cfg.to_dict())
+    used = relevant_settings(cfg.to_dict(), _task_name(cfg))
     if unused := [name for name in given if name not in used]:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         print(
@@ -554,6 +554,19 @@ def _note_ignored_settings(given: dict[str, Any], cfg: Config) -> None:
             f"--schedule {cfg.schedule}); ignored.",
             file=sys.stderr,
         )
+
+
+def _task_name(cfg: Config) -> str | None:
+    """The run's task where the settings decide it, or a glance at the table's target does;
+    None where that cannot be told yet (a file that cannot be read says so later)."""
+    if cfg.task != "auto" or cfg.data is None:
+        return "classification" if cfg.circles or cfg.task == "classification" else "regression"
+    from ptflow.tables import holds_classes
+
+    try:
+        return "classification" if holds_classes(cfg.data, cfg.target, cfg.format) else "regression"
+    except WorkflowError:
+        return None
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:

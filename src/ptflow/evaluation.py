@@ -61,6 +61,12 @@ def predict(model: nn.Module, X: torch.Tensor, *, batch_size: int = PREDICT_ROWS
     The model's train/eval mode is restored afterwards. Large inputs are predicted in
     batches into one preallocated tensor, which keeps peak memory at the output's size.
     """
+    if not isinstance(X, torch.Tensor):
+        raise WorkflowError(
+            f"X must be a torch.Tensor of (rows, features), got {type(X).__name__}; convert "
+            f"it with torch.as_tensor(X, dtype=torch.float32), or predict a table's file "
+            f"with ptflow.load_run(folder).predict(path)."
+        )
     device = device_of(model)
     was_training = model.training
     model.eval()  # turn off training-only behaviour such as dropout
