@@ -482,6 +482,7 @@ def test_run_with_the_classification_task_learns_two_circles(cli: Cli, tmp_path:
     assert short["epochs"] == 2
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_yes_no_target_and_its_parquet_copy_score_each_others_runs(
     tmp_path: Path, cli: Cli
 ) -> None:

@@ -332,6 +332,7 @@ def test_streamed_classes_score_as_in_memory(tmp_path: Path) -> None:
         assert (tmp_path / "run" / f"{plot}.png").is_file()
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_streamed_classifier_predicts_classes_and_resumes_bit_for_bit(
     tmp_path: Path, cli: Cli
 ) -> None:
@@ -352,6 +353,7 @@ def test_a_streamed_classifier_predicts_classes_and_resumes_bit_for_bit(
         assert abs(sum(float(p) for p in line.split(",")[1:]) - 1) < 1e-6
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_converted_csv_streams_its_text_target_as_classes(tmp_path: Path, cli: Cli) -> None:
     from tests.test_classification import _blobs
 
