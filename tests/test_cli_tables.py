@@ -303,6 +303,7 @@ def test_none_on_the_command_line_turns_a_setting_off_over_the_defaults(
     assert refused.code == 2 and "invalid int value: 'nine'" in refused.err
 
 
+@pytest.mark.slow  # a 400-epoch run: keeps the default suite under five minutes
 def test_early_stopping_says_once_which_epoch_it_kept(sine_table: Path, cli: Cli) -> None:
     done = cli("train", "--data", str(sine_table), "--target", "y", "--epochs", "400",
                "--patience", "2", "--lr", "0.5", "--out", "run")  # fmt: skip
