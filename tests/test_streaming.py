@@ -126,8 +126,8 @@ def test_streamed_metrics_are_the_in_memory_metrics(tmp_path: Path) -> None:
     baseline = fit_least_squares(*splits.train)
     test = ptflow.compute_metrics(baseline.predict(splits.test.X), splits.test.y)
     assert result.baseline_metrics["test"].mse == pytest.approx(test.mse, rel=1e-6)
-    shown = evaluate_streamed(result.model, result.data).shown  # type: ignore[arg-type]
-    assert torch.equal(shown.X, splits.test.y)  # the plot's rows: targets, then predictions
+    shown, _ = evaluate_streamed(result.model, result.data).shown  # type: ignore[arg-type]
+    assert torch.equal(shown, splits.test.y)  # the plot's rows: targets, then predictions
 
 
 def test_streamed_run_learns_and_is_reproducible(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ from ptflow.config import (
     check_setting_names,
     relevant_settings,
     table_settings,
+    told_task,
 )
 from ptflow.console import (
     check_utf8,
@@ -545,7 +546,7 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 def _note_ignored_settings(given: dict[str, Any], cfg: Config) -> None:
     """Say, on stderr, which `given` settings this run does not use (--hidden for a linear
     model, --momentum without SGD...): a silent choice would leave the user guessing."""
-    used = relevant_settings(cfg.to_dict(), _task_name(cfg))
+    used = relevant_settings(cfg.to_dict(), told_task(cfg))
     if unused := [name for name in given if name not in used]:
         flags = ", ".join("--" + name.replace("_", "-") for name in unused)
         print(
@@ -554,19 +555,6 @@ def _note_ignored_settings(given: dict[str, Any], cfg: Config) -> None:
             f"--schedule {cfg.schedule}); ignored.",
             file=sys.stderr,
         )
-
-
-def _task_name(cfg: Config) -> str | None:
-    """The run's task where the settings decide it, or a glance at the table's target does;
-    None where that cannot be told yet (a file that cannot be read says so later)."""
-    if cfg.task != "auto" or cfg.data is None:
-        return "classification" if cfg.circles or cfg.task == "classification" else "regression"
-    from ptflow.tables import holds_classes
-
-    try:
-        return "classification" if holds_classes(cfg.data, cfg.target, cfg.format) else "regression"
-    except WorkflowError:
-        return None
 
 
 def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -928,11 +916,11 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
             _check_predictions_output(args.output, args.input, args.run_dir, args.overwrite)
             write_text(args.output, lines)
         return 0
-    _predict_table(args, run)
+    _predict_table(args, run, classes)
     return 0
 
 
-def _predict_table(args: argparse.Namespace, run: Any) -> None:
+def _predict_table(args: argparse.Namespace, run: Any, classes: tuple[str, ...]) -> None:
     from ptflow.encoding import EncodeCounts
     from ptflow.files import atomic_path
     from ptflow.tables import iter_table, rows_left_out
@@ -942,7 +930,6 @@ def _predict_table(args: argparse.Namespace, run: Any) -> None:
     # --output untouched (it is written atomically); stdout has the rows before it.
     if args.output is not None:
         _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
-    classes = run.encoding.classes if run.encoding is not None else ()
     if args.id is not None and args.id in _prediction_names(target, classes):
         raise WorkflowError(
             f"--id {args.id!r} has the name of a predictions column; rename that column of "

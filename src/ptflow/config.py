@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
@@ -44,8 +44,10 @@ __all__ = [
     "check_line_points",
     "check_resumable",
     "check_setting_names",
+    "made_data",
     "relevant_settings",
     "table_settings",
+    "told_task",
 ]
 
 ModelName = Literal["tutorial", "linear", "mlp"]
@@ -110,23 +112,37 @@ TABLE_DEFAULTS: dict[str, Any] = {
 LINEAR_CLASSIFIER_DEFAULTS: dict[str, Any] = {"lr": 0.03, "epochs": 500, "patience": 0}
 
 
+def made_data(settings: Mapping[str, Any]) -> Literal["line", "circles"] | None:
+    """What a run without a table learns (`settings` as `Config.to_dict` or config.json
+    holds them): the tutorial's line, or for classification two circles; None for a table."""
+    if settings.get("data") is not None:
+        return None
+    return "circles" if settings.get("task") == "classification" else "line"
+
+
 def table_settings(given: dict[str, Any]) -> Config:
     """The settings of `ptflow train`: TABLE_DEFAULTS, for a linear classifier those of
     LINEAR_CLASSIFIER_DEFAULTS over them, then `given` over both. Whether the run is a
     classification may take a look at the table (`task = "auto"`: its target's values)."""
     cfg = Config.from_dict({**TABLE_DEFAULTS, **given})
-    if cfg.model != "linear" or cfg.task == "regression" or cfg.data is None:
+    if cfg.model != "linear" or cfg.data is None or told_task(cfg) != "classification":
         return cfg
-    if cfg.task == "auto":
-        from ptflow.tables import holds_classes
-
-        try:
-            classes = holds_classes(cfg.data, cfg.target, cfg.format)
-        except WorkflowError:  # no such file (yet), or no such column: the run will say so
-            return cfg
-        if not classes:
-            return cfg
     return Config.from_dict({**TABLE_DEFAULTS, **LINEAR_CLASSIFIER_DEFAULTS, **given})
+
+
+def told_task(cfg: Config) -> str | None:
+    """The run's task as far as the settings tell it, or for `task = "auto"` a look at the
+    table's target does (text or true/false values: classification); None where the table
+    cannot be read yet (no such file or column: the run itself will say so)."""
+    if cfg.task != "auto" or cfg.data is None:
+        return "classification" if cfg.task == "classification" else "regression"
+    from ptflow.tables import holds_classes, open_table
+
+    try:
+        classes = holds_classes(open_table(cfg.data, cfg.format), cfg.target)
+    except WorkflowError:
+        return None
+    return "classification" if classes else "regression"
 
 
 # What `ptflow run --task classification` starts from: the classification course's circles
@@ -434,12 +450,12 @@ class Config:
     @property
     def line(self) -> bool:
         """The run learns the tutorial's line: no table, and no classes asked for."""
-        return self.data is None and self.task != "classification"
+        return made_data({"data": self.data, "task": self.task}) == "line"
 
     @property
     def circles(self) -> bool:
         """The run learns two circles' classes (`make_circles_data`): no table, classes."""
-        return self.data is None and self.task == "classification"
+        return made_data({"data": self.data, "task": self.task}) == "circles"
 
     @classmethod
     def for_table(cls, data: str, target: str | Sequence[str], **changes: Any) -> Config:

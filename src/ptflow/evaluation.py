@@ -32,6 +32,7 @@ __all__ = [
     "Metrics",
     "Predictor",
     "RunningSums",
+    "Scores",
     "TableMetrics",
     "compute_metrics",
     "evaluate",
@@ -597,6 +598,26 @@ class RunningSums(Protocol):
     @staticmethod
     def unpack(packed: torch.Tensor) -> RunningSums: ...
     def metrics(self) -> AnyMetrics: ...
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A trained model measured beside its baselines: metrics by predictor ("model",
+    "baseline", and for classes the majority class) and part, the model's sums on the test
+    rows (a classifier's confusion matrix), and test rows' targets and predictions to plot."""
+
+    metrics: dict[str, dict[str, AnyMetrics]]
+    test_sums: RunningSums
+    shown: tuple[torch.Tensor, torch.Tensor]  # some test rows' targets, their predictions
+
+    @property
+    def others(self) -> dict[str, dict[str, AnyMetrics]]:
+        """The baselines besides the task's own, by name."""
+        return {name: by_part for name, by_part in self.metrics.items() if name not in _OURS}
+
+
+# The model and the task's baseline; the other predictors scored are other baselines.
+_OURS = ("model", "baseline")
 
 
 # Each task's running sums, by the task's name (`ptflow.tasks`, which imports no torch).

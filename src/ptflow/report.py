@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ptflow.config import relevant_settings
+from ptflow.config import made_data, relevant_settings
 from ptflow.errors import WorkflowError
 from ptflow.files import check_output_path, quoted, write_text
 from ptflow.run_folder import (
@@ -166,18 +166,18 @@ def _parameters(summary: dict[str, Any]) -> str:
     )
 
 
-def _made_data(summary: dict[str, Any]) -> str:
-    """What a run without a file learned from: the tutorial's line, or two circles."""
-    if "circles" in summary.get("data", {}):
-        return "two noisy circles (ptflow run --task classification)"
-    return "the tutorial's line y = weight · X + bias"
+# What a run without a file learned from, by `config.made_data`.
+_MADE_DATA = {
+    "line": "the tutorial's line y = weight · X + bias",
+    "circles": "two noisy circles (ptflow run --task classification)",
+}
 
 
 def _data(record: dict[str, Any], summary: dict[str, Any]) -> str:
     data = record.get("data", {})
     split = summary.get("split_rows", {})
     facts = {
-        "file": data.get("file", _made_data(summary)),
+        "file": data.get("file") or _MADE_DATA[made_data(record.get("config", {})) or "line"],
         "rows": data.get("rows"),
         "features": ", ".join(summary.get("features", [])),
         "targets": ", ".join(summary.get("target", [])),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ptflow.config import made_data
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.tasks import TASKS, task_of
@@ -93,7 +94,7 @@ def _row(run: Path) -> RunRow:
     return RunRow(
         name=run.name,
         date=str(record.get("created", "")),
-        data=Path(config["data"]).name if config.get("data") else _made_data(config),
+        data=Path(config["data"]).name if config.get("data") else str(made_data(config)),
         model=model,
         epochs=summary.get("epochs") if summary else None,
         best_val_loss=_best_val_loss(run),
@@ -166,8 +167,3 @@ def rows_as_json(rows: list[RunRow]) -> str:
     # A summary.json edited to hold NaN or Infinity: null, as ptflow writes them itself.
     rows_data = to_json_safe([row.to_dict() for row in rows])
     return json.dumps(rows_data, indent=2, allow_nan=False, default=str)
-
-
-def _made_data(config: dict[str, Any]) -> str:
-    """A run without a table learned the tutorial's line, or with classes two circles."""
-    return "circles" if config.get("task") == "classification" else "line"

@@ -37,9 +37,8 @@ from ptflow.encoding import (
 )
 from ptflow.errors import WorkflowError
 from ptflow.evaluation import (
-    AnyMetrics,
     LossFn,
-    RunningSums,
+    Scores,
     evaluate_blocks,
     majority_class,
     mean_loss,
@@ -86,7 +85,6 @@ __all__ = [
     "MAJORITY",
     "PARTS",
     "RowSplit",
-    "StreamedScores",
     "StreamedTable",
     "evaluate_streamed",
     "scan_table",
@@ -181,7 +179,7 @@ class StreamedTable:
     fingerprint: dict[str, Any]
     dropped_rows: int  # rows left out: a missing target, or --missing drop
     scaling: Scaling | None  # standardise the inputs with this, fitted on training rows
-    baseline: LeastSquares  # the least-squares fit of the training rows (one-hot categories)
+    baseline: LeastSquares  # the training rows' least-squares fit (one-hot); unused for classes
     roles: tuple[ColumnRole, ...] = ()  # every column of the file, and what was done with it
     missing: MissingName = "impute"  # what a missing feature value does (`keep_rows`)
     encoding: Encoding | None = None  # the columns as the model's inputs; None while scanning
@@ -481,15 +479,17 @@ def _fit_inputs(
     inputs = _scan_inputs(table, None if missing_in_training else scan.medians)
     if not missing_in_training:
         table = dataclasses.replace(table, encoding=_encoding(table, scan, scan.medians.medians()))
-    logistic = None
+    baseline, logistic = table.baseline, None  # classes: the placeholder least squares
     if table.classes:
         design = baseline_design(table.encoding)[0]
         X, y = (torch.cat(parts) for parts in zip(*inputs.sample, strict=True))
         logistic = fit_logistic(design(X), y, len(table.classes))
+    else:
+        baseline = inputs.normal.solve()
     return dataclasses.replace(
         table,
         scaling=_scaling(table.encoding, inputs, scale, scale_targets),
-        baseline=inputs.normal.solve(),
+        baseline=baseline,
         counts=inputs.counts,
         logistic=logistic,
     )
@@ -715,22 +715,13 @@ def _scan_inputs(table: StreamedTable, medians: Medians | None) -> _InputSums:
         X, y = table.select(rows, TRAIN, scaled=False)
         sums.x_moments.add(X)
         sums.y_moments.add(y)
-        sums.normal.add(design(X), y)
-        if table.classes and (room := STREAM_LOGISTIC_ROWS - sum(len(p.X) for p in sums.sample)):
+        if not table.classes:  # least squares' sums; classes: logistic regression's rows
+            sums.normal.add(design(X), y)
+        elif room := STREAM_LOGISTIC_ROWS - sum(len(part.X) for part in sums.sample):
             sums.sample.append(Split(X[:room].clone(), y[:room].clone()))
         if medians is not None:
             medians.add_low(X[:, :numbers].numpy())
     return sums
-
-
-@dataclass(frozen=True)
-class StreamedScores:
-    """What `evaluate_streamed` measured, by predictor ("model", "baseline", and for
-    classes the majority class) and part, and what the plots need."""
-
-    metrics: dict[str, dict[str, AnyMetrics]]
-    test_sums: RunningSums  # the model's, on the test rows: classes' confusion matrix
-    shown: Split  # the first PLOT_ROWS test rows' targets and the model's predictions
 
 
 # The other baseline of a classification: every row gets the training rows' class shares.
@@ -739,8 +730,9 @@ MAJORITY = "the majority class"
 
 def evaluate_streamed(
     model: nn.Module, table: StreamedTable, world: World | None = None, task: Task = REGRESSION
-) -> StreamedScores:
-    """Measure a trained model (raw columns in) and the baselines on every part, in one pass.
+) -> Scores:
+    """Measure a trained model (raw columns in) and the baselines on every part, in one pass;
+    `shown` holds the first PLOT_ROWS test rows.
 
     Under torchrun each process reads its share of the row groups and the running sums are
     merged.
@@ -773,13 +765,13 @@ def evaluate_streamed(
     merge = world.merge_metric_sums if world is not None else None
     sums = evaluate_blocks(blocks(), names, predictors, merge, keep, task)
     empty = torch.empty(0, len(table.target))
-    return StreamedScores(
+    return Scores(
         {
             predictor: {name: part_sums.metrics() for name, part_sums in by_part.items()}
             for predictor, by_part in sums.items()
         },
         sums["model"]["test"],
-        Split(*(torch.cat(kept) if kept else empty for kept in zip(*shown, strict=True)))
+        Split(*(torch.cat(kept) for kept in zip(*shown, strict=True)))
         if shown
         else Split(empty, empty),
     )

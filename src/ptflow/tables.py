@@ -186,12 +186,9 @@ def table_format(path: Path, format: str = "auto") -> Literal["csv", "parquet"]:
     )
 
 
-def holds_classes(
-    path: str | os.PathLike[str], target: Sequence[str], format: str = "auto"
-) -> bool:
+def holds_classes(table: TableFile, target: Sequence[str]) -> bool:
     """True if a target column of the table holds text or true/false values: classes, for
     `task = "auto"` (only the header and the first rows are read)."""
-    table = open_table(path, format)
     return any(table.kinds.get(name) in ("text", "true/false") for name in target)
 
 
@@ -987,7 +984,6 @@ def known_classes(
     ):
         number_of |= {word: float(truth.index(True)) for word in TRUE_WORDS}
         number_of |= {word: float(truth.index(False)) for word in FALSE_WORDS}
-        number_of |= {name: float(i) for i, name in enumerate(classes)}
     lookup = vocabulary.lookup(number_of, np.nan)
     out = np.full_like(y, np.nan)
     present = ~np.isnan(y)

@@ -59,11 +59,10 @@ from ptflow.encoding import Encoding, fit_encoding
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import (
     PREDICT_ROWS,
-    AnyMetrics,
     ClassMetricSums,
     LossFn,
     Predictor,
-    RunningSums,
+    Scores,
     TableMetrics,
     evaluate_blocks,
     evaluate_table,
@@ -175,7 +174,7 @@ def task_for(cfg: Config) -> Task:
     if cfg.task != "auto" or cfg.data is None:
         return CLASSIFICATION if cfg.task == "classification" else REGRESSION
     table = open_table(cfg.data, cfg.format)
-    if holds_classes(cfg.data, cfg.target, cfg.format):
+    if holds_classes(table, cfg.target):
         return CLASSIFICATION
     for name in cfg.target:
         if name in table.columns and (values := whole_number_values(table, name)):
@@ -605,7 +604,9 @@ def _say_classes(target: str, classes: tuple[str, ...], splits: Splits) -> None:
     _say_class_rows(target, classes, rows)
 
 
-def _say_class_rows(target: str, classes: tuple[str, ...], class_rows: Any) -> None:
+def _say_class_rows(
+    target: str, classes: tuple[str, ...], class_rows: Sequence[Sequence[int] | None]
+) -> None:
     """Log the classes, and each one a part has no row of; `class_rows`: each part's (train,
     validation, test) rows of each class, None for a part the split does not have."""
     logger.info("classes of %s: %s", target, ", ".join(classes))
@@ -748,12 +749,8 @@ def _train_and_finish(
     if splits is None:
         assert isinstance(prepared.data, StreamedTable)
         scores = evaluate_streamed(model, prepared.data, world, prepared.task)
-        metrics, baseline_metrics = scores.metrics["model"], scores.metrics["baseline"]
-        others = {n: by_part for n, by_part in scores.metrics.items() if n not in _OURS}
-        test_sums, shown = scores.test_sums, scores.shown
     else:
-        metrics, baseline_metrics, others, test_sums = _evaluate_in_memory(model, prepared, world)
-        shown = Split(splits.test.y, predict(model, splits.test.X))
+        scores = _evaluate_in_memory(model, prepared, world)
     result = RunResult(
         run_dir=run_dir,
         config=cfg,
@@ -761,19 +758,19 @@ def _train_and_finish(
         data=prepared.data,
         splits=splits,
         history=history,
-        metrics=metrics,
-        baseline_metrics=baseline_metrics,
+        metrics=scores.metrics["model"],
+        baseline_metrics=scores.metrics["baseline"],
         learned=linear_parameters(model),
         wall_s=time.perf_counter() - started,
         task=prepared.task,
-        other_baselines=others,
-        test_sums=test_sums if isinstance(test_sums, ClassMetricSums) else None,
+        other_baselines=scores.others,
+        test_sums=scores.test_sums if isinstance(scores.test_sums, ClassMetricSums) else None,
     )
     if world is not None and not world.is_main:
         return result
     result = _with_importance(result, prepared.encoding)
     # 2. and 6. visualize and save; summary.json last, as the mark of a finished run
-    _write_run_files(run_dir, result, prepared.y_pred_before, shown)
+    _write_run_files(run_dir, result, prepared.y_pred_before, Split(*scores.shown))
     summary = _summary(result)
     if checkpoint is not None:
         summary["resumed_from"] = checkpoint.path.name
@@ -802,14 +799,10 @@ def _checkpoint_schedule(
     )
 
 
-def _evaluate_in_memory(
-    model: nn.Module, prepared: _Prepared, world: World | None
-) -> tuple[
-    dict[str, AnyMetrics], dict[str, AnyMetrics], dict[str, dict[str, AnyMetrics]], RunningSums
-]:
-    """The model's and the baseline's metrics on every part, any other baseline's by name
-    (for classes: the majority class), and the model's sums on the test rows; under
-    torchrun, each process scores its share of each part's rows and the sums are merged."""
+def _evaluate_in_memory(model: nn.Module, prepared: _Prepared, world: World | None) -> Scores:
+    """The model's and the baselines' metrics on every part (for classes the majority class
+    too), and the model's sums and predictions on the test rows; under torchrun, each
+    process scores its share of each part's rows and the sums are merged."""
     splits, encoding, task = prepared.splits, prepared.encoding, prepared.task
     assert splits is not None  # in memory
     parts = {"train": splits.train, "val": splits.val, "test": splits.test}
@@ -830,12 +823,8 @@ def _evaluate_in_memory(
         name: {part: part_sums.metrics() for part, part_sums in by_part.items()}
         for name, by_part in sums.items()
     }
-    others = {name: by_part for name, by_part in metrics.items() if name not in _OURS}
-    return metrics["model"], metrics["baseline"], others, sums["model"]["test"]
-
-
-# The model and the task's baseline; the other predictors scored are other baselines.
-_OURS = ("model", "baseline")
+    test = splits.test
+    return Scores(metrics, sums["model"]["test"], Split(test.y, predict(model, test.X)))
 
 
 def _baseline(train: Split, encoding: Encoding | None, task: Task) -> Predictor:
