@@ -268,6 +268,7 @@ def test_a_text_target_trains_evaluates_and_predicts_classes_with_no_flags(
     assert "1 row without a target value, 1 row of a class the model was not trained on" in said
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_a_threshold_moves_binary_predictions_and_nothing_else(tmp_path: Path, cli: Cli) -> None:
     generator = np.random.default_rng(3)
     x = generator.normal(size=400)
@@ -509,6 +510,7 @@ def test_a_yes_no_target_and_its_parquet_copy_score_each_others_runs(
     assert classes == ["False", "True"]  # Parquet's booleans, as pyarrow writes them
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_classes_that_cannot_be_classes_are_one_clear_line(tmp_path: Path, cli: Cli) -> None:
     many = tmp_path / "many.csv"
     many.write_text("x,a\n" + "".join(f"{i},{i * 1.5}\n" for i in range(60)))

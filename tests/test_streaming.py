@@ -292,6 +292,7 @@ def _write_class_parquet(path: Path, rows: int = 1200, seed: int = 0) -> Path:
     return path
 
 
+@pytest.mark.slow  # several runs: keeps the default suite under five minutes
 def test_streamed_classes_score_as_in_memory(tmp_path: Path) -> None:
     from ptflow.evaluation import ClassMetricSums
     from ptflow.models import baseline_design
