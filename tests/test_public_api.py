@@ -53,6 +53,9 @@ PUBLIC = {
     "MetricSums",
     "evaluate_table",
     "TableMetrics",
+    "fit",
+    "load",
+    "Run",
 }
 
 

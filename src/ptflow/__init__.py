@@ -59,6 +59,9 @@ _EXPORTS = {
     "load_run": "ptflow.workflow",
     "run_workflow": "ptflow.workflow",
     "resume_workflow": "ptflow.workflow",
+    "Run": "ptflow.fitting",
+    "fit": "ptflow.fitting",
+    "load": "ptflow.fitting",
 }
 
 __all__ = [
@@ -70,6 +73,7 @@ __all__ = [
     "LoadedRun",
     "MetricSums",
     "Metrics",
+    "Run",
     "RunResult",
     "Split",
     "Splits",
@@ -87,8 +91,10 @@ __all__ = [
     "convert_table",
     "evaluate",
     "evaluate_table",
+    "fit",
     "iter_table",
     "latest_checkpoint",
+    "load",
     "load_checkpoint",
     "load_run",
     "load_table",
@@ -131,6 +137,7 @@ if TYPE_CHECKING:
         predict,
         predict_proba,
     )
+    from ptflow.fitting import Run, fit, load
     from ptflow.models import LinearModel, LinearRegressionModel, build_model
     from ptflow.plots import plot_loss_curves, plot_predictions
     from ptflow.streaming import StreamedTable, scan_table

@@ -180,7 +180,7 @@ def _setting(default: Any, group: str, help: str, *, negatable: bool = False) ->
     return dataclasses.field(default=default, metadata=metadata)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Config:
     """Every setting of a run; invalid values raise `WorkflowError` on construction."""
 
@@ -465,6 +465,28 @@ class Config:
     def replace(self, **changes: Any) -> Config:
         """Return a copy with some settings changed, validated again."""
         return Config.from_dict({**self.to_dict(), **changes})
+
+    def changed(self) -> dict[str, Any]:
+        """The settings that differ from `Config()`'s, by name."""
+        defaults = Config()
+        return {
+            field.name: getattr(self, field.name)
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(defaults, field.name)
+        }
+
+    def __repr__(self) -> str:  # the changed settings only: the whole is over 50 of them
+        changed = ", ".join(f"{name}={value!r}" for name, value in self.changed().items())
+        return f"Config({changed})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(
+            f"<tr><td>{html.escape(name)}</td><td>{html.escape(repr(value))}</td></tr>"
+            for name, value in self.changed().items()
+        )
+        return f"<table><tr><th>setting</th><th>value (others as Config())</th></tr>{rows}</table>"
 
 
 # Settings that matter only for the tutorial's line, or only for a table.

@@ -35,7 +35,7 @@ class Split(NamedTuple):
     y: torch.Tensor
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Splits:
     """The train, optional validation, and test parts, with each part's row indices."""
 
@@ -45,6 +45,13 @@ class Splits:
     train_indices: torch.Tensor
     val_indices: torch.Tensor
     test_indices: torch.Tensor
+
+    def __repr__(self) -> str:  # sizes, not the tensors
+        val = len(self.val.X) if self.val is not None else 0
+        X, y = self.train.X, self.train.y
+        columns = f"{X.shape[1] if X.dim() > 1 else 1} feature(s) -> "
+        columns += f"{y.shape[1] if y.dim() > 1 else 1} target(s)"
+        return f"Splits(train {len(X)} rows, val {val}, test {len(self.test.X)}; {columns})"
 
 
 def make_linear_data(

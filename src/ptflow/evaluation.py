@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -18,7 +17,7 @@ from ptflow.encoding import EncodeCounts, Encoding
 from ptflow.errors import WorkflowError
 from ptflow.files import to_json_safe
 from ptflow.stats import Moments, class_cross_entropy
-from ptflow.tables import READ_BLOCK_ROWS, iter_table
+from ptflow.tables import READ_BLOCK_ROWS, TableData, iter_table
 from ptflow.tasks import CLASSIFICATION, REGRESSION, Task
 
 __all__ = [
@@ -523,9 +522,9 @@ class TableMetrics:
 
 def evaluate_table(
     model: nn.Module,
-    path: str | os.PathLike[str],
-    features: Sequence[str],
-    target: Sequence[str],
+    path: TableData,
+    features: str | Sequence[str],
+    target: str | Sequence[str],
     *,
     format: str = "auto",
     drop_missing: bool = False,

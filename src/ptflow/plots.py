@@ -1,11 +1,14 @@
 """Step 2, visualize: the tutorial's plots, written as PNG files.
 
 Figures are built with matplotlib's object API and the Agg canvas, never pyplot, so
-no window ever opens and no global figure state leaks between calls.
+no window ever opens and no global figure state leaks between calls. They are
+`ShownFigure`s, which a notebook shows as images with no `%matplotlib` magic (a pyplot-free
+figure would show only its repr there).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -21,9 +24,11 @@ from ptflow.files import atomic_path
 from ptflow.history import History
 
 __all__ = [
+    "ShownFigure",
     "plot_calibration",
     "plot_confusion_matrix",
     "plot_decision_regions",
+    "plot_importance",
     "plot_loss_curves",
     "plot_predicted_vs_actual",
     "plot_predictions",
@@ -32,6 +37,15 @@ __all__ = [
     "plot_table_data",
     "save_figure",
 ]
+
+
+class ShownFigure(Figure):
+    """A matplotlib figure that Jupyter (IPython's display) shows as a PNG image."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png")
+        return buffer.getvalue()
 
 
 def plot_predictions(
@@ -43,7 +57,7 @@ def plot_predictions(
     *,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot training data (blue), test data (green) and predictions on the test data (red)."""
     for name, tensor in (("train_data", train_data), ("test_data", test_data)):
         if tensor.dim() > 1 and tensor.shape[1] != 1:
@@ -51,7 +65,7 @@ def plot_predictions(
                 f"{name} has {tensor.shape[1]} features; this plot shows one feature against "
                 f"the target, so select one column."
             )
-    figure = Figure(figsize=(10, 7))
+    figure = ShownFigure(figsize=(10, 7))
     axes = figure.subplots()
     axes.scatter(_numpy(train_data), _numpy(train_labels), c="b", s=4, label="Training data")
     axes.scatter(_numpy(test_data), _numpy(test_labels), c="g", s=4, label="Testing data")
@@ -69,9 +83,9 @@ def plot_predictions(
 
 def plot_loss_curves(
     history: History, *, title: str | None = None, path: str | os.PathLike[str] | None = None
-) -> Figure:
+) -> ShownFigure:
     """Plot the training loss and the evaluation (test or validation) loss per epoch."""
-    figure = Figure(figsize=(10, 7))
+    figure = ShownFigure(figsize=(10, 7))
     axes = figure.subplots()
     eval_name = "Validation" if history.eval_split == "val" else "Test"
     axes.plot(history.epoch, history.train_loss, label="Train loss")
@@ -95,7 +109,7 @@ def plot_table_data(
     path: str | os.PathLike[str] | None = None,
     max_features: int = 6,
     max_points: int = 5000,
-) -> Figure:
+) -> ShownFigure:
     """Plot the (first) target against each of the first features: train blue, test green.
 
     The tutorial's data plot for a table: one panel per feature, at most `max_features`,
@@ -104,7 +118,7 @@ def plot_table_data(
     shown = list(features[:max_features])
     columns = min(3, len(shown))
     rows = -(-len(shown) // columns)
-    figure = Figure(figsize=(5 * columns, 4 * rows))
+    figure = ShownFigure(figsize=(5 * columns, 4 * rows))
     panels = figure.subplots(rows, columns, squeeze=False).flatten()
     for i, name in enumerate(shown):
         axes = panels[i]
@@ -134,13 +148,13 @@ def plot_residuals(
     *,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot residuals (predicted minus actual) against the predictions, one panel per target.
 
     A good fit scatters evenly around zero; a curve or a funnel shows what it misses.
     """
     true, pred = _numpy(y_true), _numpy(y_pred)
-    figure = Figure(figsize=(7 * len(names), 5))
+    figure = ShownFigure(figsize=(7 * len(names), 5))
     for i, (axes, name) in enumerate(
         zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True)
     ):
@@ -149,6 +163,27 @@ def plot_residuals(
         axes.set_xlabel(f"predicted {_label(name)}")
         axes.set_ylabel(f"residual: predicted - actual {_label(name)}")
     figure.suptitle(title or "Residuals")
+    if path is not None:
+        save_figure(figure, path)
+    return figure
+
+
+def plot_importance(
+    importance: Mapping[str, float],
+    metric: str = "",
+    *,
+    title: str | None = None,
+    path: str | os.PathLike[str] | None = None,
+) -> ShownFigure:
+    """Plot each column's permutation importance as a bar, largest at the top: how much
+    `metric` worsened when the column's values were shuffled among the rows."""
+    names = list(importance)[::-1]
+    figure = ShownFigure(figsize=(8, 1.5 + 0.4 * len(names)), layout="constrained")
+    axes = figure.subplots()
+    axes.barh([_label(name) for name in names], [importance[name] for name in names], color="b")
+    axes.axvline(0, c="k", lw=1)
+    axes.set_xlabel(f"rise in {metric} when the column is shuffled" if metric else "importance")
+    axes.set_title(title or "Permutation importance")
     if path is not None:
         save_figure(figure, path)
     return figure
@@ -182,10 +217,10 @@ def plot_predicted_vs_actual(
     *,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot predictions (red) against true values, one panel per target, with the ideal line."""
     true, pred = _numpy(y_true), _numpy(y_pred)
-    figure = Figure(figsize=(7 * len(names), 6))
+    figure = ShownFigure(figsize=(7 * len(names), 6))
     for i, (axes, name) in enumerate(
         zip(figure.subplots(1, len(names), squeeze=False)[0], names, strict=True)
     ):
@@ -207,14 +242,14 @@ def plot_confusion_matrix(
     *,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot a confusion matrix (rows: the true class, columns: the predicted one) twice: as
     counts, and with each row divided by its total (each class's recall on the diagonal)."""
     counts = confusion.detach().cpu().double()
     totals = counts.sum(dim=1, keepdim=True)
     shares = counts / totals.clamp(min=1)
     size = max(5.0, 0.6 * len(classes) + 3)
-    figure = Figure(figsize=(2 * size, size), layout="constrained")
+    figure = ShownFigure(figsize=(2 * size, size), layout="constrained")
     for axes, values, caption, fmt in zip(
         figure.subplots(1, 2),
         (counts, shares),
@@ -248,10 +283,10 @@ def plot_roc_curves(
     *,
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot ROC curves: for each name, its false and true positive rates (as
     `ClassMetricSums.roc_curve` gives them) and its area, against chance's diagonal."""
-    figure = Figure(figsize=(7, 7))
+    figure = ShownFigure(figsize=(7, 7))
     axes = figure.subplots()
     axes.plot([0, 1], [0, 1], c="gray", lw=1, ls="--", label="chance (AUC 0.5)")
     for name, (false, true, area) in curves.items():
@@ -277,11 +312,11 @@ def plot_calibration(
     counted: str = "rows",
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
-) -> Figure:
+) -> ShownFigure:
     """Plot a reliability diagram: per bin of predicted probability, the share of rows that
     were of the class against the mean probability given (as `ClassMetricSums.reliability`
     gives them), with the rows in each bin below. On the diagonal, "70%" means 70%."""
-    figure = Figure(figsize=(7, 8))
+    figure = ShownFigure(figsize=(7, 8))
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], c="gray", lw=1, ls="--", label="perfectly calibrated")
     shown = ~torch.isnan(observed)
@@ -311,7 +346,7 @@ def plot_decision_regions(
     title: str | None = None,
     path: str | os.PathLike[str] | None = None,
     steps: int = 200,
-) -> Figure:
+) -> ShownFigure:
     """Plot which class a model predicts over the plane of its two features (or along its
     one), one panel per part of the data (say "Train" and "Test"), with that part's rows
     coloured by their true class, as the classification course draws decision boundaries.
@@ -337,7 +372,7 @@ def plot_decision_regions(
     regions = classify(grid.float()).reshape(-1, steps) if len(features) == 2 else None
     strip = classify(grid.float()).reshape(1, steps) if regions is None else None
     colours = _class_colours(len(classes))
-    figure = Figure(figsize=(6.5 * len(parts), 6), layout="constrained")
+    figure = ShownFigure(figsize=(6.5 * len(parts), 6), layout="constrained")
     panels = figure.subplots(1, len(parts), squeeze=False)[0]
     for axes, (name, part) in zip(panels, parts.items(), strict=True):
         X, y = part.X.double().numpy(), part.y.reshape(-1).long().numpy()

@@ -21,9 +21,11 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
@@ -58,6 +60,7 @@ __all__ = [
     "check_varying_target",
     "choose_columns",
     "class_order",
+    "column_names",
     "column_roles",
     "convert_table",
     "describe_roles",
@@ -76,8 +79,11 @@ __all__ = [
     "row_count",
     "rows_left_out",
     "table_format",
+    "table_path",
     "whole_number_values",
 ]
+
+logger = logging.getLogger(__name__)
 
 # Tables are read this many rows at a time: memory beyond the result is one block.
 READ_BLOCK_ROWS = 65_536
@@ -190,6 +196,108 @@ def holds_classes(table: TableFile, target: Sequence[str]) -> bool:
     """True if a target column of the table holds text or true/false values: classes, for
     `task = "auto"` (only the header and the first rows are read)."""
     return any(table.kinds.get(name) in ("text", "true/false") for name in target)
+
+
+# What a table may be handed as: a file's path, or rows in memory (see `table_path`).
+TableData = Any  # str | os.PathLike[str] | pandas.DataFrame | pyarrow.Table | Arrow stream
+FRAME_FILE = "DataFrame.parquet"
+
+
+@contextmanager
+def table_path(data: TableData, what: str = "data") -> Iterator[Path]:
+    """A file holding `data`: its own path, or for rows in memory (a pandas DataFrame, an
+    Arrow table, anything with `__arrow_c_stream__` or `__dataframe__`) a temporary
+    Parquet file, removed afterwards, so that they are read and checked as a file is:
+    column types kept (categories, booleans, nullable numbers, text)."""
+    if isinstance(data, str | os.PathLike):
+        yield Path(data)
+        return
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    arrow = _as_arrow(data, what)
+    with tempfile.TemporaryDirectory(prefix="ptflow-") as folder:
+        path = Path(folder) / FRAME_FILE
+        pq.write_table(arrow, path)
+        yield path
+
+
+def _as_arrow(data: Any, what: str) -> pa.Table:
+    import pyarrow as pa
+
+    expected = "a CSV or Parquet file's path, a pandas DataFrame or an Arrow table"
+    if isinstance(data, pa.Table):
+        return data
+    try:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            if any(name is not None for name in data.index.names) or isinstance(
+                data.index, pd.MultiIndex
+            ):
+                named = ", ".join(str(name) for name in data.index.names)
+                logger.info(
+                    "the DataFrame's index (%s) is not one of its columns and is not used; "
+                    "df.reset_index() makes it one",
+                    named,
+                )
+            return pa.Table.from_pandas(_as_cells(_string_names(data)), preserve_index=False)
+        if hasattr(data, "__arrow_c_stream__"):
+            return pa.table(data)
+        if hasattr(data, "__dataframe__"):
+            from pyarrow.interchange import from_dataframe
+
+            return from_dataframe(data)
+    except (pa.ArrowException, TypeError, ValueError) as error:
+        detail = ": ".join(str(part) for part in reversed(error.args)).strip() or str(error)
+        raise WorkflowError(
+            f"{what} could not be read as a table ({detail.splitlines()[0]}); give each column "
+            f"one type (numbers, text, true/false), for example with df.astype."
+        ) from None
+    raise WorkflowError(f"{what} must be {expected}; got {type(data).__name__}.")
+
+
+def _as_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with each column of mixed Python values (numbers beside text, as a typed-in
+    column often is) as text, so that it meets the rules a CSV file's cells meet: a column
+    of numbers but for a few cells is named with its first such cell, not half-converted."""
+    import pandas as pd
+    import pyarrow as pa
+
+    mixed = []
+    for name in frame.columns[[dtype == np.dtype(object) for dtype in frame.dtypes]]:
+        try:
+            pa.array(frame[name], from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            mixed.append(name)
+    if not mixed:
+        return frame
+    return frame.assign(**{str(name): frame[name].astype(pd.StringDtype()) for name in mixed})
+
+
+def _string_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with its column names as text (a Parquet file's names are text); two
+    names that become the same text are refused."""
+    names = [str(name) for name in frame.columns]
+    if names == list(frame.columns):
+        return frame
+    if len(set(names)) < len(names):
+        raise WorkflowError(
+            "the DataFrame's column names are not distinct as text; rename its columns."
+        )
+    return frame.set_axis(names, axis="columns")
+
+
+def column_names(names: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
+    """Column names as given: one name, or a list or tuple of names."""
+    if names is None:
+        return ()
+    if isinstance(names, str):
+        return (names,)
+    if isinstance(names, Sequence) and all(isinstance(name, str) for name in names):
+        return tuple(names)
+    raise WorkflowError(f"{what} must be a column name or a list of column names; got {names!r}.")
 
 
 def open_table(path: str | os.PathLike[str], format: str = "auto") -> TableFile:
@@ -888,6 +996,17 @@ class TableBlock:
 
 
 def iter_table(
+    data: TableData, features: str | Sequence[str], **options: Any
+) -> Iterator[TableBlock]:
+    """Yield a trained model's feature (and target) columns of a file, DataFrame or Arrow
+    table (`table_path`) a block of rows at a time (`options`: `_iter_table_file`'s)."""
+    if "target" in options:
+        options["target"] = column_names(options["target"], "target")
+    with table_path(data) as path:
+        yield from _iter_table_file(path, column_names(features, "features"), **options)
+
+
+def _iter_table_file(
     path: str | os.PathLike[str],
     features: Sequence[str],
     *,
@@ -1054,6 +1173,19 @@ class Table:
 
 
 def load_table(
+    data: TableData,
+    target: str | Sequence[str] = (),
+    features: str | Sequence[str] | None = None,
+    **options: Any,
+) -> Table:
+    """Read target and feature columns of a CSV or Parquet file, or of a DataFrame or
+    Arrow table (`table_path`), checking every value (`options`: `_load_table_file`'s)."""
+    chosen = column_names(features, "features") if features is not None else None
+    with table_path(data) as path:
+        return _load_table_file(path, column_names(target, "target"), chosen, **options)
+
+
+def _load_table_file(
     path: str | os.PathLike[str],
     target: Sequence[str] = (),
     features: Sequence[str] | None = None,

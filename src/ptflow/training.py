@@ -16,7 +16,6 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ptflow.batches import InMemory, LossFn, TrainingData
 from ptflow.checkpoint import check_compatible
@@ -394,6 +393,25 @@ class _Loop:
     world: World | None
 
 
+def _progress_bar(epochs: range, description: str, *, show: bool, **options: Any) -> Any:
+    """A tqdm bar over the epochs: on a terminal only (never in logs or pipes), and in a
+    Jupyter notebook a widget, or a line of text where ipywidgets is not installed (tqdm's
+    own choice there warns "IProgress not found" and shows nothing)."""
+    import importlib.util
+    import sys
+
+    from tqdm import tqdm
+
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if not show or type(shell).__name__ != "ZMQInteractiveShell":
+        return tqdm(epochs, description, disable=None if show else True, **options)
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm as widget
+
+        return widget(epochs, description, **options)
+    return tqdm(epochs, description, file=sys.stdout, **options)
+
+
 def train(
     model: nn.Module,
     splits: Splits | StreamedTable,
@@ -424,14 +442,13 @@ def train(
     # Processes stop together, so under torchrun a stop request waits for the epoch's end.
     stop_mid_epoch = should_stop if loop.world is None else None
     last_epoch = len(history) if history.stopped_early else cfg.epochs
-    # disable=None: a bar on a terminal only, never in logs or pipes.
-    bar = tqdm(
+    bar = _progress_bar(
         range(state.epochs_done + 1, last_epoch + 1),
         "training",
         unit="epoch",
         initial=state.epochs_done,
         total=last_epoch,
-        disable=None if progress else True,
+        show=progress,
     )
     for epoch in bar:
         train_loss = _train_epoch(loop, epoch, stop_mid_epoch, on_epoch_end, started)

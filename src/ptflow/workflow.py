@@ -187,7 +187,7 @@ def task_for(cfg: Config) -> Task:
     return REGRESSION
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RunResult:
     """What a finished run produced; the same numbers are in its run folder."""
 
@@ -210,6 +210,18 @@ class RunResult:
     other_baselines: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     # classes: the model's sums on the test rows, for the confusion matrix and each class
     test_sums: ClassMetricSums | None = None
+
+    def __repr__(self) -> str:  # what it learned and measured, not its tensors
+        test = self.metrics.get("test")
+        shown = test.to_dict() if test is not None else {}
+        scores = ", ".join(
+            f"{name} {'n/a' if value is None else format(value, '.4g')}"
+            for name, value in shown.items()
+        )
+        return (
+            f"RunResult({self.task.name}, {self.config.model}, {len(self.history)} epochs; "
+            f"test: {scores}; folder {self.run_dir})"
+        )
 
 
 @dataclass(frozen=True)
