@@ -56,6 +56,8 @@ PUBLIC = {
     "fit",
     "load",
     "Run",
+    "Regressor",
+    "Classifier",
 }
 
 

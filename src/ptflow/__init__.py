@@ -60,12 +60,15 @@ _EXPORTS = {
     "run_workflow": "ptflow.workflow",
     "resume_workflow": "ptflow.workflow",
     "Run": "ptflow.fitting",
+    "Regressor": "ptflow.estimators",
+    "Classifier": "ptflow.estimators",
     "fit": "ptflow.fitting",
     "load": "ptflow.fitting",
 }
 
 __all__ = [
     "Checkpoint",
+    "Classifier",
     "Config",
     "History",
     "LinearModel",
@@ -73,6 +76,7 @@ __all__ = [
     "LoadedRun",
     "MetricSums",
     "Metrics",
+    "Regressor",
     "Run",
     "RunResult",
     "Split",
@@ -127,6 +131,7 @@ if TYPE_CHECKING:
     from ptflow.config import Config
     from ptflow.data import Split, Splits, make_linear_data, split
     from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
+    from ptflow.estimators import Classifier, Regressor
     from ptflow.evaluation import (
         Metrics,
         MetricSums,

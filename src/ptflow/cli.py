@@ -310,6 +310,7 @@ _GROUPS = {  # the help sections that list Config's settings, in order
     "training": "training",
     "hardware": "hardware",
     "checkpoints": "checkpoints and resuming",
+    "output": "output",
 }
 
 
@@ -438,11 +439,11 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "--resume",
         type=_path,
         metavar="RUN_DIR",
-        help="continue an interrupted run from its newest checkpoint; only --epochs, "
+        help="continue an interrupted run from its newest checkpoint; only --epochs, --no-plots, "
         "--log-every and the checkpoint options may change",
     )
 
-    output = parser.add_argument_group("output")
+    output = groups["output"]
     output.add_argument(
         "--out", type=_path, help="run folder to write (default: runs/<date>_<time>)"
     )

@@ -82,7 +82,9 @@ MAX_LINE_POINTS = 10_000_000
 ROW_GROUP_ROWS = 131_072
 
 # Settings that may change when a run is resumed: they do not change its result.
-RESUMABLE_SETTINGS = frozenset({"epochs", "log_every", "checkpoint_every", "keep_checkpoints"})
+RESUMABLE_SETTINGS = frozenset(
+    {"epochs", "log_every", "checkpoint_every", "keep_checkpoints", "plots"}
+)
 
 # What `ptflow train` on a table starts from, where the tutorial's defaults make no sense:
 # shuffled three-way split, standardised columns, Adam on the mean squared error, and
@@ -173,7 +175,7 @@ def _setting(default: Any, group: str, help: str, *, negatable: bool = False) ->
     """A setting's default, and what the command line shows of it (see cli.py).
 
     `group` is the help section it is listed under (`line`, `split`, `model`, `training`,
-    `hardware`, `checkpoints`), or `table`, whose options `ptflow train` spells by hand;
+    `hardware`, `checkpoints`, `output`), or `table`, whose options `ptflow train` spells by hand;
     `negatable` booleans get a --no- form (their default differs between run and train).
     """
     metadata = {"group": group, "help": help, "negatable": negatable}
@@ -316,6 +318,14 @@ class Config:
     )
     keep_checkpoints: int = _setting(  # the older one is the fallback if one is damaged
         2, "checkpoints", "how many checkpoints to keep"
+    )
+    # the run folder
+    plots: bool = _setting(
+        True,
+        "output",
+        "draw the PNG plots into the run folder (--no-plots: the report keeps its loss "
+        "curves; a second or so less per run, for many quick fits)",
+        negatable=True,
     )
 
     def __post_init__(self) -> None:

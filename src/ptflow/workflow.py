@@ -987,6 +987,8 @@ def _write_run_files(
             "lr": history.lr,
         },
     )
+    if not cfg.plots:
+        return
     plot_loss_curves(result.history, path=folder / "loss_curves.png")
     y_test, y_pred_after = shown
     if not cfg.line or splits is None:
