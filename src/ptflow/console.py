@@ -271,20 +271,31 @@ class _JsonLines(logging.Formatter):
         return json.dumps({"event": "log", "message": record.getMessage()})
 
 
+class _AboveTheBar(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each line through `tqdm.write`, which lifts a progress bar out of the way and
+    draws it again below the line. (tqdm's own `logging_redirect_tqdm` imports tqdm.auto,
+    which warns "IProgress not found" in a notebook without ipywidgets.)"""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # logging's own rule: a failing handler reports, never raises
+            self.handleError(record)
+
+
 @contextmanager
 def logging_to_stdout(quiet: bool, as_json: bool = False) -> Iterator[None]:
     """Send ptflow's log lines to stdout, above the progress bar, for the duration."""
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     logger = logging.getLogger("ptflow")
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _AboveTheBar(sys.stdout)
     handler.setFormatter(_JsonLines() if as_json else logging.Formatter("%(message)s"))
     previous_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     try:
-        with logging_redirect_tqdm(loggers=[logger]):
-            yield
+        yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)

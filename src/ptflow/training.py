@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -437,7 +438,33 @@ def train(
     `on_epoch_end` (final), and raises `TrainingInterrupted`.
     """
     started = time.perf_counter()
-    loop = _start(model, splits, cfg if cfg is not None else Config(), loss_fn, optimizer, resume)
+    with _epoch_lines(progress):
+        loop = _start(model, splits, cfg or Config(), loss_fn, optimizer, resume)
+        return _epochs(model, loop, progress, should_stop, on_epoch_end, started)
+
+
+@contextlib.contextmanager
+def _epoch_lines(progress: bool) -> Iterator[None]:
+    """With `progress` and no logging set up (a notebook, a script), the epoch lines on
+    stdout beside the bar, as `ptflow train` prints them; set-up logging decides otherwise."""
+    if not progress or logging.getLogger("ptflow").handlers or logging.getLogger().handlers:
+        yield
+        return
+    from ptflow.console import logging_to_stdout
+
+    with logging_to_stdout(quiet=False):
+        yield
+
+
+def _epochs(
+    model: nn.Module,
+    loop: _Loop,
+    progress: bool,
+    should_stop: Callable[[], bool] | None,
+    on_epoch_end: EpochEndFn | None,
+    started: float,
+) -> History:
+    """`train`'s epochs: train, evaluate, record, stop early, tell `on_epoch_end`."""
     cfg, state, history = loop.cfg, loop.state, loop.state.history
     # Processes stop together, so under torchrun a stop request waits for the epoch's end.
     stop_mid_epoch = should_stop if loop.world is None else None
