@@ -163,6 +163,24 @@ def test_bad_input_is_one_error_line_with_exit_code_2(
     assert [p.name for p in (broken_inputs / "occupied").iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.parametrize(
+    ("args", "help_command"),
+    [
+        (["train", "--bogus"], "ptflow train --help"),
+        (["run", "--epochs", "3", "--bogus", "1"], "ptflow run --help"),
+        (["predict", "good", "--x", "1", "--bogus"], "ptflow predict --help"),
+        (["--bogus"], "ptflow --help"),
+    ],
+)
+def test_an_unknown_option_points_to_its_own_commands_help(
+    cli: Cli, broken_inputs: Path, args: list[str], help_command: str
+) -> None:
+    done = cli(*args, cwd=broken_inputs)
+    assert done.code == 2 and done.out == ""
+    unknown = " ".join(args[args.index("--bogus") :])
+    assert done.err == f"error: unrecognized arguments: {unknown}; see '{help_command}'.\n"
+
+
 def test_an_error_reaches_the_shell_as_one_line_and_exit_code_2(
     run_cli: RunCli, tmp_path: Path
 ) -> None:

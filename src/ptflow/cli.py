@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     check_utf8(argv)
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # parse_args would leave them to `ptflow`, whose error names only its own help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     return handler(args, argv)
 
@@ -81,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="The PyTorch workflow: data, model, training, evaluation, saving.",
     )
     parser.add_argument("--version", action="version", version=f"ptflow {__version__}")
-    parser.set_defaults(handler=lambda args, argv: _print_help(parser))
+    parser.set_defaults(handler=lambda args, argv: _print_help(parser), command_parser=parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add_command in _COMMANDS:  # in the order `ptflow --help` lists them
         add_command(commands)
+    for command in commands.choices.values():  # whose help an unknown option points to
+        command.set_defaults(command_parser=command)
     return parser
 
 
