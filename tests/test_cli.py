@@ -33,7 +33,11 @@ def test_run_with_no_arguments_reproduces_the_tutorial(run_cli: RunCli, tmp_path
     assert f"  weight {weight:.4f} (0.7000)" in lines
     assert f"  bias   {bias:.4f} (0.3000)" in lines
     assert any(line.startswith("Test metrics: MAE") for line in lines)
-    assert lines[-1].endswith(str(Path("runs") / run_dir.name))
+    assert lines[-2].endswith(str(Path("runs") / run_dir.name))
+    # The last line says where to look: the run's report, which is there.
+    report = Path("runs") / run_dir.name / "report.html"
+    assert lines[-1] == f"Open {report} to see the whole run on one page."
+    assert (tmp_path / report).is_file()
     assert "Traceback" not in done.stderr
 
 

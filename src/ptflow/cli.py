@@ -750,6 +750,9 @@ def _print_run_summary(result: RunResult) -> None:
         if result.importance:
             print(_importance_line(task, result.importance))
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
+    from ptflow.run_folder import REPORT
+
+    print(f"Open {result.run_dir / REPORT} to see the whole run on one page.")
 
 
 def _importance_line(task: Task, importance: dict[str, float], rows: str = "test rows") -> str:
