@@ -280,7 +280,8 @@ def _add_compare(commands: Any) -> None:
         "--out",
         type=_path,
         default=Path("compare.html"),
-        help="the page to write; the PNG goes beside it (default: compare.html)",
+        help="the page to write, .html added if its name lacks it; the PNG goes beside it "
+        "(default: compare.html)",
     )
     compare.set_defaults(handler=_compare)
 
