@@ -921,6 +921,8 @@ def _write_run_record(
         },
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
+        # Bit for bit holds only at the same thread count: torch splits its sums by thread.
+        "threads": torch.get_num_threads(),
         "device": str(device_of(prepared.model)),
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "versions": _versions(),
