@@ -779,7 +779,7 @@ def _train_and_finish(
     if narrate is not None:
         from ptflow.explain import describe_result
 
-        for line in describe_result(summary, cfg):
+        for line in describe_result(summary, cfg, run_dir):
             narrate(line)
     return result
 
