@@ -935,7 +935,8 @@ def _predict_table(args: argparse.Namespace, run: Any, classes: tuple[str, ...])
 
     model, features, target = run.model, run.features, run.target
     # Block by block: memory is one block whatever the file's size. An error midway leaves
-    # --output untouched (it is written atomically); stdout has the rows before it.
+    # --output untouched (it is written atomically); stdout has the whole blocks before the
+    # bad value's block, which is checked before any of its rows is predicted.
     if args.output is not None:
         _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
     if args.id is not None and args.id in _prediction_names(target, classes):
