@@ -375,7 +375,7 @@ def write_comparison(
         records.append(record)
         summaries.append(summary)
         histories.append(history)
-    out = check_output_path(out, "--out")
+    out = check_output_path(out, "--out")  # a folder is refused before a name is made of it
     if out.suffix.lower() not in (".html", ".htm"):  # else a browser would not open it
         out = out.with_name(f"{out.name}.html")
     png_path = out.with_suffix(".png")
@@ -458,13 +458,12 @@ def _comparison_plot(names: list[str], histories: list[dict[str, list[float]]]) 
         colour = f"C{index % 10}"
         epochs = history.get("epoch", [])
         for column, values in history.items():
-            if column == "train_loss":  # labelled too: the legend then shows what dots mean
+            if column.endswith("_loss"):  # each labelled: the legend shows what dots mean
+                dotted = column == "train_loss"  # None: matplotlib's solid default
                 axes.plot(
-                    epochs, values, color=colour, linestyle=":", linewidth=1,
-                    label=f"{name} ({column})",
+                    epochs, values, color=colour, label=f"{name} ({column})",
+                    linestyle=":" if dotted else None, linewidth=1 if dotted else None,
                 )  # fmt: skip
-            elif column.endswith("_loss"):
-                axes.plot(epochs, values, color=colour, label=f"{name} ({column})")
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
     axes.set_yscale("log")
