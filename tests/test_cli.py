@@ -33,7 +33,11 @@ def test_run_with_no_arguments_reproduces_the_tutorial(run_cli: RunCli, tmp_path
     assert f"  weight {weight:.4f} (0.7000)" in lines
     assert f"  bias   {bias:.4f} (0.3000)" in lines
     assert any(line.startswith("Test metrics: MAE") for line in lines)
-    assert lines[-1].endswith(str(Path("runs") / run_dir.name))
+    assert lines[-2].endswith(str(Path("runs") / run_dir.name))
+    # The last line says where to look: the run's report, which is there.
+    report = Path("runs") / run_dir.name / "report.html"
+    assert lines[-1] == f"Open {report} to see the whole run on one page."
+    assert (tmp_path / report).is_file()
     assert "Traceback" not in done.stderr
 
 
@@ -161,6 +165,24 @@ def test_bad_input_is_one_error_line_with_exit_code_2(
     assert "Traceback" not in done.err
     assert sorted(p.name for p in broken_inputs.iterdir()) == before  # nothing written
     assert [p.name for p in (broken_inputs / "occupied").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("args", "help_command"),
+    [
+        (["train", "--bogus"], "ptflow train --help"),
+        (["run", "--epochs", "3", "--bogus", "1"], "ptflow run --help"),
+        (["predict", "good", "--x", "1", "--bogus"], "ptflow predict --help"),
+        (["--bogus"], "ptflow --help"),
+    ],
+)
+def test_an_unknown_option_points_to_its_own_commands_help(
+    cli: Cli, broken_inputs: Path, args: list[str], help_command: str
+) -> None:
+    done = cli(*args, cwd=broken_inputs)
+    assert done.code == 2 and done.out == ""
+    unknown = " ".join(args[args.index("--bogus") :])
+    assert done.err == f"error: unrecognized arguments: {unknown}; see '{help_command}'.\n"
 
 
 def test_an_error_reaches_the_shell_as_one_line_and_exit_code_2(

@@ -311,3 +311,26 @@ def test_early_stopping_says_once_which_epoch_it_kept(sine_table: Path, cli: Cli
     kept = [line for line in done.out.splitlines() if "epoch" in line and "best" in line]
     assert len(kept) == 1 and kept[0].startswith("restored the weights of epoch "), kept
     assert "(stopped early at epoch" in kept[0]
+
+
+def test_predict_stops_at_a_bad_value_with_the_whole_blocks_before_it_on_stdout(
+    tmp_path: Path, cli: Cli, linear_table: Path
+) -> None:
+    """Predictions go out a block of READ_BLOCK_ROWS rows at a time, so stdout holds the
+    blocks before the bad value's block, whole, and none of that block's rows."""
+    from ptflow.tables import READ_BLOCK_ROWS
+
+    trained = cli("train", "--data", "linear.csv", "--target", "y", "--epochs", "2", "--quiet")
+    assert trained.code == 0, trained.err
+    rows = READ_BLOCK_ROWS + 5_000
+    frame = pd.DataFrame(
+        np.random.default_rng(0).normal(size=(rows, 3)), columns=["x0", "x1", "x2"]
+    )
+    frame = frame.astype(object)
+    frame.loc[READ_BLOCK_ROWS + 100, "x1"] = "oops"  # in the second block
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    done = cli("predict", trained.out.strip(), "--data", "bad.csv")
+    assert done.code == 2
+    assert done.err.startswith("error: column 'x1' of bad.csv has a non-numeric value 'oops'")
+    assert done.out.splitlines()[0] == "y_pred"
+    assert len(done.out.splitlines()) == 1 + READ_BLOCK_ROWS  # the header and the first block

@@ -3,6 +3,7 @@ written out by hand, and against the run it narrates."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -12,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from ptflow.models import LinearRegressionModel
+import ptflow
+from ptflow.models import MLP, LinearRegressionModel
 from tests.conftest import Cli, RunCli
 
 
@@ -60,6 +62,12 @@ def test_explain_tells_the_first_step_with_its_real_values(tmp_path: Path, run_c
     assert [round(learned["weight"], 4), round(learned["bias"], 4)] == [
         round(after["weights"], 4), round(after["bias"], 4),
     ]  # fmt: skip
+    # The load recipe told, as written, gives back the trained parameters.
+    recipe = _line(lines, "Load it into a fresh model").split(" with ", 1)[1].split(", path")[0]
+    assert recipe == "model.load_state_dict(torch.load(path, weights_only=True))"
+    model = LinearRegressionModel()
+    eval(recipe, {"model": model, "torch": torch, "path": tmp_path / "run" / "model.pt"})
+    assert model.weights.item() == learned["weight"] and model.bias.item() == learned["bias"]
 
 
 @pytest.mark.slow
@@ -132,3 +140,28 @@ def test_explain_tells_classes_as_logits_probabilities_and_cross_entropy(
         else:
             assert "BCEWithLogitsLoss" in loss and "torch.sigmoid(logit)" in forward
             assert "two noisy circles" in _line(lines, "1. Data")
+
+
+def test_explain_says_a_table_is_standardised_and_loads_as_it_tells(
+    tmp_path: Path, cli: Cli, linear_table: Path
+) -> None:
+    argv = ["train", "--data", "linear.csv", "--target", "y", "--model", "mlp", "--epochs", "2"]
+    done = cli(*argv, "--explain", "--out", "run")
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert "standardised: minus the training rows' mean" in _line(lines, "With --scale standard")
+    assert "X (standardised)" in _line(lines, "4. Train")
+    assert "the targets y (standardised)" in _line(lines, "1. Forward")
+    assert _line(lines, "2. Loss").endswith("(in standardised units).")
+    # The recipe told works as written, where a bare model refuses model.pt.
+    recipe = _line(lines, "Load it with").split("run = ", 1)[1].split(":", 1)[0]
+    assert recipe == "ptflow.load_run('run')"
+    with pytest.raises(RuntimeError, match="Unexpected key"):
+        MLP(3, 1).load_state_dict(torch.load(tmp_path / "run" / "model.pt", weights_only=True))
+    with contextlib.chdir(tmp_path):
+        run = eval(recipe, {"ptflow": ptflow})
+        predicted = run.predict("linear.csv")
+    printed = cli("predict", "run", "--data", "linear.csv")
+    assert printed.code == 0, printed.err
+    rows = [float(line) for line in printed.out.splitlines()[1:]]
+    assert predicted[:, 0].tolist() == pytest.approx(rows, rel=1e-6)

@@ -15,7 +15,7 @@ import pytest
 
 import ptflow
 from ptflow import Config, TrainingInterrupted
-from tests.conftest import RunCli
+from tests.conftest import Cli, RunCli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -150,3 +150,42 @@ def test_compare_overlays_runs_and_marks_differing_settings(
     assert one.returncode == 2 and "at least two" in one.stderr
     missing = run_cli("compare", "slow", "nowhere")
     assert missing.returncode == 2 and "nowhere" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two short finished runs of the line, `a` and `b`, in one folder."""
+    folder = tmp_path_factory.mktemp("two_runs")
+    for name, lr in (("a", 0.01), ("b", 0.05)):
+        ptflow.run_workflow(Config(epochs=5, lr=lr), folder / name)
+    return folder
+
+
+def test_compare_adds_html_to_an_out_without_it(two_runs: Path, cli: Cli) -> None:
+    done = cli("compare", "a", "b", "--out", "cmp", cwd=two_runs)
+    assert done.code == 0, done.err
+    assert done.out.split() == ["cmp.html", "cmp.png"]
+    assert (two_runs / "cmp.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert not (two_runs / "cmp").exists()
+    kept = cli("compare", "a", "b", "--out", "other.htm", cwd=two_runs)  # an HTML name stays
+    assert kept.code == 0 and kept.out.split() == ["other.htm", "other.png"], kept.err
+
+
+def test_the_comparison_legend_names_the_dotted_training_curves(two_runs: Path) -> None:
+    from ptflow.report import _comparison_plot
+    from ptflow.run_folder import read_history
+
+    histories = [read_history(two_runs / name) for name in ("a", "b")]
+    (axes,) = _comparison_plot(["a", "b"], histories).axes
+    legend = axes.get_legend()
+    assert legend is not None
+    shown = {
+        text.get_text(): line.get_linestyle()
+        for text, line in zip(legend.get_texts(), legend.get_lines(), strict=True)
+    }
+    assert shown == {
+        "a (test_loss)": "-",
+        "a (train_loss)": ":",
+        "b (test_loss)": "-",
+        "b (train_loss)": ":",
+    }

@@ -36,6 +36,17 @@ def test_config_json_records_settings_seed_and_versions(tutorial_run: ptflow.Run
     assert saved["versions"]["python"].count(".") == 2
 
 
+def test_config_json_records_the_thread_count(tmp_path: Path) -> None:
+    """Bit for bit holds at one thread count, so the record says which one trained."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # not a machine's usual count, so not recorded by chance
+    try:
+        ptflow.run_workflow(Config(epochs=2), tmp_path / "run")
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["threads"] == 3
+
+
 def test_history_csv_has_one_row_per_epoch(tutorial_run: ptflow.RunResult) -> None:
     with open(tutorial_run.run_dir / "history.csv", newline="") as file:
         rows = list(csv.DictReader(file))

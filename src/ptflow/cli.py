@@ -69,7 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: list[str]) -> int:
     check_utf8(argv)
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # parse_args would leave them to `ptflow`, whose error names only its own help
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     handler: Callable[[argparse.Namespace, list[str]], int] = args.handler
     return handler(args, argv)
 
@@ -81,10 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="The PyTorch workflow: data, model, training, evaluation, saving.",
     )
     parser.add_argument("--version", action="version", version=f"ptflow {__version__}")
-    parser.set_defaults(handler=lambda args, argv: _print_help(parser))
+    parser.set_defaults(handler=lambda args, argv: _print_help(parser), command_parser=parser)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add_command in _COMMANDS:  # in the order `ptflow --help` lists them
         add_command(commands)
+    for command in commands.choices.values():  # whose help an unknown option points to
+        command.set_defaults(command_parser=command)
     return parser
 
 
@@ -276,7 +280,8 @@ def _add_compare(commands: Any) -> None:
         "--out",
         type=_path,
         default=Path("compare.html"),
-        help="the page to write; the PNG goes beside it (default: compare.html)",
+        help="the page to write, .html added if its name lacks it; the PNG goes beside it "
+        "(default: compare.html)",
     )
     compare.set_defaults(handler=_compare)
 
@@ -747,6 +752,9 @@ def _print_run_summary(result: RunResult) -> None:
         if result.importance:
             print(_importance_line(task, result.importance))
     print(f"Saved the model, config, history, metrics and plots to {result.run_dir}")
+    from ptflow.run_folder import REPORT
+
+    print(f"Open {result.run_dir / REPORT} to see the whole run on one page.")
 
 
 def _importance_line(task: Task, importance: dict[str, float], rows: str = "test rows") -> str:
@@ -928,7 +936,8 @@ def _predict_table(args: argparse.Namespace, run: Any, classes: tuple[str, ...])
 
     model, features, target = run.model, run.features, run.target
     # Block by block: memory is one block whatever the file's size. An error midway leaves
-    # --output untouched (it is written atomically); stdout has the rows before it.
+    # --output untouched (it is written atomically); stdout has the whole blocks before the
+    # bad value's block, which is checked before any of its rows is predicted.
     if args.output is not None:
         _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
     if args.id is not None and args.id in _prediction_names(target, classes):

@@ -306,8 +306,8 @@ class Config:
     compile: bool = _setting(
         False,
         "hardware",
-        "torch.compile the model: seconds to compile, then faster MLP epochs on large "
-        "tables; slower for a linear model",
+        "torch.compile the model: seconds to compile first, and on a CPU no faster epochs "
+        "for these models (the README's Performance); worth trying on a GPU",
     )
     # checkpoints: always at the end too
     checkpoint_every: int | None = _setting(

@@ -11,6 +11,7 @@ out of the rehearsal: compiling a copy for one batch would cost more than many e
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -93,10 +94,19 @@ def describe_data(
             f"fitted on the training rows only: a missing number is their median and sets its "
             f"was-missing input, a category is a code (0: unseen in training, 1: missing).",
         ]
+    scaling = []
+    if cfg.scale == "standard":  # step 4 shows the numbers the network sees, not these
+        scaled = "each numeric input" + ("" if classes else " and the target")
+        scaling = [
+            f"   With --scale standard, training sees {scaled} standardised: minus the "
+            f"training rows' mean, over their standard deviation; the saved model holds both "
+            f"and applies them to raw rows when it predicts.",
+        ]
     return [
         f"1. Data: {source}.",
         *inputs,
-        f"   The first training row is X = {numbers(X[0])} with {shown_y}.",
+        f"   The first training row, as read, is X = {numbers(X[0])} with {shown_y}.",
+        *scaling,
         f"   Split {order}: {len(splits.train_indices)} train, {len(splits.val_indices)} "
         f"validation, {len(splits.test_indices)} test rows; the model never trains on the "
         f"test rows.",
@@ -180,14 +190,17 @@ def _five_steps(
 ) -> list[str]:
     X, y = batch
     whole = "all the training rows" if len(X) == data.train_rows else f"{len(X)} rows"
-    scaled = " (standardised columns)" if cfg.scale == "standard" and not cfg.line else ""
+    # What the network sees: standardised where asked (classes swap lines 1 and 2 below,
+    # and their targets, class numbers, are never standardised)
+    scaled = " (standardised)" if cfg.scale == "standard" else ""
     bf16 = ", under torch.autocast(bfloat16)" if cfg.precision == "bf16" else ""
     lines = [
         f"4. Train: each epoch, model.train() and then, batch after batch, five steps. "
         f"Here they are on the first batch ({whole}, X{scaled} {values(X)}):",
         f"   1. Forward pass, y_pred = model(X){bf16}: {values(step.y_pred)}; "
-        f"the targets y: {values(y)}.",
-        f"   2. Loss, {type(loss_fn).__name__}(y_pred, y) = {step.loss:.6f}.",
+        f"the targets y{scaled}: {values(y)}.",
+        f"   2. Loss, {type(loss_fn).__name__}(y_pred, y) = {step.loss:.6f}"
+        + (" (in standardised units)." if scaled else "."),
         "   3. optimizer.zero_grad() clears the gradients the last step left behind.",
         "   4. loss.backward() computes d(loss)/d(parameter) for every parameter"
         + (f", then clips their length to {cfg.clip_grad_norm}:" if cfg.clip_grad_norm else ":"),
@@ -254,8 +267,9 @@ def _class_steps(
     ]
 
 
-def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
-    """Steps 5, 2 and 6 in sentences: evaluation, the plots, and what was saved."""
+def describe_result(summary: dict[str, Any], cfg: Config, run_dir: Path) -> list[str]:
+    """Steps 5, 2 and 6 in sentences: evaluation, the plots, what was saved in `run_dir`,
+    and how to load it."""
     task = task_of(summary)
     test, baseline = summary["metrics"]["test"], summary["baseline_metrics"]["test"]
     headline = task.metrics[0]
@@ -274,9 +288,26 @@ def describe_result(summary: dict[str, Any], cfg: Config) -> list[str]:
         "   The plots and the loss curves are PNG files in the run folder, and report.html "
         "shows everything on one page.",
         "6. Save: model.pt holds the state_dict (torch.save), model.safetensors the same "
-        "tensors without pickle; load one with model.load_state_dict(torch.load(path, "
-        "weights_only=True)).",
+        "tensors without pickle.",
     ]
+    load_run = f"ptflow.load_run({str(run_dir)!r})"
+    # What a bare model of the architecture lacks: model.pt is then the Standardized
+    # wrapper's state_dict, whose keys it refuses, or a table's inputs need its encoding.
+    needs = ["the standardisation saved beside its weights"] if cfg.scale == "standard" else []
+    if cfg.data is not None:
+        needs.append("the columns' encoding (encoding.json)")
+    if needs:
+        lines.append(
+            f"   Load it with run = {load_run}: it rebuilds the model (run.model) with "
+            f"{' and '.join(needs)}, which a bare model's load_state_dict lacks"
+            + ("; run.predict(FILE) predicts for a raw table." if cfg.data else ".")
+        )
+    else:
+        lines.append(
+            f"   Load it into a fresh model of the same shape with model.load_state_dict("
+            f"torch.load(path, weights_only=True)), path the run's model.pt, or with "
+            f"{load_run}.model."
+        )
     return lines
 
 

@@ -14,7 +14,7 @@ import io
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptflow.config import made_data, relevant_settings
 from ptflow.errors import WorkflowError
@@ -29,6 +29,9 @@ from ptflow.run_folder import (
     run_folder_holding,
 )
 from ptflow.tasks import Task, task_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["write_comparison", "write_report"]
 
@@ -359,7 +362,8 @@ def write_comparison(
     """Write one page comparing runs, and its loss-curve plot as a PNG beside it.
 
     The page overlays the runs' loss curves, tabulates their metrics, and sets their
-    settings side by side with the ones that differ highlighted. Returns both paths.
+    settings side by side with the ones that differ highlighted. An `out` whose name does
+    not end in .html (or .htm) gets .html added. Returns both paths.
     """
     if len(run_dirs) < 2:
         raise WorkflowError("compare needs at least two run folders.")
@@ -371,7 +375,9 @@ def write_comparison(
         records.append(record)
         summaries.append(summary)
         histories.append(history)
-    out = Path(out)
+    out = check_output_path(out, "--out")  # a folder is refused before a name is made of it
+    if out.suffix.lower() not in (".html", ".htm"):  # else a browser would not open it
+        out = out.with_name(f"{out.name}.html")
     png_path = out.with_suffix(".png")
     for path in (out, png_path):  # never over a run's own files
         check_output_path(path, "--out")
@@ -436,6 +442,14 @@ def _check_replaceable(page: Path, png: Path) -> None:
 
 
 def _comparison_figure(names: list[str], histories: list[dict[str, list[float]]]) -> bytes:
+    figure = _comparison_plot(names, histories)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _comparison_plot(names: list[str], histories: list[dict[str, list[float]]]) -> Figure:
+    """Each run's loss curves in its own colour: evaluation solid, training dotted."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 5.5))
@@ -444,17 +458,17 @@ def _comparison_figure(names: list[str], histories: list[dict[str, list[float]]]
         colour = f"C{index % 10}"
         epochs = history.get("epoch", [])
         for column, values in history.items():
-            if column == "train_loss":
-                axes.plot(epochs, values, color=colour, linestyle=":", linewidth=1)
-            elif column.endswith("_loss"):
-                axes.plot(epochs, values, color=colour, label=f"{name} ({column})")
+            if column.endswith("_loss"):  # each labelled: the legend shows what dots mean
+                dotted = column == "train_loss"  # None: matplotlib's solid default
+                axes.plot(
+                    epochs, values, color=colour, label=f"{name} ({column})",
+                    linestyle=":" if dotted else None, linewidth=1 if dotted else None,
+                )  # fmt: skip
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
     axes.set_yscale("log")
     axes.legend(fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    return buffer.getvalue()
+    return figure
 
 
 def _comparison_metrics(names: list[str], summaries: list[dict[str, Any]]) -> str:

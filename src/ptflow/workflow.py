@@ -791,7 +791,7 @@ def _train_and_finish(
     if narrate is not None:
         from ptflow.explain import describe_result
 
-        for line in describe_result(summary, cfg):
+        for line in describe_result(summary, cfg, run_dir):
             narrate(line)
     return result
 
@@ -933,6 +933,8 @@ def _write_run_record(
         },
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
+        # Bit for bit holds only at the same thread count: torch splits its sums by thread.
+        "threads": torch.get_num_threads(),
         "device": str(device_of(prepared.model)),
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
         "versions": _versions(),
