@@ -246,6 +246,9 @@ def test_short_reprs(tmp_path: Path) -> None:
         "Splits(train 40 rows, val 0, test 10; 1 feature(s) -> 1 target(s))"
     )
     assert "<table>" in result.history._repr_html_()
+    for shown in (result, result.config, result.splits, result.metrics["test"]):
+        assert "<table>" in shown._repr_html_()  # type: ignore[union-attr]
+    assert "<img" in result._repr_html_()
     frame = result.history.to_pandas()
     assert list(frame.columns) == ["epoch", "train_loss", "test_loss", "lr"] and len(frame) == 30
 

@@ -53,6 +53,12 @@ class Splits:
         columns += f"{y.shape[1] if y.dim() > 1 else 1} target(s)"
         return f"Splits(train {len(X)} rows, val {val}, test {len(self.test.X)}; {columns})"
 
+    def _repr_html_(self) -> str:
+        val = len(self.val.X) if self.val is not None else 0
+        sizes = (("train", len(self.train.X)), ("val", val), ("test", len(self.test.X)))
+        rows = "".join(f"<tr><td>{part}</td><td>{count}</td></tr>" for part, count in sizes)
+        return f"<table><tr><th>part</th><th>rows</th></tr>{rows}</table>"
+
 
 def make_linear_data(
     weight: float = 0.7,

@@ -118,6 +118,21 @@ def predict_proba(
     return probabilities(predict(model, X, batch_size=batch_size).float())
 
 
+def metrics_html(metrics: Mapping[str, Mapping[str, float | None]]) -> str:
+    """Metrics by part ("train", "test", ...; "" for one set) as a small HTML table."""
+    import html
+
+    names = next(iter(metrics.values()), {})
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
+    rows = "".join(
+        f"<tr><th>{html.escape(part)}</th>"
+        + "".join("<td>n/a</td>" if v is None else f"<td>{v:.4g}</td>" for v in values.values())
+        + "</tr>"
+        for part, values in metrics.items()
+    )
+    return f"<table><tr><th></th>{header}</tr>{rows}</table>"
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Regression metrics over all targets; R² is averaged over targets (NaN if undefined)."""
@@ -131,6 +146,9 @@ class Metrics:
         """Return the metrics for JSON, with an undefined value as None."""
         values: dict[str, float | None] = to_json_safe(asdict(self))
         return values
+
+    def _repr_html_(self) -> str:
+        return metrics_html({"": self.to_dict()})
 
 
 def compute_metrics(y_pred: torch.Tensor, y_true: torch.Tensor) -> Metrics:
@@ -264,6 +282,9 @@ class ClassMetrics:
         """Return the metrics for JSON, with an undefined value as None."""
         values: dict[str, float | None] = to_json_safe(asdict(self))
         return values
+
+    def _repr_html_(self) -> str:
+        return metrics_html({"": self.to_dict()})
 
 
 # Scores (probabilities in [0, 1]) fall into this many equal bins for ROC AUC over blocks:

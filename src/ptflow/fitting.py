@@ -12,7 +12,6 @@ exits); `Run.save(folder)` keeps it.
 
 from __future__ import annotations
 
-import base64
 import html
 import logging
 import os
@@ -450,19 +449,12 @@ class Run:
         )
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><th>{html.escape(part)}</th>"
-            + "".join(f"<td>{_number(value)}</td>" for value in values.values())
-            + "</tr>"
-            for part, values in self.metrics.items()
-        )
-        names = next(iter(self.metrics.values()), {})
-        header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
-        curve = figure_html(self.plot_loss_curves(), width=480)
+        from ptflow.evaluation import metrics_html
+
         return (
             f"<div><p><b>ptflow Run</b>: {html.escape(self._headline())}<br>"
-            f"<code>{html.escape(str(self.run_dir))}</code></p>"
-            f"<table><tr><th></th>{header}</tr>{rows}</table>{curve}</div>"
+            f"<code>{html.escape(str(self.run_dir))}</code></p>{metrics_html(self.metrics)}"
+            f"{self.plot_loss_curves().to_html(width=480)}</div>"
         )
 
 
@@ -478,12 +470,6 @@ class Report:
     def _repr_html_(self) -> str:
         page = html.escape(self.path.read_text(encoding="utf-8"), quote=True)
         return f'<iframe srcdoc="{page}" style="width:100%;height:720px;border:0"></iframe>'
-
-
-def figure_html(figure: ShownFigure, width: int = 640) -> str:
-    """An <img> of the figure, inline (base64 PNG)."""
-    data = base64.b64encode(figure._repr_png_()).decode("ascii")
-    return f'<img width="{width}" src="data:image/png;base64,{data}">'
 
 
 def _number(value: Any) -> str:

@@ -8,6 +8,7 @@ figure would show only its repr there).
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import warnings
@@ -46,6 +47,11 @@ class ShownFigure(Figure):
         buffer = io.BytesIO()
         self.savefig(buffer, format="png")
         return buffer.getvalue()
+
+    def to_html(self, width: int = 640) -> str:
+        """An <img> of the figure, inline (base64 PNG), for a larger HTML display."""
+        data = base64.b64encode(self._repr_png_()).decode("ascii")
+        return f'<img width="{width}" src="data:image/png;base64,{data}">'
 
 
 def plot_predictions(

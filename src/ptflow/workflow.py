@@ -223,6 +223,19 @@ class RunResult:
             f"test: {scores}; folder {self.run_dir})"
         )
 
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from ptflow.evaluation import metrics_html
+
+        metrics = {part: values.to_dict() for part, values in self.metrics.items()}
+        return (
+            f"<div><p><b>ptflow RunResult</b>: {escape(self.task.name)}, "
+            f"{escape(self.config.model)}, {len(self.history)} epochs<br>"
+            f"<code>{escape(str(self.run_dir))}</code></p>{metrics_html(metrics)}"
+            f"{plot_loss_curves(self.history).to_html(width=480)}</div>"
+        )
+
 
 @dataclass(frozen=True)
 class LoadedRun:
