@@ -410,14 +410,18 @@ def test_the_audits_lost_files_are_kept(
     monkeypatch.chdir(tmp_path)
     # compare --out over a user's file, or beside a user's PNG
     Path("keep.csv").write_text("a,b\n1,2\n")
+    Path("keep.html").write_text("<p>my page</p>")
     Path("photo.png").write_bytes(b"mine")
     _one_error_line(_ptflow("compare", str(finished_run), str(finished_run), "--out",
-                            "keep.csv"), "not a comparison ptflow wrote")  # fmt: skip
+                            "keep.html"), "not a comparison ptflow wrote")  # fmt: skip
     _one_error_line(_ptflow("compare", str(finished_run), str(finished_run), "--out",
                             "photo.html"), "ptflow did not write it")  # fmt: skip
-    assert (
-        Path("keep.csv").read_text() == "a,b\n1,2\n" and Path("photo.png").read_bytes() == b"mine"
-    )
+    # a name without .html gets it: the comparison goes beside keep.csv, not over it
+    assert _ptflow("compare", str(finished_run), str(finished_run), "--out", "keep.csv").code == 0
+    assert Path("keep.csv.html").is_file()
+    assert Path("keep.csv").read_text() == "a,b\n1,2\n"
+    assert Path("keep.html").read_text() == "<p>my page</p>"
+    assert Path("photo.png").read_bytes() == b"mine"
     for _ in range(2):  # its own earlier comparison it replaces
         assert _ptflow("compare", str(finished_run), str(finished_run), "--out", "c.html").code == 0
     # a user's .notes.tmp in a run folder is not ptflow's temporary file
