@@ -36,6 +36,7 @@ def test_scikit_learn_estimator_checks(estimator: Any, check: Any) -> None:
         check(estimator)
 
 
+@pytest.mark.slow  # cross-validation: several fits
 def test_a_raw_dataframe_in_cross_validation_and_a_grid_search() -> None:
     frame = _listings(rows=200)
     X, y = frame.drop(columns="price"), frame["price"]
@@ -49,6 +50,7 @@ def test_a_raw_dataframe_in_cross_validation_and_a_grid_search() -> None:
     assert fitted.n_features_in_ == 4
 
 
+@pytest.mark.slow  # cross-validation: several fits
 def test_a_classifier_in_a_pipeline_keeps_the_labels_as_given() -> None:
     X, codes = load_iris(return_X_y=True)
     y = np.array(["setosa", "versicolor", "virginica"])[codes]

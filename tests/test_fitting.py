@@ -80,6 +80,7 @@ def test_new_rows_with_unseen_categories_and_blanks_are_predicted_and_counted(
     np.testing.assert_array_equal(run.predict(new.to_numpy()), predicted)
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_fit_on_a_dataframe_trains_as_ptflow_train_on_its_file(tmp_path: Path) -> None:
     frame = _listings(rows=120)
     csv = tmp_path / "listings.csv"
@@ -118,6 +119,7 @@ def _csv(frame: pd.DataFrame, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_the_temporary_run_folder_goes_with_the_run() -> None:
     run = ptflow.fit(_listings(rows=60), target="price", progress=False, verbose=False, epochs=3)
     folder = run.run_dir
@@ -141,6 +143,7 @@ def test_fit_on_arrays_names_the_columns_and_predicts_arrays() -> None:
         ptflow.fit((X, y[:-1]))
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_classes_are_predicted_with_probabilities_and_a_confusion_matrix() -> None:
     rng = np.random.default_rng(2)
     x = rng.normal(size=300)
@@ -160,6 +163,7 @@ def test_classes_are_predicted_with_probabilities_and_a_confusion_matrix() -> No
         run.plot_residuals(frame)
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_a_regression_run_refuses_what_only_classes_have() -> None:
     run = ptflow.fit(_listings(rows=60), target="price", progress=False, verbose=False, epochs=2)
     with pytest.raises(ptflow.WorkflowError, match="predict_proba is for classifiers"):
@@ -168,6 +172,7 @@ def test_a_regression_run_refuses_what_only_classes_have() -> None:
         run.plot_confusion_matrix(_listings(rows=5))
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_plots_of_a_run_are_figures_a_notebook_shows() -> None:
     frame = _listings()
     run = ptflow.fit(frame, target="price", progress=False, verbose=False, **FAST)
@@ -230,6 +235,7 @@ def test_dataframe_column_types_are_read_natively() -> None:
     assert table.fingerprint["rows"] == 80
 
 
+@pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
 def test_a_named_index_is_not_used_and_the_run_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     frame = _listings(rows=60).set_index("listing_id")
     run = ptflow.fit(frame, target="price", progress=False, epochs=2)

@@ -18,8 +18,9 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
     assert blocks, "the README has no Python example"
     monkeypatch.chdir(tmp_path)  # the examples write files into the current folder
+    namespace: dict[str, object] = {}  # one after another, as a reader runs them
     for block in blocks:
-        exec(compile(block, str(README), "exec"), {})
+        exec(compile(block, str(README), "exec"), namespace)
     assert {"model.pt", "predictions.png", "loss_curves.png"} <= {
         p.name for p in tmp_path.iterdir()
     }
