@@ -162,6 +162,43 @@ def test_killing_one_process_stops_the_others_and_resume_finishes(
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
+def _mlp_table(path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(900, 4))
+    y = np.sin(X[:, 0]) + X[:, 1] * X[:, 2] + 0.1 * rng.normal(size=900)
+    lines = ["a,b,c,d,y", *(",".join(f"{v:.6f}" for v in row) for row in np.c_[X, y])]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.slow  # three runs of 3 or 4 processes each
+@pytest.mark.parametrize("processes", [3, 4])
+def test_resume_is_exact_with_three_and_four_processes(
+    tmp_path: Path, run_cli: RunCli, processes: int
+) -> None:
+    """A sum over three or more processes rounds by the order it is taken in: the buckets
+    of gradients keep one order, so a resumed run takes every step as the whole run did."""
+    _mlp_table(tmp_path / "t.csv")
+    common = ["--data", "t.csv", "--target", "y", "--model", "mlp", "--hidden", "32,32",
+              "--batch-size", "48", "--epochs", "8", "--checkpoint-every", "1", "--patience",
+              "0", "--nproc", str(processes), "--quiet", "--no-plots"]  # fmt: skip
+    whole = run_cli("train", *common, "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "ptflow", "train", *common, "--out", "cut"]
+    launcher = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "cut" / "checkpoints").glob("epoch-00000[3-9].json")):
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    launcher.send_signal(signal.SIGINT)
+    _, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, stderr
+    resumed = run_cli("train", "--resume", "cut", "--quiet", "--nproc", str(processes))
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
 @pytest.mark.slow
 def test_streamed_tables_train_on_two_processes(tmp_path: Path, run_cli: RunCli) -> None:
     import pyarrow as pa

@@ -437,8 +437,8 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "--nproc",
         type=int,
         metavar="N",
-        help="train with N processes on this machine, data-parallel through torchrun and "
-        "DDP: gloo on the CPU, NCCL on GPUs (default: 1)",
+        help="train with N processes on this machine, data-parallel through torchrun: gloo "
+        "on the CPU, NCCL on GPUs (default: 1)",
     )
     groups["checkpoints"].add_argument(
         "--resume",

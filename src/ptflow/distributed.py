@@ -1,11 +1,12 @@
-"""Beyond one process: data-parallel training through torchrun and DistributedDataParallel.
+"""Beyond one process: data-parallel training through torchrun and torch.distributed.
 
 `torchrun --nproc_per_node N -m ptflow train ...` (or `ptflow train --nproc N ...`, which
 launches torchrun's agent itself) starts N copies of ptflow. Each reads its rank from the
 environment torchrun sets, joins the process group (gloo on the CPU, NCCL on CUDA), and
 trains a replica of the model on its share of every global batch. The gradients are summed
-across processes weighted by each share's rows, so every step is the step one process would
-take on the whole batch. Only rank 0 writes files, logs and progress.
+across processes weighted by each share's rows (`GradientSum`, in buckets of a fixed order),
+so every step is the step one process would take on the whole batch. Only rank 0 writes
+files, logs and progress.
 
 Nothing here runs in a single process: `World.current()` is None there, and `train` and
 `run_workflow` take their one-process paths.
@@ -154,8 +155,8 @@ def _collective_device() -> torch.device:
 def process_group(world: World | None, device_name: str = "auto") -> Iterator[None]:
     """Join the process group torchrun set up (gloo, or NCCL on CUDA) and leave it cleanly.
 
-    Leaving is explicit: objects that hold the group (a DistributedDataParallel model, its
-    optimizer) are collected, then the group is destroyed. A gloo group still alive at
+    Leaving is explicit: objects that may hold the group are collected, then the group is
+    destroyed. A gloo group still alive at
     interpreter exit can crash the process ("terminate called without an active exception").
     """
     if world is None or dist.is_initialized():
@@ -175,44 +176,72 @@ def process_group(world: World | None, device_name: str = "auto") -> Iterator[No
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, share: _Share) -> nn.Module:
-    """Wrap `model` in DistributedDataParallel whose gradients are summed weighted by rows."""
-    from torch.nn.parallel import DistributedDataParallel
+# Gradients travel in buckets of at most this many bytes: one collective per bucket, and
+# never more than one bucket's copy of the gradients at a time.
+BUCKET_BYTES = 25 << 20
 
-    device = next(model.parameters()).device
-    replica = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    # DDP checks a hook's annotations as objects; this module's are strings (PEP 563).
-    replica.register_comm_hook(share, lambda state, bucket: _weighted_sum_hook(state, bucket))
-    return replica
+
+class GradientSum:
+    """Every process's gradients of a batch summed, each weighted by its share of the
+    batch's rows, so that each process takes the step one process would take on the whole
+    batch (DDP's default would average the shares equally, though they may differ by a
+    row).
+
+    The parameters go into buckets once, in the model's own order, and every step sums the
+    same buckets the same way. DDP sorts its buckets again after its first step, which
+    changes how a sum over three or more processes rounds; a resumed run, whose first step
+    is not the run's first, then drifted from the uninterrupted one. One more number rides
+    in the last bucket: how many processes' losses were not finite, so every process makes
+    the same decision on the combined flag (loss and gradients).
+    """
+
+    def __init__(self, model: nn.Module, world: World, share: _Share) -> None:
+        self.world, self.share = world, share
+        self.buckets: list[list[nn.Parameter]] = []
+        size = BUCKET_BYTES
+        for parameter in model.parameters():
+            if not parameter.requires_grad:
+                continue
+            nbytes = parameter.numel() * parameter.element_size()
+            if size + nbytes > BUCKET_BYTES and (not self.buckets or self.buckets[-1]):
+                self.buckets.append([])
+                size = 0
+            self.buckets[-1].append(parameter)
+            size += nbytes
+        # Every process starts from rank 0's weights, as DDP makes it (a script's own
+        # process group may have built its replicas differently).
+        with torch.no_grad():
+            for tensor in [*model.parameters(), *model.buffers()]:
+                dist.broadcast(tensor, src=0)
+
+    def __call__(self, loss: float) -> bool:
+        """Sum the gradients; whether every process's loss and gradients are finite."""
+        not_finite: torch.Tensor | None = None
+        for number, bucket in enumerate(self.buckets):
+            gradients = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
+            pieces = [gradient.reshape(-1) * self.share.fraction for gradient in gradients]
+            if number == len(self.buckets) - 1:  # the losses' flag rides in the last
+                pieces.append(pieces[0].new_tensor([0.0 if math.isfinite(loss) else 1.0]))
+            summed = torch.cat(pieces)
+            dist.all_reduce(summed)
+            start = 0
+            for parameter in bucket:
+                stop = start + parameter.numel()
+                parameter.grad = summed[start:stop].view_as(parameter)
+                start = stop
+            bad = (~torch.isfinite(summed[:start])).any().to(summed.dtype)
+            bad = bad + summed[start:].sum()  # the losses' flag, in the last bucket
+            not_finite = bad if not_finite is None else not_finite + bad
+        if not_finite is None:  # a model without trainable parameters: the losses alone
+            return not self.world.any(not math.isfinite(loss))
+        return not bool(not_finite.item())  # one wait for the device per batch
 
 
 @dataclass
 class _Share:
-    """What the gradient exchange needs and tells about the current batch."""
+    """This process's share of the current batch's rows: its gradient's weight."""
 
-    fraction: float = 1.0  # this process's share of the batch's rows: its gradient's weight
-    non_finite: torch.Tensor | None = None  # after backward: > 0 if any process had NaN/inf
-
-
-def _weighted_sum_hook(share: _Share, bucket: Any) -> torch.futures.Future[torch.Tensor]:
-    # Each process's gradient is of the mean loss over its own rows; weighting it by its
-    # share of the batch and summing gives the gradient of the mean over the whole batch,
-    # even when the shares differ by a row (DDP's default would average them equally).
-    # One more number rides along: whether this process's gradients hold a NaN or inf
-    # (a NaN loss makes NaN gradients), so that every process learns of it at once.
-    gradients = bucket.buffer()
-    flag = (~torch.isfinite(gradients)).any().to(gradients.dtype).reshape(1)
-    packed = torch.cat([gradients * share.fraction, flag])
-    future = dist.all_reduce(packed, async_op=True).get_future()
-
-    def unpack(done: torch.futures.Future[list[torch.Tensor]]) -> torch.Tensor:
-        summed = done.value()[0]
-        flags = summed[-1:]
-        share.non_finite = flags if share.non_finite is None else share.non_finite + flags
-        return summed[:-1]
-
-    summed: torch.futures.Future[torch.Tensor] = future.then(unpack)
-    return summed
+    fraction: float = 1.0
 
 
 def check_batches(world: World, batch_size: int, train_rows: int) -> None:
@@ -229,9 +258,10 @@ def check_batches(world: World, batch_size: int, train_rows: int) -> None:
 class Sharded:
     """This process's share of another `TrainingData`: a slice of every global batch."""
 
-    def __init__(self, data: TrainingData, world: World) -> None:
+    def __init__(self, data: TrainingData, world: World, model: nn.Module) -> None:
         self.data, self.world = data, world
         self.share = _Share()
+        self.gradient_sum = GradientSum(model, world, self.share)
         self.train_rows = data.train_rows
         self.eval_split = data.eval_split
 
@@ -243,7 +273,6 @@ class Sharded:
         for X, y in self.data.batches(batch_size, generator, skip):
             mine = self.world.share(len(X))
             self.share.fraction = (mine.stop - mine.start) / len(X)
-            self.share.non_finite = None
             yield X[mine], y[mine]
 
     def eval_loss(self, model: nn.Module, loss_fn: LossFn) -> float:
@@ -262,9 +291,9 @@ class Sharded:
         return self.world.sum(value)[0]
 
     def finite(self, loss: float) -> bool:
-        """Whether every process's loss and gradients of this batch are finite."""
-        flags = self.share.non_finite
-        return math.isfinite(loss) and (flags is None or not bool(flags.item()))
+        """After backward: sum every process's gradients (`GradientSum`), and say whether
+        every process's loss and gradients of this batch are finite."""
+        return self.gradient_sum(loss)
 
 
 def launch(nproc: int, argv: list[str]) -> int:

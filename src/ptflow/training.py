@@ -23,7 +23,7 @@ from ptflow.checkpoint import check_compatible
 from ptflow.config import AUTO_BATCH_ROWS, LOSSES, OPTIMIZERS, SCHEDULES, Config
 from ptflow.data import Splits
 from ptflow.devices import check_bf16, device_of
-from ptflow.distributed import Sharded, World, wrap_model
+from ptflow.distributed import Sharded, World
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.history import History
 from ptflow.stats import class_cross_entropy
@@ -337,7 +337,9 @@ class StepOptions:
 
     precision: Callable[[], AbstractContextManager[Any]] = nullcontext
     clip_grad_norm: float | None = None
-    finite: Callable[[float], bool] = math.isfinite  # under torchrun: finite on every process
+    # after backward, whether the loss is finite; under torchrun this is where the
+    # processes sum their gradients, and the answer is every process's (`Sharded.finite`)
+    finite: Callable[[float], bool] = math.isfinite
 
     @staticmethod
     def of(cfg: Config, device: torch.device) -> StepOptions:
@@ -385,7 +387,7 @@ class _Loop:
 
     cfg: Config
     data: TrainingData
-    forward: nn.Module  # the model, or its DDP or compiled wrapper: same weights
+    forward: nn.Module  # the model, or its compiled wrapper: same weights
     loss_fn: LossFn
     state: TrainingState
     options: StepOptions
@@ -515,10 +517,10 @@ def _start(
         splits.on(device) if isinstance(splits, StreamedTable) else InMemory(splits, device)
     )
     forward = model
-    # Under torchrun: this process trains on its share of every batch, DDP sums the gradients.
+    # Under torchrun: this process trains on its share of every batch, and after each
+    # backward pass the processes sum their gradients (`Sharded.finite`).
     if (world := World.current()) is not None:
-        data = Sharded(data, world)
-        forward = wrap_model(model, data.share)
+        data = Sharded(data, world, model)
         torch.manual_seed(cfg.seed + world.rank)  # each process its own dropout masks
     options = dataclasses.replace(options, finite=data.finite)
     # --compile: the same module and weights, its forward pass compiled on first use.
