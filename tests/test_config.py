@@ -70,7 +70,11 @@ def test_round_trip_and_replace() -> None:
 
 
 def test_a_linear_classifier_starts_from_its_own_defaults(tmp_path: Path) -> None:
-    from ptflow.config import LINEAR_CLASSIFIER_DEFAULTS, TABLE_DEFAULTS
+    from ptflow.config import (
+        LINEAR_CLASSIFIER_DEFAULTS,
+        LINEAR_REGRESSION_DEFAULTS,
+        TABLE_DEFAULTS,
+    )
 
     classes, numbers = tmp_path / "classes.csv", tmp_path / "numbers.csv"
     classes.write_text("x,y\n1,yes\n2,no\n3,yes\n")
@@ -81,13 +85,12 @@ def test_a_linear_classifier_starts_from_its_own_defaults(tmp_path: Path) -> Non
     )
     assert mine.weight_decay is None  # resolved by the training rows: 1 / n
     assert Config.for_table(str(classes), "y", lr=0.1).lr == 0.1  # given: kept
-    for table, changes in ((classes, {"model": "mlp"}), (numbers, {}),
-                           (numbers, {"task": "regression"})):  # fmt: skip
+    for table, changes, patience in (
+        (classes, {"model": "mlp"}, TABLE_DEFAULTS["patience"]),  # an MLP stops early
+        (numbers, {}, LINEAR_REGRESSION_DEFAULTS["patience"]),  # a linear fit trains on
+        (numbers, {"task": "regression"}, LINEAR_REGRESSION_DEFAULTS["patience"]),
+    ):
         cfg = Config.for_table(str(table), "y", **changes)
-        assert (cfg.lr, cfg.epochs, cfg.patience) == (
-            0.01,
-            TABLE_DEFAULTS["epochs"],
-            TABLE_DEFAULTS["patience"],
-        )
+        assert (cfg.lr, cfg.epochs, cfg.patience) == (0.01, TABLE_DEFAULTS["epochs"], patience)
     asked = Config.for_table(str(numbers), "y", task="classification")
     assert asked.epochs == LINEAR_CLASSIFIER_DEFAULTS["epochs"]

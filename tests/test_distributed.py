@@ -109,6 +109,31 @@ def test_a_nan_stops_every_process_with_one_message(
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
 
 
+@pytest.mark.slow  # two runs of two processes
+def test_a_non_finite_loss_on_one_process_stops_every_process(
+    tmp_path: Path, run_cli: RunCli
+) -> None:
+    """One target of 2e20 (unscaled): an infinite loss where the row falls, its gradients
+    finite. Every process decides on the combined flag: one message, exit 3, no folder."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(200, 2))
+    y = X @ np.array([1.0, -1.0])
+    y[57] = 2e20  # squared: beyond float32, for 20 rows or 40
+    lines = ["a,b,y", *(f"{a:.6f},{b:.6f},{t:.6g}" for (a, b), t in zip(X, y, strict=True))]
+    (tmp_path / "huge.csv").write_text("\n".join(lines) + "\n")
+    args = ["--data", "huge.csv", "--target", "y", "--scale", "none", "--no-shuffle",
+            "--train-fraction", "0.8", "--val-fraction", "0", "--batch-size", "40",
+            "--loss", "mse", "--optimizer", "sgd", "--lr", "1e-30", "--epochs", "3",
+            "--patience", "0", "--out", "run"]  # fmt: skip
+    done = run_cli("train", *args, "--nproc", "2")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("error:") == 1 and "process 1: process 1" not in done.stderr
+    assert "non-finite" in done.stderr or "became inf" in done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()  # nothing half-made, as with one process
+    alone = run_cli("train", *args)
+    assert alone.returncode == 3 and not (tmp_path / "run").exists(), alone.stderr
+
+
 def _worker_ranks(launcher: int) -> dict[int, int]:
     """The ptflow processes torchrun's agent started under `launcher`, by rank."""
     listed = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True)

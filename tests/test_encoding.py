@@ -447,7 +447,7 @@ def test_a_table_run_lists_only_the_settings_that_apply_to_it(houses: Path, tmp_
     ).run_dir
     saved = tomllib.loads((run / "config.toml").read_text())
     assert "weight" not in saved and "hidden" not in saved and "momentum" not in saved
-    assert saved["missing"] == "impute" and saved["patience"] == 50
+    assert saved["missing"] == "impute" and saved["patience"] == 0  # a linear fit: no stop
     page = (run / "report.html").read_text()
     assert "<title>ptflow train houses.csv</title>" in page
     assert "<th>weight</th>" not in page and "<th>missing</th>" in page

@@ -32,9 +32,9 @@ def test_a_real_table_trains_with_no_flags_as_well_as_scikit_learn(
     assert any(column["missing"] for column in encoding)  # and gaps filled in, not dropped
     theirs = sklearn_scores(DATA / file, target, ours["run_dir"])
     print(name, ours, theirs)
-    # the default linear model converges: to least squares, or (on the 83-row table, where
-    # early stopping acts as regularisation) above it; and within 0.01 of RidgeCV or better
-    assert ours["linear"] >= ours["least_squares"] - 0.005
+    # the default linear model converges to least squares (the 0.005, both ways),
+    # and is within 0.01 of RidgeCV or better (RidgeCV's penalty can cost it on msleep)
+    assert abs(ours["linear"] - ours["least_squares"]) <= 0.005
     assert ours["linear"] >= theirs["ridge"] - 0.01
     # the default MLP does not overfit below the linear model, nor below scikit-learn's
     assert ours["mlp"] >= ours["linear"] - 0.02

@@ -26,6 +26,7 @@ from ptflow.config import (
     CIRCLES_DEFAULTS,
     FORMATS,
     LINEAR_CLASSIFIER_DEFAULTS,
+    LINEAR_REGRESSION_DEFAULTS,
     MISSING,
     ROW_GROUP_ROWS,
     TABLE_DEFAULTS,
@@ -123,9 +124,10 @@ def _add_train(commands: Any) -> None:
         "column (numbers: regression; text or true/false: classification, see --task): a "
         "shuffled train/validation/test split, standardised columns, the tutorial's training "
         "loop, and a baseline to compare with (least squares; for classes, logistic "
-        "regression and the majority class). A linear classifier starts from "
-        f"{_shown_settings(LINEAR_CLASSIFIER_DEFAULTS)} and weight decay 1 / training rows "
-        "instead (a convex fit, trained to its end). Options can also come from a TOML file "
+        "regression and the majority class). A linear model trains to its end (a convex "
+        f"fit): a regression with {_shown_settings(LINEAR_REGRESSION_DEFAULTS)}, a classifier "
+        f"with {_shown_settings(LINEAR_CLASSIFIER_DEFAULTS)} and weight decay 1 / training "
+        "rows. Options can also come from a TOML file "
         "(--config); options given here override it.",
     )
     table = train.add_argument_group("data: a table")
@@ -747,7 +749,8 @@ def _print_run_summary(result: RunResult) -> None:
             rows.append((f"test, {name}", by_part["test"].to_dict()))
         _print_metrics_table(task, rows)
         by = task.judged_by({"class_weight": cfg.class_weight} if task.classes else {})
-        if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline, by):
+        early = result.history.stopped_early
+        if behind := task.behind_baseline(result.metrics["test"].to_dict(), baseline, by, early):
             print(behind)
         if result.importance:
             print(_importance_line(task, result.importance))

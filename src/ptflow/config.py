@@ -113,6 +113,13 @@ TABLE_DEFAULTS: dict[str, Any] = {
 # regression's test accuracy and 1.1x its log loss, where the table defaults missed 7.
 LINEAR_CLASSIFIER_DEFAULTS: dict[str, Any] = {"lr": 0.03, "epochs": 500, "patience": 0}
 
+# A linear regression trains to the end for the same reason: its mean squared error has one
+# minimum, least squares, and stopping where the validation rows' loss is lowest lands on
+# either side of it. On the four real tables the test R² was within 0.004 of least squares
+# with all 1,000 epochs (patience 50: msleep 0.028 above it, and a 300-row listings table
+# 0.016 below), at 0.6-1.6 s a run.
+LINEAR_REGRESSION_DEFAULTS: dict[str, Any] = {"patience": 0}
+
 
 def made_data(settings: Mapping[str, Any]) -> Literal["line", "circles"] | None:
     """What a run without a table learns (`settings` as `Config.to_dict` or config.json
@@ -123,13 +130,18 @@ def made_data(settings: Mapping[str, Any]) -> Literal["line", "circles"] | None:
 
 
 def table_settings(given: dict[str, Any]) -> Config:
-    """The settings of `ptflow train`: TABLE_DEFAULTS, for a linear classifier those of
-    LINEAR_CLASSIFIER_DEFAULTS over them, then `given` over both. Whether the run is a
+    """The settings of `ptflow train`: TABLE_DEFAULTS, for a linear model those of
+    LINEAR_CLASSIFIER_DEFAULTS or LINEAR_REGRESSION_DEFAULTS over them, then `given` over
+    both. Whether the run is a
     classification may take a look at the table (`task = "auto"`: its target's values)."""
     cfg = Config.from_dict({**TABLE_DEFAULTS, **given})
-    if cfg.model != "linear" or cfg.data is None or told_task(cfg) != "classification":
+    if cfg.model != "linear" or cfg.data is None:
         return cfg
-    return Config.from_dict({**TABLE_DEFAULTS, **LINEAR_CLASSIFIER_DEFAULTS, **given})
+    task = told_task(cfg)
+    if task is None:  # the table cannot be read yet: the run itself will say why
+        return cfg
+    linear = LINEAR_CLASSIFIER_DEFAULTS if task == "classification" else LINEAR_REGRESSION_DEFAULTS
+    return Config.from_dict({**TABLE_DEFAULTS, **linear, **given})
 
 
 def told_task(cfg: Config) -> str | None:

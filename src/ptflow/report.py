@@ -141,7 +141,8 @@ def _metrics(summary: dict[str, Any]) -> str:
     ours, theirs = tests
     behind = None
     if isinstance(ours, dict) and isinstance(theirs, dict):
-        behind = task.behind_baseline(ours, theirs, task.judged_by(summary))
+        early = summary.get("stopped_early") is True
+        behind = task.behind_baseline(ours, theirs, task.judged_by(summary), early)
     baseline = f"{task.baseline} fit on the same training rows is the baseline to beat."
     intro = f"The {baseline}" if task.classes else f"In the data's own units; the {baseline}"
     return (

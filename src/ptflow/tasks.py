@@ -60,12 +60,17 @@ class Task:
         return targets
 
     def behind_baseline(
-        self, metrics: Mapping[str, Any], baseline: Mapping[str, Any], by: str | None = None
+        self,
+        metrics: Mapping[str, Any],
+        baseline: Mapping[str, Any],
+        by: str | None = None,
+        stopped_early: bool = False,
     ) -> str | None:
         """One sentence when the model does worse than the baseline on the test rows, else None.
 
         Judged by the metric `by` names, else the task's first; `metrics` and `baseline` map
-        metric names to numbers, as summary.json holds them.
+        metric names to numbers, as summary.json holds them. Its advice: more epochs, or
+        where early stopping ended the run, more patience (more epochs would change nothing).
         """
         first = self.metric(by) if by is not None else self.metrics[0]
         ours, theirs = metrics.get(first.name), baseline.get(first.name)
@@ -76,8 +81,13 @@ class Task:
             return None
         return (
             f"The model does worse than {self.baseline} on the test rows ({first.label} "
-            f"{format_metric(first, ours)} against {format_metric(first, theirs)}): train "
-            f"longer (--epochs), or try another model or learning rate."
+            f"{format_metric(first, ours)} against {format_metric(first, theirs)}): "
+            + (
+                "early stopping ended it; train on with more --patience (0: every epoch), "
+                if stopped_early
+                else "train longer (--epochs), "
+            )
+            + "or try another model or learning rate."
         )
 
     def judged_by(self, summary: Mapping[str, Any]) -> str | None:

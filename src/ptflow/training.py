@@ -722,8 +722,14 @@ def _diverged(
     loss: float, epoch: int, batch: int, optimizer: torch.optim.Optimizer
 ) -> TrainingDiverged:
     lr = optimizer.param_groups[0]["lr"]
+    # Under torchrun every process stops on the combined flag: this one's loss may be fine.
+    what = (
+        f"the training loss became {loss}"
+        if not math.isfinite(loss)
+        else ("another process's training loss or gradients became non-finite")
+    )
     return TrainingDiverged(
-        f"the training loss became {loss} at epoch {epoch}, batch {batch} "
+        f"{what} at epoch {epoch}, batch {batch} "
         f"(learning rate {lr:.6g}); training stopped before that update reached the weights; "
         f"lower --lr or add --clip-grad-norm, and check the data for extreme values."
     )
