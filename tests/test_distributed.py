@@ -257,33 +257,89 @@ def test_repeated_runs_exit_cleanly(tmp_path: Path, run_cli: RunCli, linear_tabl
         assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr
 
 
-@pytest.mark.slow
-def test_ctrl_c_stops_every_process_at_an_epoch_end(
-    tmp_path: Path, run_cli: RunCli, linear_table: Path
+def _long_epochs(folder: Path) -> list[str]:
+    """`ptflow train` arguments for two processes whose epochs take 1,050 batches."""
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(12_000, 3))
+    y = X @ np.array([0.5, -1.0, 2.0]) + 0.1 * rng.normal(size=12_000)
+    lines = ["a,b,c,y", *(",".join(f"{v:.5f}" for v in row) for row in np.c_[X, y])]
+    (folder / "long.csv").write_text("\n".join(lines) + "\n")
+    return ["train", "--data", "long.csv", "--target", "y", "--batch-size", "8", "--epochs",
+            "2", "--patience", "0", "--nproc", "2", "--quiet", "--no-plots"]  # fmt: skip
+
+
+@pytest.mark.slow  # three torchruns of two processes
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes through /proc")
+def test_workers_whose_launcher_is_killed_stop_with_a_checkpoint(
+    tmp_path: Path, run_cli: RunCli
 ) -> None:
-    command = [sys.executable, "-m", "ptflow", "train", "--data", "linear.csv", "--target", "y"]
-    args = ("--batch-size", "8", "--epochs", "500", "--nproc", "2", "--quiet", "--out", "run")
-    launcher = subprocess.Popen(
-        [*command, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    """SIGKILL of `ptflow train --nproc 2`: its workers notice (the kernel's SIGTERM, and
+    their parent check) and stop after the same batch with a checkpoint, instead of
+    training on to the end as orphans; the run resumes to the uninterrupted run's bytes."""
+    args = _long_epochs(tmp_path)
+    whole = run_cli(*args, "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "ptflow", *args, "--out", "run"]
+    launcher = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not (tmp_path / "run" / "config.json").is_file():
         assert time.monotonic() < deadline and launcher.poll() is None
         time.sleep(0.05)
-    time.sleep(1)
-    launcher.send_signal(signal.SIGINT)
-    _, stderr = launcher.communicate(timeout=60)
-    assert launcher.returncode == 130
-    assert stderr.startswith("stopped: training stopped after epoch") and stderr.count("\n") == 1
-    assert "--resume run --nproc 2" in stderr
-    assert list((tmp_path / "run" / "checkpoints").glob("epoch-*.json"))  # at an epoch end
-    assert not list((tmp_path / "run" / "checkpoints").glob("*batch*"))
-    stopped = int(stderr.split("after epoch ")[1].split()[0])
-    more = str(stopped + 2)
-    resumed = run_cli("train", "--resume", "run", "--nproc", "2", "--epochs", more, "--quiet")
+    time.sleep(1.5)
+    workers = list(_worker_ranks(launcher.pid).values())
+    assert len(workers) == 2
+    launcher.kill()
+    launcher.wait()
+    killed = time.monotonic()
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() - killed < 30, "orphaned workers went on training"
+        time.sleep(0.1)
+    launcher.stderr.close()  # type: ignore[union-attr]
+    assert list((tmp_path / "run" / "checkpoints").glob("*batch*"))  # after the same batch
+    resumed = run_cli("train", "--resume", "run", "--nproc", "2", "--quiet")
     assert resumed.returncode == 0, resumed.stderr
-    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
-    assert len(history) == 1 + stopped + 2  # the header, then every epoch once
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a zombie, waiting for its parent, does not)."""
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow  # three torchruns of two processes
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_is_taken_by_every_process_after_the_same_batch(
+    tmp_path: Path, run_cli: RunCli, stop: int
+) -> None:
+    """Ctrl-C or SIGTERM mid-epoch: the request rides on the gradients' exchange, so every
+    process stops after the same batch, well inside torchrun's 30 s grace, with a
+    checkpoint there; the resumed run ends with the bytes of an uninterrupted one."""
+    args = _long_epochs(tmp_path)
+    whole = run_cli(*args, "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "ptflow", *args, "--out", "run"]
+    launcher = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "run" / "config.json").is_file():  # training starts
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.5)  # into the first epoch's 1,050 batches
+    launcher.send_signal(stop)
+    asked = time.monotonic()
+    _, stderr = launcher.communicate(timeout=60)
+    assert time.monotonic() - asked < 10  # at the next batch, not at the epoch's end
+    assert launcher.returncode == 128 + stop, stderr
+    assert stderr.startswith("stopped: training stopped after epoch") and ", batch " in stderr
+    assert stderr.count("\n") == 1 and "--resume run --nproc 2" in stderr, stderr
+    assert list((tmp_path / "run" / "checkpoints").glob("*batch*"))  # mid-epoch
+    resumed = run_cli("train", "--resume", "run", "--nproc", "2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
 
 
 @pytest.mark.slow  # a torchrun of two processes

@@ -224,26 +224,41 @@ def check_utf8(argv: list[str]) -> None:
 
 
 class _StopRequest:
-    """Set by SIGINT (Ctrl-C) or SIGTERM; training checks it after every batch."""
+    """Set by SIGINT (Ctrl-C) or SIGTERM; training checks it after every batch.
+
+    Under torchrun it is also set when this process's launcher is gone (it was killed, and
+    the process now belongs to another parent): the process stops with a checkpoint rather
+    than train on, orphaned, to the end. The kernel tells it too (`_die_with_parent`).
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.parent = os.getppid() if _rank is not None else None
+        self.signalled = False  # by a signal, not by the parent check
 
     def __call__(self) -> bool:
+        if self.signal is None and self.parent is not None and os.getppid() != self.parent:
+            self.signal = signal.SIGTERM  # as if the launcher had passed one on
         return self.signal is not None
 
     def handle(self, signum: int, frame: object) -> None:
-        if self.signal is not None:  # asked twice: stop at once, without a checkpoint
+        # A second Ctrl-C stops at once, without a checkpoint. A second SIGTERM changes
+        # nothing: a launcher's and the kernel's (`_die_with_parent`) may both come, and
+        # what stops at once is SIGKILL.
+        if self.signalled and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.signal = signum
+        self.signalled = True
+        self.signal = self.signal or signum
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[_StopRequest]:
     """Turn SIGINT and SIGTERM into a request to stop at the next batch, for the duration."""
     stop = _StopRequest()
+    if _rank is not None:
+        _die_with_parent()
     if _Interrupts.seen:  # Ctrl-C came before training, and something swallowed it
-        stop.signal = signal.SIGINT
+        stop.signal, stop.signalled = signal.SIGINT, True
     previous = {sig: signal.signal(sig, stop.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
@@ -259,6 +274,21 @@ def stop_on_signals() -> Iterator[_StopRequest]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent (torchrun's agent) dies, so
+    that an orphaned process stops at its next batch with a checkpoint (elsewhere: the
+    parent check of `_StopRequest` alone, at every batch)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # a libc without prctl: the parent check remains
+        pass
 
 
 class _JsonLines(logging.Formatter):

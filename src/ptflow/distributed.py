@@ -111,11 +111,12 @@ class World:
         dist.broadcast(data, src=0)
         return bytes(data.cpu().tolist()).decode()
 
-    def gather_random_states(self, states: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every process's random generator states, in rank order (for a checkpoint)."""
+    def gather_objects(self, value: Any) -> list[Any]:
+        """Every process's `value` (its random generator states, its part of a sum), in
+        rank order, for a checkpoint."""
         gathered: list[Any] = [None] * self.size
         # Objects travel pickled between the processes of this one run, never from a file.
-        dist.all_gather_object(gathered, states)
+        dist.all_gather_object(gathered, value)
         return gathered
 
     def merge_metric_sums(self, sums: RunningSums) -> RunningSums:
@@ -220,8 +221,8 @@ class GradientSum:
         for number, bucket in enumerate(self.buckets):
             gradients = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
             pieces = [gradient.reshape(-1) * self.share.fraction for gradient in gradients]
-            if number == len(self.buckets) - 1:  # the losses' flag rides in the last
-                pieces.append(pieces[0].new_tensor([0.0 if math.isfinite(loss) else 1.0]))
+            if number == len(self.buckets) - 1:  # the flags ride in the last bucket
+                pieces.append(pieces[0].new_tensor(self._flags(loss)))
             summed = torch.cat(pieces)
             dist.all_reduce(summed)
             start = 0
@@ -230,18 +231,30 @@ class GradientSum:
                 parameter.grad = summed[start:stop].view_as(parameter)
                 start = stop
             bad = (~torch.isfinite(summed[:start])).any().to(summed.dtype)
-            bad = bad + summed[start:].sum()  # the losses' flag, in the last bucket
             not_finite = bad if not_finite is None else not_finite + bad
-        if not_finite is None:  # a model without trainable parameters: the losses alone
-            return not self.world.any(not math.isfinite(loss))
-        return not bool(not_finite.item())  # one wait for the device per batch
+            flags = summed[start:]  # in the last bucket: the losses', the stop requests
+        if not_finite is None:  # a model without trainable parameters: the flags alone
+            bad_loss, stops = self.world.sum(*self._flags(loss))
+            self.share.stop = stops > 0
+            return bad_loss == 0
+        values: list[float] = torch.cat([flags, not_finite.reshape(1)]).tolist()
+        bad_loss, stops, bad_gradient = values  # one wait for the device per batch
+        self.share.stop = stops > 0
+        return bad_loss == 0 and bad_gradient == 0
+
+    def _flags(self, loss: float) -> list[float]:
+        """This process's two flags: its loss is not finite; it was asked to stop."""
+        asked = self.share.should_stop is not None and self.share.should_stop()
+        return [0.0 if math.isfinite(loss) else 1.0, 1.0 if asked else 0.0]
 
 
 @dataclass
 class _Share:
-    """This process's share of the current batch's rows: its gradient's weight."""
+    """What the gradients' exchange needs and tells about the current batch."""
 
-    fraction: float = 1.0
+    fraction: float = 1.0  # this process's share of the batch's rows: its gradient's weight
+    should_stop: Callable[[], bool] | None = None  # this process was asked to stop
+    stop: bool = False  # after the exchange: some process was asked to stop
 
 
 def check_batches(world: World, batch_size: int, train_rows: int) -> None:
@@ -289,6 +302,12 @@ class Sharded:
     def sum(self, value: float) -> float:
         """The value summed over every process."""
         return self.world.sum(value)[0]
+
+    def stop_after_batch(self, should_stop: Callable[[], bool] | None) -> Callable[[], bool]:
+        """A stop check that every process answers alike after each batch: whether any
+        process's `should_stop` was true when the batch's gradients were exchanged."""
+        self.share.should_stop = should_stop
+        return lambda: self.share.stop
 
     def finite(self, loss: float) -> bool:
         """After backward: sum every process's gradients (`GradientSum`), and say whether

@@ -244,7 +244,8 @@ class TrainingState:
             "schedule": self.schedule.scheduler.state_dict() if self.schedule else None,
             "history": dataclasses.asdict(self.history),
             "batches_done": self.batches_done,
-            "loss_sum": self.loss_sum,
+            # under torchrun each process's own part of the epoch's sum, to go on adding to
+            "loss_sum": _each_process(self.loss_sum),
             "batch_order": self.epoch_start_order if mid_epoch else self.batch_order.get_state(),
             "best_loss": self.best_loss,
             "best_weights": self.best_weights,
@@ -274,7 +275,8 @@ class TrainingState:
             ) from None
         self.history = History(**state["history"])
         self.batches_done = state["batches_done"]
-        self.loss_sum = state["loss_sum"]
+        saved = state["loss_sum"]  # a list: one per process, under torchrun
+        self.loss_sum = _own_part(saved) if isinstance(saved, list) else saved
         self.batch_order.set_state(state["batch_order"])
         self.best_loss = state["best_loss"]
         best = state["best_weights"]
@@ -468,8 +470,11 @@ def _epochs(
 ) -> History:
     """`train`'s epochs: train, evaluate, record, stop early, tell `on_epoch_end`."""
     cfg, state, history = loop.cfg, loop.state, loop.state.history
-    # Processes stop together, so under torchrun a stop request waits for the epoch's end.
-    stop_mid_epoch = should_stop if loop.world is None else None
+    # Under torchrun the stop request rides on the gradients' exchange: every process stops
+    # after the same batch.
+    stop_mid_epoch = should_stop
+    if isinstance(loop.data, Sharded):  # the processes agree after each batch, as one
+        stop_mid_epoch = loop.data.stop_after_batch(should_stop)
     last_epoch = len(history) if history.stopped_early else cfg.epochs
     bar = _progress_bar(
         range(state.epochs_done + 1, last_epoch + 1),
@@ -659,23 +664,35 @@ def _restore_best(model: nn.Module, state: TrainingState) -> None:
     )
 
 
+def _each_process(value: Any) -> Any:
+    """`value`, or under torchrun every process's, in rank order (for a checkpoint)."""
+    world = World.current()
+    return value if world is None else world.gather_objects(value)
+
+
 def _all_random_states() -> dict[str, Any] | list[dict[str, Any]]:
     # Under torchrun every process draws its own dropout masks: keep each one's generators.
-    world = World.current()
-    return random_states() if world is None else world.gather_random_states(random_states())
+    states: dict[str, Any] | list[dict[str, Any]] = _each_process(random_states())
+    return states
 
 
 def _own_random_states(saved: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
-    world = World.current()
-    processes = len(saved) if isinstance(saved, list) else 1
-    if processes != (world.size if world is not None else 1):
-        raise WorkflowError(
-            f"the checkpoint was written by a run of {processes} process(es); resume it "
-            f"with the same number (--nproc {processes})."
-        )
     if isinstance(saved, list):
-        return saved[world.rank if world is not None else 0]
+        own: dict[str, Any] = _own_part(saved)
+        return own
+    _own_part([saved])  # one process's checkpoint: refused under several
     return saved
+
+
+def _own_part(saved: list[Any]) -> Any:
+    """This process's item of a checkpoint's list of one per process."""
+    world = World.current()
+    if len(saved) != (world.size if world is not None else 1):
+        raise WorkflowError(
+            f"the checkpoint was written by a run of {len(saved)} process(es); resume it "
+            f"with the same number (--nproc {len(saved)})."
+        )
+    return saved[world.rank if world is not None else 0]
 
 
 def random_states() -> dict[str, Any]:
