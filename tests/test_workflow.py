@@ -221,3 +221,17 @@ def test_several_targets_are_learned_and_reported_per_target(
     assert summary["target"] == ["y", "noise"]
     loaded = ptflow.load_run(tmp_path / "run")
     assert loaded.target == ("y", "noise")
+
+
+def test_a_run_starts_from_another_runs_weights(tmp_path: Path) -> None:
+    first = ptflow.run_workflow(ptflow.Config(epochs=30), tmp_path / "first")
+    again = ptflow.run_workflow(
+        ptflow.Config(epochs=1, lr=1e-12, from_weights=str(first.run_dir)), tmp_path / "again"
+    )
+    for name, value in first.model.state_dict().items():  # its start: the first's end
+        torch.testing.assert_close(again.model.state_dict()[name], value, rtol=0, atol=1e-9)
+    with pytest.raises(ptflow.WorkflowError, match=r"the checkpoint's model|model file"):
+        ptflow.run_workflow(  # another architecture: refused, naming what differs
+            ptflow.Config(model="mlp", from_weights=str(first.run_dir)), tmp_path / "mlp"
+        )
+    assert not (tmp_path / "mlp").exists()

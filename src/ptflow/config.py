@@ -331,6 +331,13 @@ class Config:
     keep_checkpoints: int = _setting(  # the older one is the fallback if one is damaged
         2, "checkpoints", "how many checkpoints to keep"
     )
+    from_weights: str | None = _setting(
+        None,
+        "checkpoints",
+        "start from these weights instead of seeded ones: a model.pt or .safetensors file, or "
+        "a run folder (a new run, with this run's data and settings; say, a run's weights "
+        "trained on with another number of processes)",
+    )
     # the run folder
     plots: bool = _setting(
         True,

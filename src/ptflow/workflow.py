@@ -476,9 +476,12 @@ def _resume(
     main = world is None or world.is_main
     processes = world.size if world is not None else 1
     if record.get("processes", 1) != processes:
+        saved_processes = record.get("processes", 1)
         raise WorkflowError(
-            f"{run_dir} was trained by {record.get('processes', 1)} process(es), and this is "
-            f"{processes}; resume with the same number (--nproc {record.get('processes', 1)})."
+            f"{run_dir} was trained by {saved_processes} process(es), and this is "
+            f"{processes}; resume with the same number (--nproc {saved_processes}), or start a "
+            f"new run from its weights with any number: --from-weights {shlex.quote(str(run_dir))}"
+            f" (its model.pt loads anywhere)."
         )
     if main:
         remove_stale_temporaries(run_dir)
@@ -594,6 +597,7 @@ def _prepare(cfg: Config) -> _Prepared:
         train_splits = scale_splits(splits, scaling)
     else:
         model, train_splits = network, splits
+    _start_from_weights(cfg, model)
     model.to(device)
     # The tutorial's "predictions before training", on the test rows.
     y_pred_before = predict(model, splits.test.X)
@@ -603,6 +607,20 @@ def _prepare(cfg: Config) -> _Prepared:
     return _Prepared(
         data, splits, model, network, train_splits, y_pred_before, encoding, loss_fn, task
     )
+
+
+def _start_from_weights(cfg: Config, model: nn.Module) -> None:
+    """--from-weights: the model starts from a saved model's weights (a table model's
+    scaling too, which is part of them) instead of its seeded ones. A new run: its own data,
+    split and settings; the weights must be of the same architecture."""
+    if cfg.from_weights is None:
+        return
+    path = Path(cfg.from_weights)
+    if path.is_dir():  # a run folder: its weights
+        safetensors = path / "model.safetensors"
+        path = safetensors if safetensors.is_file() else path / MODEL
+    load_weights(model, path)
+    logger.info("starting from the weights of %s", path)
 
 
 def _class_rows(y: torch.Tensor, classes: int) -> torch.Tensor:
@@ -720,6 +738,7 @@ def _prepare_streamed(cfg: Config) -> _Prepared:
     outputs = task.out_features(len(table.target), len(table.classes))
     network = _build_network(cfg, table.inputs, outputs, cfg.seed, encoding)
     model = Standardized(network, table.scaling) if table.scaling is not None else network
+    _start_from_weights(cfg, model)
     model.to(device)
     return _Prepared(table, None, model, network, table, None, encoding, loss_fn, task)
 
