@@ -235,3 +235,14 @@ def test_a_run_starts_from_another_runs_weights(tmp_path: Path) -> None:
             ptflow.Config(model="mlp", from_weights=str(first.run_dir)), tmp_path / "mlp"
         )
     assert not (tmp_path / "mlp").exists()
+
+
+def test_the_resume_hint_keeps_the_runs_layout(tmp_path: Path) -> None:
+    from ptflow.workflow import resume_command
+
+    cfg = Config(data="fares.csv", target=("fare",))
+    assert resume_command(cfg, Path("runs/f"), 1) == "ptflow train --resume runs/f"
+    assert resume_command(cfg, Path("runs/f"), 2, 2) == "ptflow train --resume runs/f --nproc 2"
+    on_two_machines = resume_command(cfg, Path("runs/f"), 4, 2)
+    assert on_two_machines.startswith("torchrun --nnodes=2 --nproc_per_node=2 ")
+    assert "-m ptflow train --resume runs/f (on each machine" in on_two_machines

@@ -518,12 +518,34 @@ def _resume(
     )
 
 
-def resume_command(cfg: Config, run_dir: Path, processes: int = 1) -> str:
-    """Return the command that resumes the run in `run_dir` (trained by `processes`)."""
+def resume_command(
+    cfg: Config, run_dir: Path, processes: int = 1, per_machine: int | None = None
+) -> str:
+    """Return the command that resumes the run in `run_dir` (trained by `processes`, of
+    which `per_machine` ran on each machine): on several machines, torchrun's own, with the
+    same layout."""
     command = (
         f"ptflow {'run' if cfg.data is None else 'train'} --resume {shlex.quote(str(run_dir))}"
     )
+    if per_machine is not None and 0 < per_machine < processes:
+        return (
+            f"torchrun --nnodes={processes // per_machine} --nproc_per_node={per_machine} "
+            f"--rdzv-backend=c10d --rdzv-endpoint=HOST:PORT -m {command}"
+            f" (on each machine; HOST:PORT on the first, as when it started)"
+        )
     return command + (f" --nproc {processes}" if processes > 1 else "")
+
+
+def _layout(record: dict[str, Any]) -> tuple[int, int | None]:
+    """(processes, processes per machine) of a run, as its config.json has them."""
+    per_machine = record.get("processes_per_machine")
+    return record.get("processes", 1), per_machine if isinstance(per_machine, int) else None
+
+
+def _per_machine() -> int | None:
+    """How many of this run's processes torchrun started on each machine (None: one)."""
+    value = os.environ.get("LOCAL_WORLD_SIZE")
+    return int(value) if value and value.isdigit() and World.current() is not None else None
 
 
 def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
@@ -535,7 +557,7 @@ def load_run(run_dir: str | os.PathLike[str]) -> LoadedRun:
         progress = f" after {checkpoint_label(done[-1])}" if done else ""
         raise WorkflowError(
             f"{run_dir} is an unfinished run (it stopped{progress} of {cfg.epochs} epochs); "
-            f"finish it with: {resume_command(cfg, run_dir, record.get('processes', 1))}"
+            f"finish it with: {resume_command(cfg, run_dir, *_layout(record))}"
         )
     features, target = tuple(record["model"]["features"]), tuple(record["model"]["target"])
     task = task_of(read_summary(run_dir))
@@ -782,11 +804,11 @@ def _train_and_finish(
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
             f"{stop} and saved a checkpoint; resume with: "
-            f"{resume_command(cfg, run_dir, world.size if world is not None else 1)}"
+            f"{resume_command(cfg, run_dir, world.size if world else 1, _per_machine())}"
         ) from None
     except TrainingDiverged as diverged:
-        if world is not None and not world.is_main:
-            raise TrainingDiverged(f"process {world.rank}: {diverged}") from None
+        if world is not None and not world.is_main:  # the console names the process
+            raise
         raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
     # (under torchrun each process measures its share of the rows, and the sums are merged)
@@ -965,6 +987,7 @@ def _write_run_record(
         },
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
+        "processes_per_machine": _per_machine(),
         # Bit for bit holds only at the same thread count: torch splits its sums by thread.
         "threads": torch.get_num_threads(),
         "device": str(device_of(prepared.model)),
