@@ -81,3 +81,15 @@ def test_bf16_from_the_command_line(run_cli: RunCli, tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["precision"] == "bf16"
     assert abs(summary["learned_parameters"]["weight"] - 0.6) < 0.2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: it runs the checks")
+def test_the_gpu_check_script_says_it_skips_without_cuda() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("no CUDA device: the GPU checks are skipped"), done.stdout
