@@ -606,32 +606,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise WorkflowError(f"--nproc must be at least 1, got {args.nproc}.")
-    if args.resume is not None:
-        if args.out is not None or args.overwrite:
-            raise WorkflowError(
-                "--resume continues in the run's own folder; drop --out and --overwrite."
-            )
-        device = args.device or _saved_device(args.resume)
-    else:
-        # Defaults, then the TOML file, then the options given on the command line; invalid
-        # settings fail here, before torch is imported.
-        given = _given_settings(args)
-        if args.command == "train":  # a linear classifier's own defaults, if it is one
-            cfg = table_settings(given)
-        elif given.get("task") == "classification":  # the circles' model, not the line's
-            cfg = Config.from_dict({**args.defaults, **CIRCLES_DEFAULTS, **given})
-        else:
-            cfg = Config.from_dict({**args.defaults, **given})
-        if args.command == "train" and cfg.data is None:
-            raise WorkflowError(
-                "ptflow train needs a table: give --data FILE (or data in --config); "
-                "`ptflow run` trains on the tutorial's line."
-            )
-        device = cfg.device
-        if not args.quiet and launched_rank() is None:  # once, not once per process
-            _note_ignored_settings(given, cfg)
+    cfg, device, timeout = _run_settings(args)
     if (args.nproc or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
+
+    from datetime import timedelta
 
     from ptflow.distributed import World, process_group
 
@@ -645,7 +624,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
         out = default_run_dir()
     writes = world is None or world.is_main
     with (
-        process_group(world, device),
+        process_group(world, device, timedelta(seconds=float(timeout))),
         logging_to_stdout(quiet=quiet, as_json=as_json),
         _tensorboard(args.resume or out, enabled=args.tensorboard and writes) as on_epoch,
         stop_on_signals() as stop,
@@ -685,6 +664,38 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     return _report_run(result, quiet=quiet)
 
 
+def _run_settings(args: argparse.Namespace) -> tuple[Config | None, str, float]:
+    """The run's settings (None for --resume: the folder's), its device and collectives'
+    timeout, which the processes need before the run is read."""
+    if args.resume is not None:
+        if args.out is not None or args.overwrite:
+            raise WorkflowError(
+                "--resume continues in the run's own folder; drop --out and --overwrite."
+            )
+        device = args.device or str(_saved_setting(args.resume, "device", "auto"))
+        timeout = args.collective_timeout or _saved_setting(
+            args.resume, "collective_timeout", _FIELDS["collective_timeout"]
+        )
+        return None, device, float(timeout)
+    # Defaults, then the TOML file, then the options given on the command line; invalid
+    # settings fail here, before torch is imported.
+    given = _given_settings(args)
+    if args.command == "train":  # a linear model's own defaults, if it is one
+        cfg = table_settings(given)
+    elif given.get("task") == "classification":  # the circles' model, not the line's
+        cfg = Config.from_dict({**args.defaults, **CIRCLES_DEFAULTS, **given})
+    else:
+        cfg = Config.from_dict({**args.defaults, **given})
+    if args.command == "train" and cfg.data is None:
+        raise WorkflowError(
+            "ptflow train needs a table: give --data FILE (or data in --config); "
+            "`ptflow run` trains on the tutorial's line."
+        )
+    if not args.quiet and launched_rank() is None:  # once, not once per process
+        _note_ignored_settings(given, cfg)
+    return cfg, cfg.device, cfg.collective_timeout
+
+
 def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     """`--nproc N`: start N ptflow processes through torchrun's launcher, all in one folder."""
     from ptflow.distributed import launch
@@ -710,14 +721,15 @@ def _without_option(argv: list[str], flag: str) -> list[str]:
     return kept
 
 
-def _saved_device(run_dir: Path) -> str:
-    """The device setting a run folder was trained with ("auto" if it cannot tell)."""
+def _saved_setting(run_dir: Path, name: str, default: Any) -> Any:
+    """A setting a run folder was trained with (`default` if it cannot tell), for what must
+    be known before the run is read: the device and the collectives' timeout."""
     from ptflow.run_folder import read_record
 
     try:
-        return str(read_record(run_dir)["config"]["device"])
-    except (OSError, KeyError, WorkflowError):
-        return "auto"  # resume_workflow reports what is wrong with the folder
+        return read_record(run_dir)["config"].get(name, default)
+    except (OSError, KeyError, AttributeError, WorkflowError):
+        return default  # resume_workflow reports what is wrong with the folder
 
 
 def _report_run(result: RunResult, quiet: bool) -> int:

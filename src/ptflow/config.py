@@ -83,7 +83,7 @@ ROW_GROUP_ROWS = 131_072
 
 # Settings that may change when a run is resumed: they do not change its result.
 RESUMABLE_SETTINGS = frozenset(
-    {"epochs", "log_every", "checkpoint_every", "keep_checkpoints", "plots"}
+    {"epochs", "log_every", "checkpoint_every", "keep_checkpoints", "plots", "collective_timeout"}
 )
 
 # What `ptflow train` on a table starts from, where the tutorial's defaults make no sense:
@@ -315,6 +315,12 @@ class Config:
         "hardware",
         "32: float32 throughout; bf16: bfloat16 autocast for the training passes",
     )
+    collective_timeout: float = _setting(
+        300.0,
+        "hardware",
+        "several processes: seconds a process waits for the others at a collective before "
+        "it fails instead of hanging (the first waits while each reads its data)",
+    )
     compile: bool = _setting(
         False,
         "hardware",
@@ -377,6 +383,11 @@ class Config:
             raise WorkflowError(f"epochs must be at least 1, got {self.epochs}.")
         if self.lr <= 0:
             raise WorkflowError(f"lr must be positive, got {self.lr}.")
+        if self.collective_timeout <= 0:
+            raise WorkflowError(
+                f"collective_timeout must be a positive number of seconds, got "
+                f"{self.collective_timeout}."
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise WorkflowError(
                 f"batch_size must be at least 1, got {self.batch_size}; omit it for full batch."

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ptflow.errors import TrainingInterrupted, WorkflowError
+from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.files import quoted, remove_own_temporaries
 
 __all__ = [
@@ -114,6 +114,10 @@ def _run_reporting_errors(command: Callable[[], int]) -> int:
         if _rank in (None, 0):
             print(f"stopped: {stop}", file=sys.stderr)
         return stop.exit_code
+    except TrainingDiverged as diverged:  # under torchrun every process stops on one flag
+        if _rank in (None, 0):  # so rank 0 speaks for all, without waiting
+            report_error(str(diverged))
+        return diverged.exit_code
     except WorkflowError as error:
         report_error(str(error))
         return error.exit_code

@@ -42,7 +42,9 @@ __all__ = ["Sharded", "World", "launch", "process_group"]
 
 logger = logging.getLogger(__name__)
 
-# A collective that waits longer than this means a process is gone: fail, do not hang.
+# A collective that waits longer than this means a process is gone: fail, do not hang
+# (the `collective_timeout` setting; the first collective waits while every process reads
+# or scans its data, so a large table may need more).
 TIMEOUT = timedelta(minutes=5)
 
 
@@ -145,6 +147,21 @@ class World:
         return merged
 
 
+def own_gpu(world: World) -> int:
+    """The GPU of this process on its machine: its local rank, where it sees every GPU of
+    the machine; 0, where it sees one (CUDA_VISIBLE_DEVICES set for each process)."""
+    visible = torch.cuda.device_count()
+    if world.local_rank < visible:
+        return world.local_rank
+    if visible == 1:
+        return 0
+    raise WorkflowError(
+        f"process {world.rank} is number {world.local_rank} on its machine but sees "
+        f"{visible} GPUs; start at most {visible} processes per machine, or give each its "
+        f"own GPU with CUDA_VISIBLE_DEVICES."
+    )
+
+
 def _collective_device() -> torch.device:
     # NCCL moves CUDA tensors only; gloo moves CPU tensors.
     if dist.get_backend() == "nccl":
@@ -153,7 +170,9 @@ def _collective_device() -> torch.device:
 
 
 @contextmanager
-def process_group(world: World | None, device_name: str = "auto") -> Iterator[None]:
+def process_group(
+    world: World | None, device_name: str = "auto", timeout: timedelta = TIMEOUT
+) -> Iterator[None]:
     """Join the process group torchrun set up (gloo, or NCCL on CUDA) and leave it cleanly.
 
     Leaving is explicit: objects that may hold the group are collected, then the group is
@@ -165,11 +184,13 @@ def process_group(world: World | None, device_name: str = "auto") -> Iterator[No
         return
     from ptflow.devices import resolve_device
 
-    backend = "gloo"
     if resolve_device(device_name).type == "cuda":  # one GPU per process on each machine
-        backend = "nccl"
-        torch.cuda.set_device(world.local_rank)
-    dist.init_process_group(backend, timeout=TIMEOUT)
+        gpu = torch.device("cuda", own_gpu(world))
+        torch.cuda.set_device(gpu)
+        # device_id: NCCL binds the group to this GPU now, not at its first collective
+        dist.init_process_group("nccl", timeout=timeout, device_id=gpu)
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
     try:
         yield
     finally:

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import signal
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -46,9 +47,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     path = Path(path)
     _remove_dead_writers_temporaries(path.parent)
     prefix = f".{path.name}.{host_tag()}-{os.getpid()}-"
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    _LIVE.add(tmp)
+    # No Ctrl-C between making the file and noting it: its handler runs once unblocked.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
+        tmp = Path(name)
+        _LIVE.add(tmp)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         os.close(fd)
         tmp.chmod(0o666 & ~current_umask())  # mkstemp makes it private: a normal file's mode
@@ -58,9 +64,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        _LIVE.discard(tmp)  # not reached if a second Ctrl-C lands in unlink: the exit's turn
         raise
-    finally:
-        _LIVE.discard(tmp)
+    _LIVE.discard(tmp)
 
 
 # This process's temporary files not yet renamed or removed. A second Ctrl-C can land

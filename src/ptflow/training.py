@@ -701,7 +701,9 @@ def random_states() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+        # the generator of the GPU this process trains on, not of every visible one: a run
+        # resumed where each process sees fewer GPUs still finds its own
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_initialized() else [],
         "numpy": {
             "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
             "pos": numpy_state["state"]["pos"],
@@ -716,7 +718,9 @@ def set_random_states(states: dict[str, Any]) -> None:
     """Restore the generators from `random_states()`."""
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
+        saved = states["cuda"]  # one; in checkpoints of earlier versions, every GPU's
+        current = torch.cuda.current_device()
+        torch.cuda.set_rng_state(saved[current] if len(saved) > current > 0 else saved[0])
     numpy_state = states["numpy"]
     np.random.set_state(
         {
