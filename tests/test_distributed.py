@@ -257,6 +257,22 @@ def test_repeated_runs_exit_cleanly(tmp_path: Path, run_cli: RunCli, linear_tabl
         assert done.returncode == 0 and "terminate called" not in done.stderr, done.stderr
 
 
+def _into_the_first_epoch(folder: Path, run_cli: RunCli) -> subprocess.Popen[str]:
+    """Train the long epochs into folder/whole, then start them into folder/run and
+    return that launcher 1.5 s into its first epoch of 1,050 batches."""
+    args = _long_epochs(folder)
+    whole = run_cli(*args, "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    command = [sys.executable, "-m", "ptflow", *args, "--out", "run"]
+    launcher = subprocess.Popen(command, cwd=folder, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (folder / "run" / "config.json").is_file():  # training starts
+        assert time.monotonic() < deadline and launcher.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.5)
+    return launcher
+
+
 def _long_epochs(folder: Path) -> list[str]:
     """`ptflow train` arguments for two processes whose epochs take 1,050 batches."""
     rng = np.random.default_rng(5)
@@ -276,16 +292,7 @@ def test_workers_whose_launcher_is_killed_stop_with_a_checkpoint(
     """SIGKILL of `ptflow train --nproc 2`: its workers notice (the kernel's SIGTERM, and
     their parent check) and stop after the same batch with a checkpoint, instead of
     training on to the end as orphans; the run resumes to the uninterrupted run's bytes."""
-    args = _long_epochs(tmp_path)
-    whole = run_cli(*args, "--out", "whole")
-    assert whole.returncode == 0, whole.stderr
-    command = [sys.executable, "-m", "ptflow", *args, "--out", "run"]
-    launcher = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "run" / "config.json").is_file():
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.05)
-    time.sleep(1.5)
+    launcher = _into_the_first_epoch(tmp_path, run_cli)
     workers = list(_worker_ranks(launcher.pid).values())
     assert len(workers) == 2
     launcher.kill()
@@ -318,16 +325,7 @@ def test_a_stop_is_taken_by_every_process_after_the_same_batch(
     """Ctrl-C or SIGTERM mid-epoch: the request rides on the gradients' exchange, so every
     process stops after the same batch, well inside torchrun's 30 s grace, with a
     checkpoint there; the resumed run ends with the bytes of an uninterrupted one."""
-    args = _long_epochs(tmp_path)
-    whole = run_cli(*args, "--out", "whole")
-    assert whole.returncode == 0, whole.stderr
-    command = [sys.executable, "-m", "ptflow", *args, "--out", "run"]
-    launcher = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (tmp_path / "run" / "config.json").is_file():  # training starts
-        assert time.monotonic() < deadline and launcher.poll() is None
-        time.sleep(0.05)
-    time.sleep(1.5)  # into the first epoch's 1,050 batches
+    launcher = _into_the_first_epoch(tmp_path, run_cli)
     launcher.send_signal(stop)
     asked = time.monotonic()
     _, stderr = launcher.communicate(timeout=60)
