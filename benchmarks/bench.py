@@ -536,7 +536,9 @@ def status_mib(field):
 before = status_mib("VmRSS")
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")  # reset the peak (VmHWM): only the command counts
-main(sys.argv[1:])
+code = main(sys.argv[1:])
+if code:  # a refused command's peak would pass for a bounded one
+    sys.exit(code)
 print(status_mib("VmHWM") - before, file=sys.stderr)
 """
 
@@ -553,7 +555,10 @@ def bench_command_memory(rows: int, folder: Path, command: str) -> Row:
     run = folder / "predict-run"
     if not run.exists():
         ptflow.run_workflow(ptflow.Config.for_table(str(tiny), "y", epochs=1), run)
-    output = ["--output", str(folder / "predictions.csv")] if command == "predict" else []
+    # --overwrite: the second measurement writes over the first's predictions
+    output = (
+        ["--output", str(folder / "predictions.csv"), "--overwrite"] if command == "predict" else []
+    )
 
     def peak_mib(data: Path) -> float:
         done = subprocess.run(
