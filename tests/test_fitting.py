@@ -109,6 +109,16 @@ def test_a_run_saved_and_loaded_predicts_the_same(tmp_path: Path) -> None:
     assert not (saved / ".ptflow.lock").exists()
     with pytest.raises(ptflow.WorkflowError, match="already exists"):
         run.save(saved)
+    with pytest.raises(ptflow.WorkflowError, match="inside the run folder"):
+        run.save(run.run_dir / "copy")
+    with pytest.raises(ptflow.WorkflowError, match="empty path"):
+        run.save("")
+    mine = tmp_path / ".again.saving"  # a user's folder of the name an older save used
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    run.save(tmp_path / "again")
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".again.saving", "again", "kept"]
     # the command line reads the saved folder too
     assert main(["evaluate", str(saved), "--data", str(_csv(frame, tmp_path))]) == 0
 
@@ -120,6 +130,20 @@ def _csv(frame: pd.DataFrame, folder: Path) -> Path:
 
 
 @pytest.mark.slow  # a fit or two each: keeps the default suite under five minutes
+def test_rows_evaluate_leaves_out_are_told_by_their_reason(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = ptflow.fit(_listings(), target="price", progress=False, verbose=False, **FAST)
+    rows = _listings(rows=30, seed=4)
+    rows.loc[[2, 3], "price"] = np.nan
+    run.verbose = True
+    measured = run.evaluate(rows)
+    printed = capsys.readouterr().out
+    assert measured.rows == 28 and measured.missing_target == 2
+    assert "left out 2 rows without a target value" in printed
+    assert "missing or infinite feature value" not in printed  # imputed, not left out
+
+
 def test_the_temporary_run_folder_goes_with_the_run() -> None:
     run = ptflow.fit(_listings(rows=60), target="price", progress=False, verbose=False, epochs=3)
     folder = run.run_dir

@@ -12,6 +12,7 @@ exits); `Run.save(folder)` keeps it.
 
 from __future__ import annotations
 
+import functools
 import html
 import logging
 import os
@@ -220,9 +221,10 @@ class Run:
 
         return [ColumnRole(**role) for role in self._summary.get("columns", [])]
 
-    @property
+    @functools.cached_property
     def history(self) -> History:
-        """The epochs' losses and learning rates, as history.csv holds them."""
+        """The epochs' losses and learning rates, as history.csv holds them (read once: a
+        finished run's folder does not change)."""
         from ptflow.run_folder import read_history
 
         columns = read_history(self.run_dir)
@@ -277,7 +279,10 @@ class Run:
                 encoding=self._loaded.encoding, task=self._loaded.task,
                 missing=missing,  # type: ignore[arg-type]
             )  # fmt: skip
-            _say_counts(measured.counts, measured.dropped_rows)
+            _say_counts(
+                measured.counts, measured.dropped_rows, measured.missing_target,
+                measured.unseen_class,
+            )  # fmt: skip
         return measured
 
     def importance(self, data: Any = None) -> dict[str, float]:
@@ -314,25 +319,41 @@ class Run:
         return pd.DataFrame(dict(zip(self.features, array.T, strict=True)), copy=False)
 
     def _outputs(self, data: Any, missing: str) -> torch.Tensor:
+        outputs, _ = self._predicted(data, missing=missing)
+        return outputs
+
+    def _predicted(
+        self, data: Any, *, missing: str = "impute", targets: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model's outputs for every row of `data` (with `targets`, those of the rows
+        with a target, and the targets), saying what the encoding did to the rows."""
         import torch
 
         from ptflow.encoding import EncodeCounts
         from ptflow.evaluation import predict
         from ptflow.tables import iter_table
 
-        counts, dropped, outputs = EncodeCounts(), 0, []
+        counts, left_out, outputs, true = EncodeCounts(), [0, 0, 0], [], []
+        options: dict[str, Any] = {}
+        if targets:
+            options = {"target": self.target, "classes": self.classes}
         with _told(self.verbose):
             for block in iter_table(
                 self._table(data), self.features, encoding=self._loaded.encoding,
-                missing=missing,
+                missing=missing, **options,
             ):  # fmt: skip
-                dropped += block.dropped_rows
+                left_out[0] += block.dropped_rows
+                left_out[1] += block.missing_target
+                left_out[2] += block.unseen_class
                 if block.counts is not None:
                     counts.add(block.counts)
                 outputs.append(predict(self.model, block.X).cpu())
-            _say_counts(counts, dropped)
+                if block.y is not None:
+                    true.append(block.y.cpu())
+            _say_counts(counts, *left_out)
         width = self._loaded.task.out_features(len(self.target), len(self.classes))
-        return torch.cat(outputs) if outputs else torch.empty(0, width)
+        predicted = torch.cat(outputs) if outputs else torch.empty(0, width)
+        return predicted, (torch.cat(true) if true else None)
 
     # Pictures.
     def plot_loss_curves(self) -> ShownFigure:
@@ -356,8 +377,7 @@ class Run:
 
     def plot_confusion_matrix(self, data: Any) -> ShownFigure:
         """How often each true class of `data`'s rows was predicted as each class."""
-        import torch
-
+        from ptflow.evaluation import ClassMetricSums
         from ptflow.plots import plot_confusion_matrix
 
         if not self.classes:
@@ -365,13 +385,10 @@ class Run:
                 "plot_confusion_matrix is for classifiers; this model predicts numbers "
                 "(plot_predicted_vs_actual shows how it does)."
             )
-        from ptflow.evaluation import predicted_classes, probabilities
-
-        true, outputs = self._scored(data, "plot_confusion_matrix")
-        k = len(self.classes)
-        pairs = true.long().flatten() * k + predicted_classes(probabilities(outputs.float()))
-        confusion = torch.bincount(pairs, minlength=k * k).reshape(k, k)
-        return plot_confusion_matrix(confusion, self.classes)
+        sums = ClassMetricSums()  # the report's own counts, from the same outputs
+        sums.add(*reversed(self._scored(data, "plot_confusion_matrix")))
+        assert sums.confusion is not None  # rows were added
+        return plot_confusion_matrix(sums.confusion, self.classes)
 
     def plot_importance(self) -> ShownFigure:
         """The run's permutation importance of each input column on its test rows."""
@@ -388,39 +405,42 @@ class Run:
 
     def _scored(self, data: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(targets, model outputs) of every row of `data` with a target, in memory."""
-        import torch
-
-        from ptflow.evaluation import predict
-        from ptflow.tables import iter_table
-
         if what != "plot_confusion_matrix" and self.classes:
             raise WorkflowError(f"{what} is for regression; plot_confusion_matrix shows classes.")
-        true, outputs = [], []
-        with _told(self.verbose):
-            for block in iter_table(
-                self._table(data), self.features, target=self.target,
-                encoding=self._loaded.encoding, classes=self.classes,
-            ):  # fmt: skip
-                assert block.y is not None  # asked for with target=
-                true.append(block.y.cpu())
-                outputs.append(predict(self.model, block.X).cpu())
-        if not true:
+        outputs, true = self._predicted(data, targets=True)
+        if true is None or not len(true):
             raise WorkflowError(f"{what} found no row with a target value in the data.")
-        return torch.cat(true), torch.cat(outputs)
+        return true, outputs
 
     # Keeping it.
     def save(self, folder: str | os.PathLike[str]) -> Path:
         """Copy the run folder to `folder`, which must not exist yet; return its path.
         `ptflow.load(folder)` (and `ptflow predict folder`) read it back."""
+        from ptflow.files import current_umask
         from ptflow.run_folder import LOCK_FILE
 
         destination = Path(folder)
+        if not os.fspath(folder).strip():
+            raise WorkflowError("save needs a folder name; an empty path is not one.")
         if destination.exists() or destination.is_symlink():
             raise WorkflowError(f"{destination} already exists; save the run to a new folder name.")
-        staging = destination.with_name(f".{destination.name}.saving")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(self.run_dir, staging, ignore=shutil.ignore_patterns(LOCK_FILE))
-        staging.rename(destination)  # whole or not at all
+        if destination.resolve().is_relative_to(self.run_dir.resolve()):
+            raise WorkflowError(
+                f"{destination} is inside the run folder {self.run_dir}; save it elsewhere."
+            )
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        # A fresh folder of its own beside the destination, then one rename: whole or not at
+        # all, and no folder that was already there is ever touched.
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+        try:
+            shutil.copytree(
+                self.run_dir, staging, ignore=shutil.ignore_patterns(LOCK_FILE), dirs_exist_ok=True
+            )
+            staging.chmod(0o777 & ~current_umask())  # mkdtemp's is private: a folder's mode
+            staging.rename(destination)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return destination
 
     def report(self) -> Report:
@@ -476,12 +496,12 @@ def _number(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
-def _say_counts(counts: Any, dropped: int) -> None:
+def _say_counts(counts: Any, dropped: int, missing_target: int = 0, unseen_class: int = 0) -> None:
     """What the encoding did to the rows (imputed, unseen) and the rows left out."""
     from ptflow.tables import rows_left_out
 
     if counts is not None:
         for line in counts.describe():
             logger.info("%s", line)
-    for left_out in rows_left_out(dropped, 0):
+    for left_out in rows_left_out(dropped, missing_target, unseen_class):
         logger.info("left out %s", left_out)
