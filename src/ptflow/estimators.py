@@ -59,8 +59,6 @@ PARAMETERS = (
 class _Estimator(BaseEstimator):  # type: ignore[misc]
     """What both estimators share: parameters as ptflow settings, fit through `ptflow.fit`."""
 
-    _task = "regression"
-
     def __init__(self, **parameters: Any) -> None:
         unknown = sorted(set(parameters) - set(PARAMETERS))
         if unknown:
@@ -108,9 +106,9 @@ class _Estimator(BaseEstimator):  # type: ignore[misc]
         """X as a DataFrame of named columns: a DataFrame as it is, an array validated."""
         import pandas as pd
 
-        if isinstance(X, pd.DataFrame):
+        if isinstance(X, pd.DataFrame):  # its names become text as ptflow reads it
             validate_data(self, X, reset=reset, skip_check_array=True)
-            return X.set_axis([str(name) for name in X.columns], axis="columns")
+            return X
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan")
         return pd.DataFrame({f"x{i}": array[:, i] for i in range(array.shape[1])})
 

@@ -242,7 +242,11 @@ def _as_arrow(data: Any, what: str) -> pa.Table:
                     "df.reset_index() makes it one",
                     named,
                 )
-            return pa.Table.from_pandas(_as_cells(_string_names(data)), preserve_index=False)
+            frame = _string_names(data)
+            try:
+                return pa.Table.from_pandas(frame, preserve_index=False)
+            except (pa.ArrowException, TypeError, ValueError):  # a column of mixed values
+                return pa.Table.from_pandas(_as_cells(frame), preserve_index=False)
         if hasattr(data, "__arrow_c_stream__"):
             return pa.table(data)
         if hasattr(data, "__dataframe__"):
