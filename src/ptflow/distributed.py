@@ -241,16 +241,18 @@ class GradientSum:
         not_finite: torch.Tensor | None = None
         for number, bucket in enumerate(self.buckets):
             gradients = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
-            pieces = [gradient.reshape(-1) * self.share.fraction for gradient in gradients]
+            pieces = [gradient.reshape(-1) for gradient in gradients]
             if number == len(self.buckets) - 1:  # the flags ride in the last bucket
                 pieces.append(pieces[0].new_tensor(self._flags(loss)))
-            summed = torch.cat(pieces)
+            summed = torch.cat(pieces)  # the bucket's one copy of its gradients
+            start = sum(parameter.numel() for parameter in bucket)
+            summed[:start].mul_(self.share.fraction)  # weighted by this process's rows
             dist.all_reduce(summed)
-            start = 0
+            offset = 0
             for parameter in bucket:
-                stop = start + parameter.numel()
-                parameter.grad = summed[start:stop].view_as(parameter)
-                start = stop
+                stop = offset + parameter.numel()
+                parameter.grad = summed[offset:stop].view_as(parameter)
+                offset = stop
             bad = (~torch.isfinite(summed[:start])).any().to(summed.dtype)
             not_finite = bad if not_finite is None else not_finite + bad
             flags = summed[start:]  # in the last bucket: the losses', the stop requests
