@@ -369,3 +369,59 @@ def test_two_processes_encode_categories_and_gaps_as_one(tmp_path: Path, run_cli
     expected, got = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     for name, value in expected.items():
         assert torch.allclose(got[name], value, rtol=1e-5, atol=1e-6), name
+
+
+def test_an_attempt_owns_only_its_own_jobs_folders() -> None:
+    from ptflow.distributed import Attempt
+
+    record = {"torchrun_id": "job-7"}
+    assert Attempt("job-7", restarts=1).owns(record)
+    assert not Attempt("job-7", restarts=0).owns(record)  # the first start makes its own
+    assert not Attempt("job-8", restarts=1).owns(record)
+    assert not Attempt("", restarts=1).owns({"torchrun_id": ""})
+
+
+def _left_in_group(group: int) -> list[int]:
+    """The processes still running in process group `group` (zombies do not count)."""
+    listed = subprocess.run(["pgrep", "-g", str(group)], capture_output=True, text=True)
+    return [pid for pid in map(int, listed.stdout.split()) if _alive(pid)]
+
+
+@pytest.mark.slow  # two runs of two processes, one of them started twice
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes through /proc")
+@pytest.mark.parametrize("launcher", ["torchrun", "nproc"])
+def test_an_elastic_restart_resumes_to_the_uninterrupted_bytes(
+    tmp_path: Path, run_cli: RunCli, linear_table: Path, launcher: str
+) -> None:
+    """A worker SIGKILLed under `--max-restarts=1`: torchrun starts every process again
+    with the same command, and they resume the run folder from its newest checkpoint
+    (--overwrite does not delete it) and end with the uninterrupted run's bytes."""
+    common = ["--batch-size", "16", "--epochs", "30", "--checkpoint-every", "1", "--no-plots"]
+    whole = _train(run_cli, *common, "--nproc", "2", "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    ptflow_args = ["train", "--data", "linear.csv", "--target", "y", *common, "--out", "cut"]
+    if launcher == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc_per_node=2", "--max-restarts=1", "-m", "ptflow",
+                   *ptflow_args, "--overwrite"]  # fmt: skip
+    else:
+        command = [sys.executable, "-m", "ptflow", *ptflow_args, "--nproc", "2",
+                   "--max-restarts", "1"]  # fmt: skip
+    started = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # its own process group: to find every process it left
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "cut" / "checkpoints").glob("epoch-00000[3-9].json")):
+        assert time.monotonic() < deadline and started.poll() is None
+        time.sleep(0.05)
+    os.kill(_worker_ranks(started.pid)[1], signal.SIGKILL)
+    stdout, stderr = started.communicate(timeout=120)
+    assert started.returncode == 0, stderr
+    assert (
+        "note: torchrun started the processes again (restart 1 of this job): resuming cut" in stdout
+    )
+    assert "Connection refused" not in stderr  # the group formed again at once
+    for name in ("model.safetensors", "history.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert _left_in_group(started.pid) == []

@@ -15,6 +15,7 @@ import ptflow
 from ptflow import Config, TrainingInterrupted, WorkflowError
 from ptflow.checkpoint import latest_checkpoint, list_checkpoints, save_checkpoint
 from ptflow.training import EpochEnd
+from tests.conftest import Cli
 
 
 def _splits() -> ptflow.Splits:
@@ -329,3 +330,42 @@ def test_a_checkpoint_of_another_architecture_is_explained(tmp_path: Path) -> No
     sgd = _config("mlp", "sgd", "none", batch_size=32)
     with pytest.raises(WorkflowError, match=r"optimizer is Adam, this run.s is SGD"):
         _train(sgd, resume=checkpoint.state)
+
+
+def test_resume_if_exists_resumes_an_unfinished_run_and_overwrite_keeps_it(
+    tmp_path: Path, cli: Cli
+) -> None:
+    """A job that a scheduler starts again (the same command): `--resume-if-exists` resumes
+    the run its first start left in --out, to the uninterrupted run's bytes, even with
+    --overwrite, which would otherwise have deleted the checkpoints."""
+    steps = {"n": 0}
+
+    def stop() -> bool:
+        steps["n"] += 1
+        return steps["n"] > 12
+
+    with pytest.raises(TrainingInterrupted):
+        ptflow.run_workflow(Config(epochs=30), tmp_path / "cut", should_stop=stop)
+    again = cli("run", "--epochs", "30", "--out", "cut", "--resume-if-exists", "--overwrite")
+    assert again.code == 0, again.err
+    assert "resuming from epoch-00000" in again.out
+    assert cli("run", "--epochs", "30", "--out", "whole", "--quiet").code == 0
+    for name in ("model.pt", "history.csv"):
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    # Finished: --resume-if-exists has nothing to resume, and refuses as any new run does.
+    done = cli("run", "--epochs", "30", "--out", "cut", "--resume-if-exists")
+    assert done.code == 2 and "already exists" in done.err
+
+
+def test_resume_if_exists_refuses_other_settings_and_needs_out(tmp_path: Path, cli: Cli) -> None:
+    with pytest.raises(TrainingInterrupted):
+        ptflow.run_workflow(Config(epochs=30), tmp_path / "cut", should_stop=lambda: True)
+    kept = sorted(p.name for p in (tmp_path / "cut").rglob("*"))
+    changed = cli("run", "--epochs", "30", "--lr", "0.1", "--out", "cut", "--resume-if-exists")
+    assert changed.code == 2 and changed.err.startswith("error: cannot resume with changed lr")
+    assert sorted(p.name for p in (tmp_path / "cut").rglob("*")) == kept  # nothing touched
+    no_out = cli("run", "--resume-if-exists")
+    assert no_out.code == 2 and "give --out DIR" in no_out.err
+    alone = cli("run", "--max-restarts", "1", "--out", "x")
+    assert alone.code == 2 and "give --nproc N too" in alone.err
+    assert not (tmp_path / "x").exists()

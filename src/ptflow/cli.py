@@ -442,12 +442,26 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         help="train with N processes on this machine, data-parallel through torchrun: gloo "
         "on the CPU, NCCL on GPUs (default: 1)",
     )
+    groups["hardware"].add_argument(
+        "--max-restarts",
+        type=int,
+        metavar="N",
+        help="with --nproc: when a process fails, start them all again up to N times, "
+        "resuming from the newest checkpoint, as torchrun --max-restarts does (default: 0)",
+    )
     groups["checkpoints"].add_argument(
         "--resume",
         type=_path,
         metavar="RUN_DIR",
         help="continue an interrupted run from its newest checkpoint; only --epochs, --no-plots, "
         "--log-every and the checkpoint options may change",
+    )
+
+    groups["checkpoints"].add_argument(
+        "--resume-if-exists",
+        action="store_true",
+        help="if --out holds an unfinished run with a checkpoint, resume it instead of "
+        "refusing (a job that a scheduler may start again); otherwise start the run",
     )
 
     output = groups["output"]
@@ -606,6 +620,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise WorkflowError(f"--nproc must be at least 1, got {args.nproc}.")
+    _check_restart_options(args)
     cfg, device, timeout = _run_settings(args)
     if (args.nproc or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
@@ -650,6 +665,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
                 progress=not (quiet or as_json),
                 command=["ptflow", *argv],
                 should_stop=stop,
+                resume_if_exists=args.resume_if_exists,
                 narrate=print if args.explain and not quiet else None,
                 on_epoch=on_epoch,
             )
@@ -696,16 +712,34 @@ def _run_settings(args: argparse.Namespace) -> tuple[Config | None, str, float]:
     return cfg, cfg.device, cfg.collective_timeout
 
 
+def _check_restart_options(args: argparse.Namespace) -> None:
+    """--max-restarts and --resume-if-exists: what they need, before anything starts."""
+    if args.max_restarts is not None:
+        if args.max_restarts < 0:
+            raise WorkflowError(f"--max-restarts must be 0 or more, got {args.max_restarts}.")
+        if (args.nproc or 1) < 2 and launched_rank() is None:
+            raise WorkflowError(
+                "--max-restarts starts torchrun's processes again: give --nproc N too "
+                "(one process is restarted by running the same command with "
+                "--resume-if-exists)."
+            )
+    if args.resume_if_exists and (args.resume is not None or args.out is None):
+        raise WorkflowError(
+            "--resume-if-exists resumes the run in --out, or starts it there: give --out "
+            "DIR (and no --resume)."
+        )
+
+
 def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     """`--nproc N`: start N ptflow processes through torchrun's launcher, all in one folder."""
     from ptflow.distributed import launch
 
-    workers = _without_option(argv, "--nproc")
+    workers = _without_option(_without_option(argv, "--nproc"), "--max-restarts")
     if args.resume is None and args.out is None:  # every process must write one folder
         from ptflow.workflow import default_run_dir
 
         workers += ["--out", str(default_run_dir())]
-    return launch(args.nproc, workers)
+    return launch(args.nproc, workers, max_restarts=args.max_restarts or 0)
 
 
 def _without_option(argv: list[str], flag: str) -> list[str]:

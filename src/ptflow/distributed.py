@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ptflow.batches import LossFn, TrainingData
     from ptflow.evaluation import RunningSums
 
-__all__ = ["Sharded", "World", "launch", "process_group"]
+__all__ = ["Attempt", "Sharded", "World", "launch", "process_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,24 @@ logger = logging.getLogger(__name__)
 # (the `collective_timeout` setting; the first collective waits while every process reads
 # or scans its data, so a large table may need more).
 TIMEOUT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Which start of a torchrun job this is: `torchrun --max-restarts N` starts every
+    process again after one fails, with the same `TORCHELASTIC_RUN_ID` (`--rdzv-id`; a
+    random one with `--standalone` or `ptflow --nproc`) and a higher restart count."""
+
+    run_id: str
+    restarts: int  # 0: the first start
+
+    @property
+    def is_restart(self) -> bool:
+        return self.restarts > 0
+
+    def owns(self, record: dict[str, Any]) -> bool:
+        """Whether a run folder's config.json was written by an earlier start of this job."""
+        return self.is_restart and bool(self.run_id) and record.get("torchrun_id") == self.run_id
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,14 @@ class World:
         if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
             return None
         return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def attempt(self) -> Attempt:
+        """torchelastic's attempt at the job this process belongs to."""
+        restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        return Attempt(
+            os.environ.get("TORCHELASTIC_RUN_ID", ""), int(restarts) if restarts.isdigit() else 0
+        )
 
     def share(self, rows: int) -> slice:
         """This rank's contiguous share of `rows` rows; shares differ by at most one row."""
@@ -184,18 +210,50 @@ def process_group(
         return
     from ptflow.devices import resolve_device
 
-    if resolve_device(device_name).type == "cuda":  # one GPU per process on each machine
-        gpu = torch.device("cuda", own_gpu(world))
-        torch.cuda.set_device(gpu)
-        # device_id: NCCL binds the group to this GPU now, not at its first collective
-        dist.init_process_group("nccl", timeout=timeout, device_id=gpu)
-    else:
-        dist.init_process_group("gloo", timeout=timeout)
+    store = _attempt_store(world, timeout)
+    joined = {"store": store, "rank": world.rank, "world_size": world.size, "timeout": timeout}
+    try:
+        if resolve_device(device_name).type == "cuda":  # one GPU per process on each machine
+            gpu = torch.device("cuda", own_gpu(world))
+            torch.cuda.set_device(gpu)
+            # device_id: NCCL binds the group to this GPU now, not at its first collective
+            dist.init_process_group("nccl", device_id=gpu, **joined)
+        else:
+            dist.init_process_group("gloo", **joined)
+    except (RuntimeError, TimeoutError) as error:  # DistError, DistStoreError are both
+        raise WorkflowError(
+            f"process {world.rank} of {world.size} could not join the others "
+            f"({_first_line(error)}); check that every process started, and the "
+            f"address and port torchrun was given."
+        ) from None
     try:
         yield
     finally:
         gc.collect()
         dist.destroy_process_group()
+
+
+def _attempt_store(world: World, timeout: timedelta) -> Any:
+    """torchrun's key-value store, as `init_process_group` finds it, with the keys of this
+    start of the job kept apart from an earlier start's.
+
+    After `torchrun --max-restarts` starts the processes again, its agent's store still
+    holds the addresses the last start's processes left there: torch reads them for the
+    new group and fails to connect ("Gloo connectFullMesh failed ... Connection refused";
+    7 restarts in 7 here, one of them hanging). Under a prefix per start every process
+    reads only addresses of this start.
+    """
+    from torch.distributed import PrefixStore  # type: ignore[attr-defined]
+    from torch.distributed.rendezvous import rendezvous
+
+    store, _, _ = next(rendezvous("env://", world.rank, world.size, timeout=timeout))
+    store.set_timeout(timeout)
+    return PrefixStore(f"ptflow/start-{world.attempt.restarts}/default_pg", store)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 # Gradients travel in buckets of at most this many bytes: one collective per bucket, and
@@ -338,8 +396,10 @@ class Sharded:
         return self.gradient_sum(loss)
 
 
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run `ptflow ARGV` in `nproc` processes on this machine with torchrun's launcher.
+def launch(nproc: int, argv: list[str], max_restarts: int = 0) -> int:
+    """Run `ptflow ARGV` in `nproc` processes on this machine with torchrun's launcher,
+    which starts them all again, up to `max_restarts` times, when one fails (each restart
+    resumes the run folder: `Attempt`).
 
     Returns the exit code of the process that failed first (0 if none did), after printing
     one line for a process that died without saying why. The processes' own output (rank
@@ -364,7 +424,7 @@ def launch(nproc: int, argv: list[str]) -> int:
         run_id=str(uuid.uuid4()),
         rdzv_backend="c10d",
         rdzv_endpoint="localhost:0",  # a free port: several runs may share the machine
-        max_restarts=0,
+        max_restarts=max_restarts,
         monitor_interval=0.1,
     )
     try:

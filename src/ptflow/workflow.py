@@ -100,6 +100,7 @@ from ptflow.run_folder import (
     CONFIG,
     MODEL,
     RUN_FILES,
+    SUMMARY,
     check_new_run_dir,
     locked,
     read_encoding,
@@ -329,6 +330,7 @@ def run_workflow(
     out_dir: str | os.PathLike[str] | None = None,
     *,
     overwrite: bool = False,
+    resume_if_exists: bool = False,
     progress: bool = False,
     command: list[str] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -341,14 +343,29 @@ def run_workflow(
     leaves nothing behind. It holds the configuration from the start and checkpoints
     during training (see `resume_workflow`); `summary.json`, written last, marks it
     finished. An existing non-empty `out_dir` is an error unless `overwrite` is set.
+
+    `resume_if_exists`: an unfinished run in `out_dir` with a checkpoint is resumed
+    (`resume_workflow`) instead, as it is, without asking, when torchrun restarted the job
+    that made it (`torchrun --max-restarts`); `overwrite` never replaces a run that resumes.
     """
     cfg = cfg if cfg is not None else Config()
     if out_dir is not None and not os.fspath(out_dir).strip():
         raise WorkflowError("out_dir is an empty path; give a folder name (it is not '.').")
-    run_dir = Path(out_dir) if out_dir is not None else default_run_dir()
     world = World.current()
+    run_dir = Path(out_dir) if out_dir is not None else _default_run_dir(world)
     if world is not None:  # under torchrun: one folder, which rank 0 alone writes
         run_dir = Path(world.broadcast_text(str(run_dir)))
+    found = _decided(world, lambda: _existing_run(run_dir, resume_if_exists, world))
+    if found == "resume":
+        return resume_workflow(
+            run_dir,
+            _settings_changed(run_dir, cfg),
+            progress=progress,
+            command=command,
+            should_stop=should_stop,
+            on_epoch=on_epoch,
+        )
+    overwrite = overwrite or found == "replace"
     _agree(world, lambda: check_new_run_dir(run_dir, overwrite))
     started = time.perf_counter()
     prepared = _prepare(cfg)
@@ -384,6 +401,75 @@ def run_workflow(
             on_epoch,
             on_checkpoint=folder.keep,
         )
+
+
+def _default_run_dir(world: World | None) -> Path:
+    """A new folder under runs/, or, when torchrun restarted this job, the unfinished
+    folder an earlier start of it made there (rank 0's answer counts)."""
+    if world is not None and world.is_main and world.attempt.is_restart and Path("runs").is_dir():
+        for folder in sorted(Path("runs").iterdir(), reverse=True):  # the newest first
+            if world.attempt.owns(_unfinished_record(folder) or {}):
+                return folder
+    return default_run_dir()
+
+
+def _unfinished_record(run_dir: Path) -> dict[str, Any] | None:
+    """The config.json of the unfinished run in `run_dir`, or None (no run, or finished)."""
+    if not (run_dir / CONFIG).is_file() or (run_dir / SUMMARY).exists():
+        return None
+    try:
+        return read_record(run_dir)
+    except WorkflowError:
+        return None
+
+
+def _existing_run(run_dir: Path, resume_if_exists: bool, world: World | None) -> str:
+    """What a new run does with the unfinished run `run_dir` may hold: "resume" it (asked
+    to, or torchrun restarted the job that made it, and it has a checkpoint), "replace" it
+    (the job's own, with no checkpoint yet), or "new": as any other folder, which
+    `check_new_run_dir` judges."""
+    record = _unfinished_record(run_dir)
+    if record is None:
+        return "new"
+    own = world is not None and world.attempt.owns(record)
+    if not (own or resume_if_exists):
+        return "new"
+    if not list_checkpoints(run_dir / CHECKPOINTS):
+        return "replace" if own else "new"
+    if own:
+        logger.warning(
+            "note: torchrun started the processes again (restart %d of this job): resuming "
+            "%s from its newest checkpoint",
+            world.attempt.restarts if world is not None else 0,
+            run_dir,
+        )
+    return "resume"
+
+
+def _settings_changed(run_dir: Path, cfg: Config) -> dict[str, Any]:
+    """The settings `cfg` gives other values than the run in `run_dir` has."""
+    saved, _ = _read_run_record(run_dir)
+    return {
+        field.name: getattr(cfg, field.name)
+        for field in dataclasses.fields(Config)
+        if getattr(cfg, field.name) != getattr(saved, field.name)
+    }
+
+
+def _decided(world: World | None, decide: Callable[[], str]) -> str:
+    """Rank 0's answer, on every process; an error there is raised on every process."""
+    if world is None:
+        return decide()
+    answer = ""
+    if world.is_main:
+        try:
+            answer = "ok:" + decide()
+        except WorkflowError as error:
+            answer = str(error)
+    answer = world.broadcast_text(answer)
+    if not answer.startswith("ok:"):
+        raise WorkflowError(answer)
+    return answer.removeprefix("ok:")
 
 
 def _agree(world: World | None, check: Callable[[], None]) -> None:
@@ -988,6 +1074,8 @@ def _write_run_record(
         "command": command,
         "processes": world.size if (world := World.current()) is not None else 1,
         "processes_per_machine": _per_machine(),
+        # torchrun's job: a restart of it resumes this folder (see `_existing_run`)
+        "torchrun_id": world.attempt.run_id if world is not None else None,
         # Bit for bit holds only at the same thread count: torch splits its sums by thread.
         "threads": torch.get_num_threads(),
         "device": str(device_of(prepared.model)),
