@@ -28,15 +28,15 @@ PINNED = {
         "history.csv": "6fb56d4bdc5774346daf010a9078eb6a06c9d01c2ed303450d3b325360b35450",
     },
 }
-# The MLP's matrix products round differently on a CPU whose kernels torch picks for
-# AVX-512 (`torch.backends.cpu.get_cpu_capability()`): the same command there, at 480baef
-# and after, gave these bytes (measured 2026-12-02 on an AMD EPYC with AVX-512). The pins
-# above are those of the machine 480baef was pinned on, where CI has passed with them.
-TRAIN_BY_CAPABILITY = {
-    "AVX512": {
-        "model.pt": "5a2532e8aaf159e16824a8aaf7ff4f8a28c78ecf453b8640e1529a8473125dfb",
-        "history.csv": "d85d7491957eb652001b3d7d3025b09d4bb92cdcea58de41dfd37288c1e36f3f",
-    },
+# The MLP's matrix products round differently on some CPUs than on others: the same command
+# gave these bytes at 480baef and after on AMD EPYC machines, one with AVX-512 and one with
+# AVX2 (`torch.backends.cpu.get_cpu_capability()`, measured 2026-12-02), so the capability
+# alone does not tell which bytes a machine gives. The pins above are those of the machine
+# 480baef was pinned on, where CI has passed with them. Either set passes: a change to
+# training moves the bytes away from both.
+TRAIN_ELSEWHERE = {
+    "model.pt": "5a2532e8aaf159e16824a8aaf7ff4f8a28c78ecf453b8640e1529a8473125dfb",
+    "history.csv": "d85d7491957eb652001b3d7d3025b09d4bb92cdcea58de41dfd37288c1e36f3f",
 }
 
 
@@ -76,5 +76,4 @@ def test_a_fixed_train_command_gives_the_pinned_bytes(tmp_path: Path) -> None:
     argv += ["--epochs", "15", "--batch-size", "32", "--optimizer", "adam", "--lr", "0.01"]
     argv += ["--patience", "0"]  # early stopping, on by default for tables since, off
     assert main([*argv, "--quiet", "--out", str(tmp_path / "train")]) == 0
-    capability = torch.backends.cpu.get_cpu_capability()
-    assert _hashes(tmp_path / "train") == TRAIN_BY_CAPABILITY.get(capability, PINNED["train"])
+    assert _hashes(tmp_path / "train") in (PINNED["train"], TRAIN_ELSEWHERE)

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.files import quoted, remove_own_temporaries
@@ -240,6 +241,19 @@ class _StopRequest:
         self.parent = os.getppid() if _rank is not None else None
         self.signalled = False  # by a signal, not by the parent check
 
+    @property
+    def launcher_gone(self) -> bool:
+        """Whether this process's launcher died: it now belongs to another parent, or is
+        dying still (its SIGTERM from the kernel can come before the parent is gone)."""
+        if self.parent is None:
+            return False
+        if os.getppid() != self.parent:
+            return True
+        try:
+            return "\tZ" in Path(f"/proc/{self.parent}/status").read_text()  # State: Z
+        except OSError:  # no such process: gone; no /proc: the first check is all there is
+            return Path("/proc").is_dir()
+
     def __call__(self) -> bool:
         if self.signal is None and self.parent is not None and os.getppid() != self.parent:
             self.signal = signal.SIGTERM  # as if the launcher had passed one on
@@ -267,7 +281,8 @@ def stop_on_signals() -> Iterator[_StopRequest]:
     try:
         yield stop
     except TrainingInterrupted as interrupted:
-        interrupted.exit_code = 128 + (stop.signal or signal.SIGINT)  # as a shell reports it
+        if stop.signal is not None:  # as a shell reports it (else: another process's stop)
+            interrupted.exit_code = 128 + stop.signal
         raise
     except Exception:
         if stop.signal is not None and _rank is not None:

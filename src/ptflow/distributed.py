@@ -32,13 +32,13 @@ import torch.distributed as dist
 from torch import nn
 
 from ptflow.console import launched_rank
-from ptflow.errors import WorkflowError
+from ptflow.errors import WorkflowError, first_line
 
 if TYPE_CHECKING:
     from ptflow.batches import LossFn, TrainingData
     from ptflow.evaluation import RunningSums
 
-__all__ = ["Attempt", "Sharded", "World", "launch", "process_group"]
+__all__ = ["Attempt", "Sharded", "World", "launch", "lost_processes", "process_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -223,14 +223,73 @@ def process_group(
     except (RuntimeError, TimeoutError) as error:  # DistError, DistStoreError are both
         raise WorkflowError(
             f"process {world.rank} of {world.size} could not join the others "
-            f"({_first_line(error)}); check that every process started, and the "
+            f"({first_line(error)}); check that every process started, and the "
             f"address and port torchrun was given."
         ) from None
+    _places[:] = world.gather_objects(_this_place())
     try:
         yield
     finally:
+        _places.clear()
         gc.collect()
         dist.destroy_process_group()
+
+
+# Where each process of the group runs, by rank: (its machine's number among torchrun's
+# agents, the machine's host name and address), gathered on joining, to name a lost one.
+_places: list[tuple[int, str, str]] = []
+
+
+def _this_place() -> tuple[int, str, str]:
+    import socket
+
+    machine = os.environ.get("GROUP_RANK", "0")
+    host = socket.gethostname()
+    try:
+        address = socket.gethostbyname(host)
+    except OSError:
+        address = ""
+    return int(machine) if machine.isdigit() else 0, host, address
+
+
+def _processes(ranks: list[int], size: int) -> str:
+    """ "process 1 of 2 (machine 1: host b)", "processes 2, 3 of 4 (machine 1: host b)"."""
+    machines = sorted({_places[rank][:2] for rank in ranks if rank < len(_places)})
+    where = ", ".join(f"machine {machine}: host {host}" for machine, host in machines)
+    named = f"process{'es' if len(ranks) > 1 else ''} {', '.join(map(str, ranks))} of {size}"
+    return named + (f" ({where})" if where else "")
+
+
+def lost_processes(error: BaseException, rank: int) -> str | None:
+    """If `error` is a broken connection to another process (gloo's "Connection reset by
+    peer", say), the processes it was most likely to: those at the peer's address on
+    another machine, or else every other machine's. None for any other error."""
+    import re
+
+    text = str(error)
+    if not any(sign in text for sign in _LOST_SIGNS):
+        return None
+    here = _places[rank][0] if rank < len(_places) else None
+    elsewhere = [other for other, place in enumerate(_places) if place[0] != here]
+    peer = re.search(r"\[([0-9a-fA-F.:]+)\]:\d+", text)
+    at_peer = [other for other in elsewhere if peer and _places[other][2] == peer.group(1)]
+    # gloo's line, without its source position and its advice: "Read error [10.0.0.2]:
+    # 36018: Connection reset by peer"
+    gist = re.sub(r"^\[[^\]]*:\d+\]\s*", "", first_line(error)).split(". ")[0]
+    if named := at_peer or elsewhere:
+        return f"{_processes(named, len(_places))} ({gist})"
+    return f"another process ({gist})"
+
+
+# What gloo and NCCL say when the other end of a connection is gone.
+_LOST_SIGNS = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "Connection refused",
+    "remote process exited",
+    "NCCL communicator was aborted",
+)
 
 
 def _attempt_store(world: World, timeout: timedelta) -> Any:
@@ -249,11 +308,6 @@ def _attempt_store(world: World, timeout: timedelta) -> Any:
     store, _, _ = next(rendezvous("env://", world.rank, world.size, timeout=timeout))
     store.set_timeout(timeout)
     return PrefixStore(f"ptflow/start-{world.attempt.restarts}/default_pg", store)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 # Gradients travel in buckets of at most this many bytes: one collective per bucket, and
@@ -315,18 +369,22 @@ class GradientSum:
             not_finite = bad if not_finite is None else not_finite + bad
             flags = summed[start:]  # in the last bucket: the losses', the stop requests
         if not_finite is None:  # a model without trainable parameters: the flags alone
-            bad_loss, stops = self.world.sum(*self._flags(loss))
-            self.share.stop = stops > 0
+            bad_loss, *stops = self.world.sum(*self._flags(loss))
+            self.share.stopped(stops)
             return bad_loss == 0
         values: list[float] = torch.cat([flags, not_finite.reshape(1)]).tolist()
-        bad_loss, stops, bad_gradient = values  # one wait for the device per batch
-        self.share.stop = stops > 0
+        bad_loss, *stops, bad_gradient = values  # one wait for the device per batch
+        self.share.stopped(stops)
         return bad_loss == 0 and bad_gradient == 0
 
     def _flags(self, loss: float) -> list[float]:
-        """This process's two flags: its loss is not finite; it was asked to stop."""
-        asked = self.share.should_stop is not None and self.share.should_stop()
-        return [0.0 if math.isfinite(loss) else 1.0, 1.0 if asked else 0.0]
+        """This process's flags: its loss is not finite, and then one number per process,
+        its own set: 0 to go on, 1 asked to stop, 2 its launcher is gone (see `_Share`)."""
+        should_stop = self.share.should_stop
+        stops = [0.0] * self.world.size
+        if should_stop is not None and should_stop():
+            stops[self.world.rank] = 2.0 if getattr(should_stop, "launcher_gone", False) else 1.0
+        return [0.0 if math.isfinite(loss) else 1.0, *stops]
 
 
 @dataclass
@@ -336,6 +394,13 @@ class _Share:
     fraction: float = 1.0  # this process's share of the batch's rows: its gradient's weight
     should_stop: Callable[[], bool] | None = None  # this process was asked to stop
     stop: bool = False  # after the exchange: some process was asked to stop
+    launcher_gone: tuple[int, ...] = ()  # after the exchange: the processes that lost theirs
+
+    def stopped(self, stops: list[float]) -> None:
+        """Take in every process's stop flag, as the exchange summed them."""
+        self.stop = any(stops)
+        if self.stop:
+            self.launcher_gone = tuple(rank for rank, why in enumerate(stops) if why == 2)
 
 
 def check_batches(world: World, batch_size: int, train_rows: int) -> None:
@@ -389,6 +454,18 @@ class Sharded:
         process's `should_stop` was true when the batch's gradients were exchanged."""
         self.share.should_stop = should_stop
         return lambda: self.share.stop
+
+    def why_stopped(self) -> str:
+        """Why every process stopped, when it was not asked to here: which processes lost
+        their launcher (their machine's torchrun was killed, or the machine is going down)."""
+        gone = self.share.launcher_gone
+        if not gone:
+            return ""
+        return (
+            f"{_processes(list(gone), self.world.size)} lost "
+            f"{'their' if len(gone) > 1 else 'its'} torchrun (killed, or the machine is "
+            f"going down)"
+        )
 
     def finite(self, loss: float) -> bool:
         """After backward: sum every process's gradients (`GradientSum`), and say whether

@@ -498,7 +498,7 @@ def _epochs(
         if out_of_patience:
             break
         if stop_now and epoch < cfg.epochs:
-            raise _interrupted(state, epoch)  # on_epoch_end was just told
+            raise _interrupted(state, epoch, loop.data)  # on_epoch_end was just told
     bar.close()
     if state.best_weights is not None:
         _restore_best(model, state)
@@ -571,7 +571,7 @@ def _train_epoch(
         ):
             if on_epoch_end is not None:  # cut short: a checkpoint mid-epoch
                 on_epoch_end(_epoch_end(loop, epoch, started, final=True))
-            raise _interrupted(state, epoch)
+            raise _interrupted(state, epoch, loop.data)
     # mean per sample, not per batch (under torchrun: summed over every process)
     train_loss = loop.data.sum(state.loss_sum) / loop.data.train_rows
     state.batches_done, state.loss_sum = 0, 0.0
@@ -756,6 +756,11 @@ def _diverged(
     )
 
 
-def _interrupted(state: TrainingState, epoch: int) -> TrainingInterrupted:
+def _interrupted(state: TrainingState, epoch: int, data: TrainingData) -> TrainingInterrupted:
     where = f"epoch {epoch}" + (f", batch {state.batches_done}" if state.batches_done else "")
+    why = data.why_stopped() if isinstance(data, Sharded) else ""
+    if why:  # another process's launcher is gone: stopped as for its SIGTERM
+        return TrainingInterrupted(
+            f"{why}, so every process stopped after {where}", exit_code=128 + 15
+        )
     return TrainingInterrupted(f"training stopped after {where}")

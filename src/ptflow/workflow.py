@@ -54,7 +54,7 @@ from ptflow.data import (
     stratified_split,
 )
 from ptflow.devices import check_bf16, device_of, resolve_device
-from ptflow.distributed import World, check_batches
+from ptflow.distributed import World, check_batches, lost_processes
 from ptflow.encoding import Encoding, fit_encoding
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.evaluation import (
@@ -890,7 +890,17 @@ def _train_and_finish(
     except TrainingInterrupted as stop:
         raise TrainingInterrupted(
             f"{stop} and saved a checkpoint; resume with: "
-            f"{resume_command(cfg, run_dir, world.size if world else 1, _per_machine())}"
+            f"{resume_command(cfg, run_dir, world.size if world else 1, _per_machine())}",
+            exit_code=stop.exit_code,
+        ) from None
+    except RuntimeError as error:
+        if world is None or (lost := lost_processes(error, world.rank)) is None:
+            raise
+        raise WorkflowError(
+            f"lost the connection to {lost}: it stopped, or its machine did; resume "
+            f"from the newest checkpoint with: "
+            f"{resume_command(cfg, run_dir, world.size, _per_machine())}",
+            exit_code=1,
         ) from None
     except TrainingDiverged as diverged:
         if world is not None and not world.is_main:  # the console names the process
