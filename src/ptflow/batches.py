@@ -53,6 +53,7 @@ class InMemory:
         )
         self.X_eval, self.y_eval = part.X.to(device), part.y.to(device)
         self.train_rows = len(self.X_train)
+        self._whole = ((self.X_train, self.y_train),)  # the one batch of a full-batch epoch
 
     def batches(
         self, batch_size: int, generator: torch.Generator, skip: int = 0
@@ -61,10 +62,14 @@ class InMemory:
 
         `skip` leaves out the epoch's first batches, already trained before a resume.
         """
+        if batch_size >= self.train_rows:  # full batch, in order, as in the tutorial
+            return iter(self._whole)  # no generator to make and run every epoch
+        return self._shuffled(batch_size, generator, skip)
+
+    def _shuffled(
+        self, batch_size: int, generator: torch.Generator, skip: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         X, y = self.X_train, self.y_train
-        if batch_size >= self.train_rows:
-            yield X, y  # full batch, in order, as in the tutorial
-            return
         # Index-gathering with one permutation per epoch: no per-sample Dataset/collate cost.
         order = torch.randperm(len(X), generator=generator).to(X.device)
         for start in range(skip * batch_size, len(X), batch_size):
@@ -87,6 +92,6 @@ class InMemory:
         """One process: the value itself."""
         return value
 
-    def finite(self, loss: float) -> bool:
-        """One process: whether the loss is a finite number."""
-        return math.isfinite(loss)
+    # One process: whether the loss is a finite number (math.isfinite itself, called once
+    # a batch, with no method in between).
+    finite = staticmethod(math.isfinite)
