@@ -425,3 +425,66 @@ def test_an_elastic_restart_resumes_to_the_uninterrupted_bytes(
     for name in ("model.safetensors", "history.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert _left_in_group(started.pid) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow  # two torchrun agents of one process each, one of them killed
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the processes through /proc")
+@pytest.mark.parametrize("lost", ["torchrun", "machine"])
+def test_a_lost_machine_is_named_in_one_line_and_nothing_is_left(
+    tmp_path: Path, linear_table: Path, lost: str
+) -> None:
+    """Two `torchrun --nnodes=2` agents on 127.0.0.1, as two machines. SIGKILL of one's
+    torchrun: its worker stops with the other after the same batch, with a checkpoint,
+    and the survivor names the lost process and machine. SIGKILL of its torchrun and
+    worker at once (a machine gone): the survivor names it as the connection it lost.
+    Either way the survivor exits within 30 s and no process is left."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2",
+                "--nproc_per_node=1", "--rdzv-backend=c10d",
+                f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-id=two-machines"]  # fmt: skip
+    ptflow_args = ["-m", "ptflow", "train", "--data", "linear.csv", "--target", "y",
+                   "--batch-size", "4", "--epochs", "30", "--checkpoint-every", "1",
+                   "--out", "run", "--quiet", "--no-plots"]  # fmt: skip
+    agents = [
+        subprocess.Popen(
+            [*torchrun, *ptflow_args],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for _ in range(2)
+    ]
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "run" / "checkpoints").glob("epoch-00000[2-9].json")):
+        assert time.monotonic() < deadline and all(a.poll() is None for a in agents)
+        time.sleep(0.05)
+    ranks = [_worker_ranks(agent.pid) for agent in agents]
+    doomed, survivor = (agents[1], agents[0]) if 1 in ranks[1] else (agents[0], agents[1])
+    doomed.kill()
+    if lost == "machine":
+        os.kill(ranks[agents.index(doomed)][1], signal.SIGKILL)
+    killed = time.monotonic()
+    _, stderr = survivor.communicate(timeout=60)
+    assert time.monotonic() - killed < 30, "the survivor hung"
+    doomed.communicate(timeout=30)
+    ours = [line for line in stderr.splitlines() if line.startswith(("error:", "stopped:"))]
+    assert len(ours) == 1, stderr
+    if lost == "torchrun":
+        assert ours[0].startswith("stopped: process 1 of 2 (machine "), ours[0]
+        assert "lost its torchrun" in ours[0] and "saved a checkpoint" in ours[0]
+        assert list((tmp_path / "run" / "checkpoints").glob("*batch*"))  # after the same batch
+    else:
+        assert ours[0].startswith("error: lost the connection to process 1 of 2 (machine ")
+        assert "Connection" in ours[0] and "--resume run" in ours[0]
+    while any(_left_in_group(agent.pid) for agent in agents):
+        assert time.monotonic() - killed < 30, "processes of the run were left behind"
+        time.sleep(0.1)

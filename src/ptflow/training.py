@@ -333,11 +333,6 @@ class Step(NamedTuple):  # a NamedTuple: made every batch, and cheaper than a fr
     updated: bool  # False: the loss was not finite, and the weights were left alone
 
 
-# Made every batch: tuple.__new__ builds the same Step without the Python-level __new__
-# that NamedTuple generates (a function call a batch).
-_new_step = tuple.__new__
-
-
 @dataclass(frozen=True)
 class StepOptions:
     """How every step runs, from the settings: its precision and gradient clipping."""
@@ -374,13 +369,9 @@ def train_step(
     exchange of gradients also carries whether any process's loss went non-finite, so every
     process skips the same step.)
     """
-    if options.precision is nullcontext:  # float32: no context to enter and leave
+    with options.precision():
         y_pred = model(X)  # 1. forward pass
         loss = loss_fn(y_pred, y)  # 2. calculate the loss
-    else:
-        with options.precision():  # bf16: the same two steps under autocast
-            y_pred = model(X)
-            loss = loss_fn(y_pred, y)
     optimizer.zero_grad()  # 3. zero the gradients of the last step
     loss.backward()  # 4. backpropagate: d(loss)/d(parameter) for every parameter
     loss_value = loss.item()
@@ -389,7 +380,7 @@ def train_step(
     if options.clip_grad_norm is not None:  # cap the gradient's length
         nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad_norm)
     optimizer.step()  # 5. update the parameters with those gradients
-    return _new_step(Step, (y_pred, loss_value, True))  # Step(y_pred, loss_value, True)
+    return Step(y_pred, loss_value, updated=True)
 
 
 @dataclass

@@ -14,8 +14,8 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import partial
@@ -858,6 +858,33 @@ def _device(cfg: Config) -> torch.device:
     return device
 
 
+@contextmanager
+def _telling_how_to_go_on(cfg: Config, run_dir: Path, world: World | None) -> Iterator[None]:
+    """Training's stops and failures, told with what the run folder now offers: the
+    command that resumes it, or the checkpoint that is kept."""
+    try:
+        yield
+    except TrainingInterrupted as stop:
+        raise TrainingInterrupted(
+            f"{stop} and saved a checkpoint; resume with: "
+            f"{resume_command(cfg, run_dir, world.size if world else 1, _per_machine())}",
+            exit_code=stop.exit_code,
+        ) from None
+    except TrainingDiverged as diverged:
+        if world is not None and not world.is_main:  # the console names the process
+            raise
+        raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
+    except RuntimeError as error:  # under torchrun: a process, or a machine, is gone?
+        if world is None or (lost := lost_processes(error, world.rank)) is None:
+            raise
+        raise WorkflowError(
+            f"lost the connection to {lost}: it stopped, or its machine did; resume "
+            f"from the newest checkpoint with: "
+            f"{resume_command(cfg, run_dir, world.size, _per_machine())}",
+            exit_code=1,
+        ) from None
+
+
 def _train_and_finish(
     run_dir: Path,
     cfg: Config,
@@ -875,7 +902,7 @@ def _train_and_finish(
     checkpoints = _checkpoint_schedule(run_dir, cfg, world, on_checkpoint)
     decay = _weight_decay(cfg, prepared, say=True)
     # 4. train, checkpointing on the way
-    try:
+    with _telling_how_to_go_on(cfg, run_dir, world):
         history = train(
             prepared.network,
             prepared.train_splits,
@@ -887,25 +914,6 @@ def _train_and_finish(
             should_stop=should_stop,
             on_epoch_end=partial(_on_epoch_end, checkpoints, on_epoch),
         )
-    except TrainingInterrupted as stop:
-        raise TrainingInterrupted(
-            f"{stop} and saved a checkpoint; resume with: "
-            f"{resume_command(cfg, run_dir, world.size if world else 1, _per_machine())}",
-            exit_code=stop.exit_code,
-        ) from None
-    except RuntimeError as error:
-        if world is None or (lost := lost_processes(error, world.rank)) is None:
-            raise
-        raise WorkflowError(
-            f"lost the connection to {lost}: it stopped, or its machine did; resume "
-            f"from the newest checkpoint with: "
-            f"{resume_command(cfg, run_dir, world.size, _per_machine())}",
-            exit_code=1,
-        ) from None
-    except TrainingDiverged as diverged:
-        if world is not None and not world.is_main:  # the console names the process
-            raise
-        raise TrainingDiverged(f"{diverged} {_kept_checkpoint(run_dir)}") from None
     # 5. evaluate on every part of the data, in the data's own units, beside the baseline
     # (under torchrun each process measures its share of the rows, and the sums are merged)
     if splits is None:
