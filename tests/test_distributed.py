@@ -18,7 +18,7 @@ import torch
 import ptflow
 from ptflow.distributed import World
 from ptflow.evaluation import MetricSums
-from tests.conftest import RunCli
+from tests.conftest import Cli, RunCli
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="this torch has no torch.distributed"
@@ -488,3 +488,48 @@ def test_a_lost_machine_is_named_in_one_line_and_nothing_is_left(
     while any(_left_in_group(agent.pid) for agent in agents):
         assert time.monotonic() - killed < 30, "processes of the run were left behind"
         time.sleep(0.1)
+
+
+@pytest.mark.slow  # two pairs of one-process launchers, as two machines
+def test_ptflow_launches_several_machines_and_exits_with_its_own_codes(
+    tmp_path: Path, linear_table: Path
+) -> None:
+    """`ptflow train --nnodes 2 --rdzv-endpoint HOST:PORT` on each machine (here twice on
+    127.0.0.1): one run in one folder, and ptflow's exit codes (3: diverged) with its one
+    line, where torchrun by hand exits 1 after its own report."""
+
+    def on_two_machines(*args: str) -> list[subprocess.CompletedProcess[str]]:
+        command = [sys.executable, "-m", "ptflow", "train", "--data", "linear.csv",
+                   "--target", "y", "--batch-size", "16", "--no-plots", "--nnodes", "2",
+                   "--rdzv-endpoint", f"127.0.0.1:{_free_port()}", *args]  # fmt: skip
+        machines = [
+            subprocess.Popen(
+                command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(2)
+        ]
+        outputs = [machine.communicate(timeout=120) for machine in machines]
+        return [
+            subprocess.CompletedProcess(m.args, m.returncode, out, err)
+            for m, (out, err) in zip(machines, outputs, strict=True)
+        ]
+
+    trained = on_two_machines("--epochs", "3", "--out", "run", "--quiet")
+    assert [m.returncode for m in trained] == [0, 0], [m.stderr for m in trained]
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert (record["processes"], record["processes_per_machine"]) == (2, 1)
+    assert sorted(m.stdout.strip() for m in trained) == ["", "run"]  # rank 0 speaks
+
+    diverged = on_two_machines("--out", "bad", "--optimizer", "sgd", "--lr", "1e30")
+    assert [m.returncode for m in diverged] == [3, 3], [m.stderr for m in diverged]
+    said = "".join(m.stderr for m in diverged)
+    assert said.count("error:") == 1 and "Traceback" not in said, said
+
+
+def test_several_machines_need_their_meeting_point_and_one_folder(cli: Cli) -> None:
+    alone = cli("run", "--nnodes", "2", "--out", "x")
+    assert alone.code == 2 and alone.err.startswith("error: --nnodes N (N > 1) and --rdzv-")
+    no_folder = cli("run", "--nnodes", "2", "--rdzv-endpoint", "127.0.0.1:29400")
+    assert no_folder.code == 2 and "give --out DIR" in no_folder.err
+    stray = cli("run", "--rdzv-id", "job", "--out", "x")
+    assert stray.code == 2 and "--rdzv-id with them" in stray.err

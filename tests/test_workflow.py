@@ -244,5 +244,6 @@ def test_the_resume_hint_keeps_the_runs_layout(tmp_path: Path) -> None:
     assert resume_command(cfg, Path("runs/f"), 1) == "ptflow train --resume runs/f"
     assert resume_command(cfg, Path("runs/f"), 2, 2) == "ptflow train --resume runs/f --nproc 2"
     on_two_machines = resume_command(cfg, Path("runs/f"), 4, 2)
-    assert on_two_machines.startswith("torchrun --nnodes=2 --nproc_per_node=2 ")
-    assert "-m ptflow train --resume runs/f (on each machine" in on_two_machines
+    assert on_two_machines.startswith(
+        "ptflow train --resume runs/f --nnodes 2 --nproc 2 --rdzv-endpoint HOST:PORT (on each"
+    )

@@ -443,6 +443,24 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
         "on the CPU, NCCL on GPUs (default: 1)",
     )
     groups["hardware"].add_argument(
+        "--nnodes",
+        type=int,
+        metavar="N",
+        help="with --rdzv-endpoint: train on N machines, --nproc processes on each; run the "
+        "same command on every machine (default: 1)",
+    )
+    groups["hardware"].add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="with --nnodes: the first machine's address and a free port there, where the "
+        "machines meet, as torchrun's --rdzv-endpoint",
+    )
+    groups["hardware"].add_argument(
+        "--rdzv-id",
+        metavar="ID",
+        help="with --nnodes: the job's id, the same on every machine (default: from --out)",
+    )
+    groups["hardware"].add_argument(
         "--max-restarts",
         type=int,
         metavar="N",
@@ -620,9 +638,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise WorkflowError(f"--nproc must be at least 1, got {args.nproc}.")
-    _check_restart_options(args)
+    _check_launch_options(args)
     cfg, device, timeout = _run_settings(args)
-    if (args.nproc or 1) > 1 and launched_rank() is None:
+    if (args.nproc or 1) * (args.nnodes or 1) > 1 and launched_rank() is None:
         return _launch(args, argv)
 
     from datetime import timedelta
@@ -712,12 +730,28 @@ def _run_settings(args: argparse.Namespace) -> tuple[Config | None, str, float]:
     return cfg, cfg.device, cfg.collective_timeout
 
 
-def _check_restart_options(args: argparse.Namespace) -> None:
-    """--max-restarts and --resume-if-exists: what they need, before anything starts."""
+def _check_launch_options(args: argparse.Namespace) -> None:
+    """--nnodes, --max-restarts and --resume-if-exists: what they need, before anything
+    starts."""
+    if args.nnodes is not None and args.nnodes < 1:
+        raise WorkflowError(f"--nnodes must be at least 1, got {args.nnodes}.")
+    several_machines = (args.nnodes or 1) > 1
+    if several_machines != (args.rdzv_endpoint is not None) or (
+        args.rdzv_id is not None and not several_machines
+    ):
+        raise WorkflowError(
+            "--nnodes N (N > 1) and --rdzv-endpoint HOST:PORT go together (--rdzv-id with "
+            "them): the machines meet at the first one's address."
+        )
+    if several_machines and args.out is None and args.resume is None:
+        raise WorkflowError(
+            "on several machines every process writes one folder: give --out DIR (on a "
+            "file system they share)."
+        )
     if args.max_restarts is not None:
         if args.max_restarts < 0:
             raise WorkflowError(f"--max-restarts must be 0 or more, got {args.max_restarts}.")
-        if (args.nproc or 1) < 2 and launched_rank() is None:
+        if (args.nproc or 1) * (args.nnodes or 1) < 2 and launched_rank() is None:
             raise WorkflowError(
                 "--max-restarts starts torchrun's processes again: give --nproc N too "
                 "(one process is restarted by running the same command with "
@@ -734,12 +768,22 @@ def _launch(args: argparse.Namespace, argv: list[str]) -> int:
     """`--nproc N`: start N ptflow processes through torchrun's launcher, all in one folder."""
     from ptflow.distributed import launch
 
-    workers = _without_option(_without_option(argv, "--nproc"), "--max-restarts")
+    workers = argv
+    for flag in ("--nproc", "--nnodes", "--rdzv-endpoint", "--rdzv-id", "--max-restarts"):
+        workers = _without_option(workers, flag)
     if args.resume is None and args.out is None:  # every process must write one folder
         from ptflow.workflow import default_run_dir
 
         workers += ["--out", str(default_run_dir())]
-    return launch(args.nproc, workers, max_restarts=args.max_restarts or 0)
+    folder = str(args.out or args.resume)
+    return launch(
+        args.nproc or 1,
+        workers,
+        max_restarts=args.max_restarts or 0,
+        machines=args.nnodes or 1,
+        endpoint=args.rdzv_endpoint,
+        job=args.rdzv_id or f"ptflow-{folder}",
+    )
 
 
 def _without_option(argv: list[str], flag: str) -> list[str]:

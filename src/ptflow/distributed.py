@@ -473,10 +473,18 @@ class Sharded:
         return self.gradient_sum(loss)
 
 
-def launch(nproc: int, argv: list[str], max_restarts: int = 0) -> int:
+def launch(
+    nproc: int,
+    argv: list[str],
+    max_restarts: int = 0,
+    machines: int = 1,
+    endpoint: str | None = None,
+    job: str | None = None,
+) -> int:
     """Run `ptflow ARGV` in `nproc` processes on this machine with torchrun's launcher,
     which starts them all again, up to `max_restarts` times, when one fails (each restart
-    resumes the run folder: `Attempt`).
+    resumes the run folder: `Attempt`). On several `machines`, the same call on each, with
+    the first one's `endpoint` (HOST:PORT) and the same `job` id.
 
     Returns the exit code of the process that failed first (0 if none did), after printing
     one line for a process that died without saying why. The processes' own output (rank
@@ -495,15 +503,17 @@ def launch(nproc: int, argv: list[str], max_restarts: int = 0) -> int:
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
+        min_nodes=machines,
+        max_nodes=machines,
         nproc_per_node=nproc,
-        run_id=str(uuid.uuid4()),
+        run_id=job if machines > 1 and job else str(uuid.uuid4()),
         rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # a free port: several runs may share the machine
+        # one machine: a free port, as several runs may share the machine
+        rdzv_endpoint=endpoint if machines > 1 and endpoint else "localhost:0",
         max_restarts=max_restarts,
         monitor_interval=0.1,
     )
+    processes = nproc * machines
     try:
         elastic_launch(config, sys.executable)("-m", "ptflow", *argv)
     except SignalException as stop:  # Ctrl-C or SIGTERM: the processes got it too
@@ -522,7 +532,8 @@ def launch(nproc: int, argv: list[str], max_restarts: int = 0) -> int:
         else:
             cause = f"failed with exit code {failure.exitcode}"
         print(
-            f"error: process {rank} of {nproc} {cause}; the others were stopped.", file=sys.stderr
+            f"error: process {rank} of {processes} {cause}; the others were stopped.",
+            file=sys.stderr,
         )
         return 128 - failure.exitcode if failure.exitcode < 0 else failure.exitcode
     return 0

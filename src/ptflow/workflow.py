@@ -615,9 +615,9 @@ def resume_command(
     )
     if per_machine is not None and 0 < per_machine < processes:
         return (
-            f"torchrun --nnodes={processes // per_machine} --nproc_per_node={per_machine} "
-            f"--rdzv-backend=c10d --rdzv-endpoint=HOST:PORT -m {command}"
-            f" (on each machine; HOST:PORT on the first, as when it started)"
+            f"{command} --nnodes {processes // per_machine} --nproc {per_machine} "
+            f"--rdzv-endpoint HOST:PORT (on each machine; HOST:PORT on the first, as when "
+            f"it started)"
         )
     return command + (f" --nproc {processes}" if processes > 1 else "")
 
