@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,31 @@ from tests.conftest import Cli, RunCli
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available(), reason="this torch has no torch.distributed"
 )
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_running(tmp_path: Path) -> Iterator[None]:
+    """After each test, no process it started is left: none runs in its folder (all of
+    them start there), beyond a 30 s grace for those told to stop."""
+    yield
+    deadline = time.monotonic() + 30
+    while left := _running_in(tmp_path):
+        assert time.monotonic() < deadline, f"processes left running: {left}"
+        time.sleep(0.1)
+
+
+def _running_in(folder: Path) -> list[int]:
+    """The live processes (not zombies) whose working folder is `folder` or below it."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        pid = int(entry.name)
+        if cwd.is_relative_to(folder) and pid != os.getpid() and _alive(pid):
+            found.append(pid)
+    return found  # (no /proc: nothing found, and nothing checked)
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -259,7 +285,7 @@ def test_repeated_runs_exit_cleanly(tmp_path: Path, run_cli: RunCli, linear_tabl
 
 def _into_the_first_epoch(folder: Path, run_cli: RunCli) -> subprocess.Popen[str]:
     """Train the long epochs into folder/whole, then start them into folder/run and
-    return that launcher 1.5 s into its first epoch of 1,050 batches."""
+    return that launcher 1.5 s into its epoch of 4,200 batches."""
     args = _long_epochs(folder)
     whole = run_cli(*args, "--out", "whole")
     assert whole.returncode == 0, whole.stderr
@@ -274,14 +300,16 @@ def _into_the_first_epoch(folder: Path, run_cli: RunCli) -> subprocess.Popen[str
 
 
 def _long_epochs(folder: Path) -> list[str]:
-    """`ptflow train` arguments for two processes whose epochs take 1,050 batches."""
+    """`ptflow train` arguments for two processes and one epoch of 4,200 batches: about 40 s
+    here, longer than the 30 s torchrun's agent waits after passing a signal on before it
+    kills the processes, so a stop that waited for the epoch's end would lose the work."""
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(12_000, 3))
-    y = X @ np.array([0.5, -1.0, 2.0]) + 0.1 * rng.normal(size=12_000)
+    X = rng.normal(size=(48_000, 3))
+    y = X @ np.array([0.5, -1.0, 2.0]) + 0.1 * rng.normal(size=48_000)
     lines = ["a,b,c,y", *(",".join(f"{v:.5f}" for v in row) for row in np.c_[X, y])]
     (folder / "long.csv").write_text("\n".join(lines) + "\n")
     return ["train", "--data", "long.csv", "--target", "y", "--batch-size", "8", "--epochs",
-            "2", "--patience", "0", "--nproc", "2", "--quiet", "--no-plots"]  # fmt: skip
+            "1", "--patience", "0", "--nproc", "2", "--quiet", "--no-plots"]  # fmt: skip
 
 
 @pytest.mark.slow  # three torchruns of two processes
