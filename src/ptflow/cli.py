@@ -428,6 +428,42 @@ def _add_format_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_launch_options(hardware: argparse._ArgumentGroup) -> None:
+    """How many processes, on how many machines, restarted how often (torchrun's launcher)."""
+    hardware.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train with N processes on this machine, data-parallel through torchrun: gloo "
+        "on the CPU, NCCL on GPUs (default: 1)",
+    )
+    hardware.add_argument(
+        "--nnodes",
+        type=int,
+        metavar="N",
+        help="with --rdzv-endpoint: train on N machines, --nproc processes on each; run the "
+        "same command on every machine (default: 1)",
+    )
+    hardware.add_argument(
+        "--rdzv-endpoint",
+        metavar="HOST:PORT",
+        help="with --nnodes: the first machine's address and a free port there, where the "
+        "machines meet, as torchrun's --rdzv-endpoint",
+    )
+    hardware.add_argument(
+        "--rdzv-id",
+        metavar="ID",
+        help="with --nnodes: the job's id, the same on every machine (default: from --out)",
+    )
+    hardware.add_argument(
+        "--max-restarts",
+        type=int,
+        metavar="N",
+        help="with --nproc: when a process fails, start them all again up to N times, "
+        "resuming from the newest checkpoint, as torchrun --max-restarts does (default: 0)",
+    )
+
+
 def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     parser.add_argument(
         "--config", type=_path, metavar="TOML", help="read settings from a TOML file first"
@@ -435,38 +471,7 @@ def _add_common_options(parser: argparse.ArgumentParser, defaults: dict[str, Any
     groups = {name: parser.add_argument_group(title) for name, title in _GROUPS.items()}
     for name, group in groups.items():
         _add_settings(group, name, defaults)
-    groups["hardware"].add_argument(
-        "--nproc",
-        type=int,
-        metavar="N",
-        help="train with N processes on this machine, data-parallel through torchrun: gloo "
-        "on the CPU, NCCL on GPUs (default: 1)",
-    )
-    groups["hardware"].add_argument(
-        "--nnodes",
-        type=int,
-        metavar="N",
-        help="with --rdzv-endpoint: train on N machines, --nproc processes on each; run the "
-        "same command on every machine (default: 1)",
-    )
-    groups["hardware"].add_argument(
-        "--rdzv-endpoint",
-        metavar="HOST:PORT",
-        help="with --nnodes: the first machine's address and a free port there, where the "
-        "machines meet, as torchrun's --rdzv-endpoint",
-    )
-    groups["hardware"].add_argument(
-        "--rdzv-id",
-        metavar="ID",
-        help="with --nnodes: the job's id, the same on every machine (default: from --out)",
-    )
-    groups["hardware"].add_argument(
-        "--max-restarts",
-        type=int,
-        metavar="N",
-        help="with --nproc: when a process fails, start them all again up to N times, "
-        "resuming from the newest checkpoint, as torchrun --max-restarts does (default: 0)",
-    )
+    _add_launch_options(groups["hardware"])
     groups["checkpoints"].add_argument(
         "--resume",
         type=_path,
