@@ -561,3 +561,27 @@ def test_several_machines_need_their_meeting_point_and_one_folder(cli: Cli) -> N
     assert no_folder.code == 2 and "give --out DIR" in no_folder.err
     stray = cli("run", "--rdzv-id", "job", "--out", "x")
     assert stray.code == 2 and "--rdzv-id with them" in stray.err
+
+
+def test_a_restart_replaces_only_its_own_jobs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted process starts again in place a folder of its job that has no
+    checkpoint yet, but not under torchrun's default id "none", which every job shares:
+    that folder may be another job's, and only --overwrite may replace it."""
+    from ptflow.workflow import _existing_run
+
+    with pytest.raises(ptflow.TrainingInterrupted):
+        ptflow.run_workflow(ptflow.Config(epochs=5), tmp_path / "run", should_stop=lambda: True)
+    for checkpoint in (tmp_path / "run" / "checkpoints").iterdir():
+        checkpoint.unlink()
+    record_path = tmp_path / "run" / "config.json"
+    world = World(rank=0, size=2, local_rank=0)
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    for job, expected in (("job-7", "replace"), ("none", "new")):
+        record = json.loads(record_path.read_text())
+        record_path.write_text(json.dumps({**record, "torchrun_id": job}))
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", job)
+        assert _existing_run(tmp_path / "run", False, world) == expected
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job-8")  # another job: as any folder
+    assert _existing_run(tmp_path / "run", False, world) == "new"

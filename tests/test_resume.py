@@ -349,6 +349,7 @@ def test_resume_if_exists_resumes_an_unfinished_run_and_overwrite_keeps_it(
     again = cli("run", "--epochs", "30", "--out", "cut", "--resume-if-exists", "--overwrite")
     assert again.code == 0, again.err
     assert "resuming from epoch-00000" in again.out
+    assert "note: --resume-if-exists: resuming cut from its newest checkpoint" in again.out
     assert cli("run", "--epochs", "30", "--out", "whole", "--quiet").code == 0
     for name in ("model.pt", "history.csv"):
         assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()

@@ -641,11 +641,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
-    if args.nproc is not None and args.nproc < 1:
-        raise WorkflowError(f"--nproc must be at least 1, got {args.nproc}.")
     _check_launch_options(args)
     cfg, device, timeout = _run_settings(args)
-    if (args.nproc or 1) * (args.nnodes or 1) > 1 and launched_rank() is None:
+    if _processes(args) > 1 and launched_rank() is None:
         return _launch(args, argv)
 
     from datetime import timedelta
@@ -736,10 +734,11 @@ def _run_settings(args: argparse.Namespace) -> tuple[Config | None, str, float]:
 
 
 def _check_launch_options(args: argparse.Namespace) -> None:
-    """--nnodes, --max-restarts and --resume-if-exists: what they need, before anything
-    starts."""
-    if args.nnodes is not None and args.nnodes < 1:
-        raise WorkflowError(f"--nnodes must be at least 1, got {args.nnodes}.")
+    """--nproc, --nnodes, --max-restarts and --resume-if-exists: what they need, before
+    anything starts."""
+    for flag, value in (("--nproc", args.nproc), ("--nnodes", args.nnodes)):
+        if value is not None and value < 1:
+            raise WorkflowError(f"{flag} must be at least 1, got {value}.")
     several_machines = (args.nnodes or 1) > 1
     if several_machines != (args.rdzv_endpoint is not None) or (
         args.rdzv_id is not None and not several_machines
@@ -756,7 +755,7 @@ def _check_launch_options(args: argparse.Namespace) -> None:
     if args.max_restarts is not None:
         if args.max_restarts < 0:
             raise WorkflowError(f"--max-restarts must be 0 or more, got {args.max_restarts}.")
-        if (args.nproc or 1) * (args.nnodes or 1) < 2 and launched_rank() is None:
+        if _processes(args) < 2 and launched_rank() is None:
             raise WorkflowError(
                 "--max-restarts starts torchrun's processes again: give --nproc N too "
                 "(one process is restarted by running the same command with "
@@ -767,6 +766,11 @@ def _check_launch_options(args: argparse.Namespace) -> None:
             "--resume-if-exists resumes the run in --out, or starts it there: give --out "
             "DIR (and no --resume)."
         )
+
+
+def _processes(args: argparse.Namespace) -> int:
+    """How many processes the launcher options ask for, on every machine together."""
+    return (args.nproc or 1) * (args.nnodes or 1)
 
 
 def _launch(args: argparse.Namespace, argv: list[str]) -> int:

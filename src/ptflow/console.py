@@ -255,6 +255,7 @@ class _StopRequest:
             return Path("/proc").is_dir()
 
     def __call__(self) -> bool:
+        # `launcher_gone`'s first check alone: this runs after every batch
         if self.signal is None and self.parent is not None and os.getppid() != self.parent:
             self.signal = signal.SIGTERM  # as if the launcher had passed one on
         return self.signal is not None

@@ -61,8 +61,15 @@ class Attempt:
     def is_restart(self) -> bool:
         return self.restarts > 0
 
+    @property
+    def is_unique(self) -> bool:
+        """Whether the id tells this job from others: torchrun's default `--rdzv-id` is
+        "none" for every job."""
+        return self.run_id not in ("", "none")
+
     def owns(self, record: dict[str, Any]) -> bool:
-        """Whether a run folder's config.json was written by an earlier start of this job."""
+        """Whether a run folder's config.json was written by an earlier start of this job
+        (or, with the id "none", of any job started by the same command, once restarted)."""
         return self.is_restart and bool(self.run_id) and record.get("torchrun_id") == self.run_id
 
 

@@ -406,9 +406,10 @@ def run_workflow(
 def _default_run_dir(world: World | None) -> Path:
     """A new folder under runs/, or, when torchrun restarted this job, the unfinished
     folder an earlier start of it made there (rank 0's answer counts)."""
-    if world is not None and world.is_main and world.attempt.is_restart and Path("runs").is_dir():
+    attempt = world.attempt if world is not None and world.is_main else None
+    if attempt is not None and attempt.is_restart and attempt.is_unique and Path("runs").is_dir():
         for folder in sorted(Path("runs").iterdir(), reverse=True):  # the newest first
-            if world.attempt.owns(_unfinished_record(folder) or {}):
+            if attempt.owns(_unfinished_record(folder) or {}):
                 return folder
     return default_run_dir()
 
@@ -431,18 +432,20 @@ def _existing_run(run_dir: Path, resume_if_exists: bool, world: World | None) ->
     record = _unfinished_record(run_dir)
     if record is None:
         return "new"
-    own = world is not None and world.attempt.owns(record)
+    attempt = world.attempt if world is not None else None
+    own = attempt is not None and attempt.owns(record)
     if not (own or resume_if_exists):
         return "new"
     if not list_checkpoints(run_dir / CHECKPOINTS):
-        return "replace" if own else "new"
-    if own:
-        logger.warning(
-            "note: torchrun started the processes again (restart %d of this job): resuming "
-            "%s from its newest checkpoint",
-            world.attempt.restarts if world is not None else 0,
-            run_dir,
-        )
+        # Started again in place only where the job's id is its own: torchrun's default id
+        # "none" may be another job's, whose folder --overwrite alone may replace.
+        return "replace" if own and attempt is not None and attempt.is_unique else "new"
+    why = (
+        f"torchrun started the processes again (restart {attempt.restarts} of this job)"
+        if own and attempt is not None
+        else "--resume-if-exists"
+    )
+    logger.warning("note: %s: resuming %s from its newest checkpoint", why, run_dir)
     return "resume"
 
 
