@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import sys
-import tomllib
 import typing
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -622,6 +621,8 @@ def _given_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    import tomllib  # here, not at the top: `ptflow --help` needs no TOML parser
+
     from ptflow.files import check_regular_file
 
     check_regular_file(path, "config file")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import signal
 import sys
@@ -16,9 +15,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ptflow.errors import TrainingDiverged, TrainingInterrupted, WorkflowError
 from ptflow.files import quoted, remove_own_temporaries
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "check_utf8",
@@ -311,36 +314,43 @@ def _die_with_parent() -> None:
         pass
 
 
-class _JsonLines(logging.Formatter):
-    """A log record as one JSON object: an epoch's numbers, or any other line's text."""
+def _stdout_handler(as_json: bool) -> logging.Handler:
+    """A handler that writes each line to stdout through `tqdm.write`, which lifts a
+    progress bar out of the way and draws it again below the line: as text, or with
+    `as_json` as one JSON object per line (an epoch's numbers, or any other line's text).
+    (tqdm's own `logging_redirect_tqdm` imports tqdm.auto, which warns "IProgress not
+    found" in a notebook without ipywidgets.) Its classes are made here, not at import,
+    so that `ptflow --help` and an error line do not import logging."""
+    import logging
 
-    def format(self, record: logging.LogRecord) -> str:
-        values = getattr(record, "epoch_record", None)
-        if values is not None:
-            return json.dumps({"event": "epoch", **values})
-        return json.dumps({"event": "log", "message": record.getMessage()})
+    class JsonLines(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            values = getattr(record, "epoch_record", None)
+            if values is not None:
+                return json.dumps({"event": "epoch", **values})
+            return json.dumps({"event": "log", "message": record.getMessage()})
 
+    class AboveTheBar(logging.StreamHandler):  # type: ignore[type-arg]
+        def emit(self, record: logging.LogRecord) -> None:
+            from tqdm import tqdm
 
-class _AboveTheBar(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line through `tqdm.write`, which lifts a progress bar out of the way and
-    draws it again below the line. (tqdm's own `logging_redirect_tqdm` imports tqdm.auto,
-    which warns "IProgress not found" in a notebook without ipywidgets.)"""
+            try:
+                tqdm.write(self.format(record), file=self.stream)
+            except Exception:  # logging's own rule: a failing handler reports, never raises
+                self.handleError(record)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm import tqdm
-
-        try:
-            tqdm.write(self.format(record), file=self.stream)
-        except Exception:  # logging's own rule: a failing handler reports, never raises
-            self.handleError(record)
+    handler = AboveTheBar(sys.stdout)
+    handler.setFormatter(JsonLines() if as_json else logging.Formatter("%(message)s"))
+    return handler
 
 
 @contextmanager
 def logging_to_stdout(quiet: bool, as_json: bool = False) -> Iterator[None]:
     """Send ptflow's log lines to stdout, above the progress bar, for the duration."""
+    import logging
+
     logger = logging.getLogger("ptflow")
-    handler = _AboveTheBar(sys.stdout)
-    handler.setFormatter(_JsonLines() if as_json else logging.Formatter("%(message)s"))
+    handler = _stdout_handler(as_json)
     previous_level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
