@@ -20,9 +20,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/ptflow run
 
-# The default suite; slow tests are marked and run by test-slow (which CI runs).
+# The default suite, on two workers (pytest-xdist): most of its time is single-threaded
+# (starting runs, writing files), so two cores take it in about 0.7 of one worker's time.
+# Slow tests are marked and run by test-slow (which CI runs), one at a time: they time
+# signals and processes, which a second worker's load would disturb.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" -rs  # -rs: say which tests were skipped, and why
+	$(BIN)/python -m pytest -m "not slow" -n 2 -rs  # -rs: say which tests were skipped, and why
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow || [ $$? -eq 5 ]  # 5: no slow tests collected
