@@ -320,7 +320,7 @@ def _stdout_handler(as_json: bool) -> logging.Handler:
     `as_json` as one JSON object per line (an epoch's numbers, or any other line's text).
     (tqdm's own `logging_redirect_tqdm` imports tqdm.auto, which warns "IProgress not
     found" in a notebook without ipywidgets.) Its classes are made here, not at import,
-    so that `ptflow --help` and an error line do not import logging."""
+    so that `ptflow --help` does not import logging."""
     import logging
 
     class JsonLines(logging.Formatter):
