@@ -84,3 +84,22 @@ def test_small_folds_still_get_validation_and_test_rows() -> None:
     classifier = ptflow.Classifier(epochs=5).fit(X, y)
     split = classifier.run_._summary["split_rows"]
     assert split["val"] >= 2 and split["test"] >= 2  # a row of each class in each
+
+
+def test_a_row_is_predicted_alike_alone_and_among_others() -> None:
+    # float32 matrix products change in the last bit with the number of rows (here up
+    # to 5e-7 between 300 rows and one); the estimators compute in float64, as the
+    # scikit-learn check of subset invariance (1e-7) needs on every machine.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    y = X @ rng.normal(size=5)
+    regressor = ptflow.Regressor(model="mlp", epochs=3).fit(X, y)
+    classifier = ptflow.Classifier(model="mlp", epochs=3).fit(X, np.where(y > 0, "a", "b"))
+    for method in (regressor.predict, classifier.predict_proba):
+        together = method(X)
+        alone = np.concatenate([method(X[i : i + 1]) for i in range(len(X))])
+        assert together.dtype == np.float64
+        np.testing.assert_allclose(alone, together, rtol=1e-12, atol=1e-12)
+    # the same model as the run's float32 predictions, to float32's precision
+    in_float32 = regressor.run_.predict(X)
+    np.testing.assert_allclose(regressor.predict(X), in_float32, rtol=1e-5, atol=1e-6)

@@ -318,21 +318,29 @@ class Run:
             )
         return pd.DataFrame(dict(zip(self.features, array.T, strict=True)), copy=False)
 
-    def _outputs(self, data: Any, missing: str) -> torch.Tensor:
-        outputs, _ = self._predicted(data, missing=missing)
+    def _outputs(
+        self, data: Any, missing: str, *, dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
+        """The model's outputs for every row of `data`; with `dtype`, those of a copy of the
+        model in that dtype (the scikit-learn estimators compute in float64, see theirs)."""
+        outputs, _ = self._predicted(data, missing=missing, dtype=dtype)
         return outputs
 
     def _predicted(
-        self, data: Any, *, missing: str = "impute", targets: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, data: Any, *, missing: str = "impute", targets: bool = False,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # fmt: skip
         """The model's outputs for every row of `data` (with `targets`, those of the rows
         with a target, and the targets), saying what the encoding did to the rows."""
+        import copy
+
         import torch
 
         from ptflow.encoding import EncodeCounts
         from ptflow.evaluation import predict
         from ptflow.tables import iter_table
 
+        model = self.model if dtype is None else copy.deepcopy(self.model).to(dtype)
         counts, left_out, outputs, true = EncodeCounts(), [0, 0, 0], [], []
         options: dict[str, Any] = {}
         if targets:
@@ -347,7 +355,8 @@ class Run:
                 left_out[2] += block.unseen_class
                 if block.counts is not None:
                     counts.add(block.counts)
-                outputs.append(predict(self.model, block.X).cpu())
+                X = block.X if dtype is None else block.X.to(dtype)
+                outputs.append(predict(model, X).cpu())
                 if block.y is not None:
                     true.append(block.y.cpu())
             _say_counts(counts, *left_out)
