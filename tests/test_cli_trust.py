@@ -202,6 +202,42 @@ def test_ctrl_c_while_ptflow_starts_is_one_line(tmp_path: Path) -> None:
         assert not lines or lines[0].startswith(("stopped:", "error: interrupted")), lines
 
 
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_during_an_import_is_held_until_the_module_is_whole(
+    tmp_path: Path, presses: int
+) -> None:
+    """Raised inside torch's import, KeyboardInterrupt once aborted ptflow (SIGABRT from
+    pybind11: 'terminate called after throwing ...'). One Ctrl-C is held until the import
+    is done; a second interrupts at once."""
+    (tmp_path / "slow_module.py").write_text(
+        textwrap.dedent(f"""
+            import os, signal, time
+            for _ in range({presses}):
+                os.kill(os.getpid(), signal.SIGINT)
+                deadline = time.monotonic() + 0.2  # Python code, where a handler can run
+                while time.monotonic() < deadline:
+                    pass
+            finished = True
+        """)
+    )
+    code = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(tmp_path)!r})
+        from ptflow.console import run_as_process
+        def command():
+            import slow_module
+            print("imported whole:", slow_module.finished, flush=True)
+            time.sleep(10)  # the held Ctrl-C ends this
+            print("not interrupted")
+            return 0
+        sys.exit(run_as_process(command))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done
+    assert done.stderr == "error: interrupted; files already written are complete.\n"
+    assert done.stdout == ("imported whole: True\n" if presses == 1 else "")
+
+
 def test_resume_from_the_command_line_refuses_changed_settings(cli: Cli, tmp_path: Path) -> None:
     reference = tmp_path / "reference"  # in-process: the refusal comes before any training
     assert cli("run", "--quiet", "--epochs", "3", "--out", str(reference)).code == 0

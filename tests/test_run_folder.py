@@ -246,7 +246,7 @@ def test_sigterm_while_writing_predictions_leaves_no_temporary_file(
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the signal arrives before this ends
 
-    monkeypatch.setattr("ptflow.cli._write_predictions", terminated_midway)
+    monkeypatch.setattr("ptflow.predictions.write_predictions", terminated_midway)
     result = _ptflow("predict", "run", "--data", str(sine_table), "--output", "pred.csv")
     assert result.code == 143 and "terminated" in result.err, result
     assert sorted(p.name for p in project.iterdir()) == ["notes.txt", "run", "src"]

@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main"]
 
 _FIELDS = {field.name: field.default for field in dataclasses.fields(Config)}
-# This process's rank when torchrun started it with others, else None.
-_FLOAT32_MAX = 3.4028234663852886e38
 _RUN_DEFAULTS: dict[str, Any] = dict(_FIELDS)
 _TRAIN_DEFAULTS: dict[str, Any] = {**_FIELDS, **TABLE_DEFAULTS}
 
@@ -970,22 +968,12 @@ def _convert(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def _predict(args: argparse.Namespace, argv: list[str]) -> int:
-    values: list[float] = []
-    if args.data is None:
-        values = args.x if args.x is not None else _read_values(args.input)
-        if not all(math.isfinite(value) for value in values):
-            raise WorkflowError("input values must be finite numbers; remove NaN and infinity.")
-        if too_large := [value for value in values if abs(value) > _FLOAT32_MAX]:
-            raise WorkflowError(
-                f"input value {too_large[0]:g} is beyond float32's range (±{_FLOAT32_MAX:.4g}), "
-                f"which the model computes in; give smaller values."
-            )
-
-    import torch
-
-    from ptflow.evaluation import predict
+    from ptflow import predictions
     from ptflow.workflow import load_run
 
+    values = None
+    if args.data is None:
+        values = args.x if args.x is not None else predictions.read_values(args.input)
     run = load_run(args.run_dir)
     classes = run.encoding.classes if run.encoding is not None else ()
     if args.threshold is not None and len(classes) != 2:
@@ -1000,185 +988,36 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
             f"predicting {second} where p({second}) >= {args.threshold:g}, {first} elsewhere",
             file=sys.stderr,
         )
-    if args.data is None:
-        if len(run.features) != 1:
-            raise WorkflowError(
-                f"this model takes {len(run.features)} features ({', '.join(run.features)}); "
-                f"give them as columns of a table with --data FILE."
-            )
-        X = torch.tensor(values, dtype=torch.float32).unsqueeze(dim=1)  # (n, 1)
-        if run.encoding is not None:
-            if run.encoding.categorical:
-                raise WorkflowError(
-                    f"this model's feature {run.features[0]!r} is categorical; give it as a "
-                    f"column of a table with --data FILE."
-                )
-            X = torch.from_numpy(run.encoding.encode(X.numpy(), {})[0])
-        y_pred = predict(run.model, X)
-        if classes:  # the class and its probabilities, as --data writes them (CSV)
-            columns = _prediction_columns(y_pred, run.target, classes, args.threshold)
-            lines = _csv_text(columns)
-        else:
-            lines = "".join(" ".join(f"{v:.7g}" for v in row) + "\n" for row in y_pred.tolist())
+    source = args.data if values is None else args.input
+    if args.output is not None:
+        predictions.check_predictions_output(args.output, source, args.run_dir, args.overwrite)
+    if values is not None:
+        lines = predictions.predict_values(run, values, args.threshold)
         if args.output is None:
             print(lines, end="")
         else:  # the same lines, in the file, whole or not at all
             from ptflow.files import write_text
 
-            _check_predictions_output(args.output, args.input, args.run_dir, args.overwrite)
             write_text(args.output, lines)
         return 0
-    _predict_table(args, run, classes)
+    predicted = predictions.predict_table(
+        run, args.data, args.output, format=args.format, id_column=args.id,
+        missing=_missing_given(args) or "impute", threshold=args.threshold,
+    )  # fmt: skip
+    _print_left_out(predicted, with_ids=args.id is not None)
     return 0
 
 
-def _predict_table(args: argparse.Namespace, run: Any, classes: tuple[str, ...]) -> None:
-    from ptflow.encoding import EncodeCounts
-    from ptflow.files import atomic_path
-    from ptflow.tables import iter_table, rows_left_out
+def _print_left_out(predicted: Any, with_ids: bool) -> None:
+    """What predicting did to the table's rows, on stderr: stdout holds the predictions."""
+    from ptflow.tables import rows_left_out
 
-    model, features, target = run.model, run.features, run.target
-    # Block by block: memory is one block whatever the file's size. An error midway leaves
-    # --output untouched (it is written atomically); stdout has the whole blocks before the
-    # bad value's block, which is checked before any of its rows is predicted.
-    if args.output is not None:
-        _check_predictions_output(args.output, args.data, args.run_dir, args.overwrite)
-    if args.id is not None and args.id in _prediction_names(target, classes):
-        raise WorkflowError(
-            f"--id {args.id!r} has the name of a predictions column; rename that column of "
-            f"{args.data.name}, or predict without --id."
-        )
-    blocks = iter_table(
-        args.data, features, format=args.format, id_column=args.id,
-        missing=_missing_given(args) or "impute",
-        encoding=run.encoding,
-    )  # fmt: skip
-    counts = EncodeCounts()
-    if args.output is None:
-        dropped = _write_predictions(
-            sys.stdout, blocks, model, target, classes, args.id, counts, args.threshold
-        )
-    else:
-        with atomic_path(args.output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
-            dropped = _write_predictions(
-                file, blocks, model, target, classes, args.id, counts, args.threshold
-            )
-    # On stderr: stdout holds the predictions, for a pipe.
-    for line in counts.describe():
+    for line in predicted.counts.describe():
         print(line, file=sys.stderr)
-    for left_out in rows_left_out(dropped, 0):  # no target: only missing feature values
+    for left_out in rows_left_out(predicted.dropped_rows, 0):  # no target: features only
         # Without an id, the predictions no longer line up with the file's rows: say so.
-        hint = "" if args.id else "; pass --id COLUMN to tell which row each prediction is"
+        hint = "" if with_ids else "; pass --id COLUMN to tell which row each prediction is"
         print(f"left out {left_out}{hint}", file=sys.stderr)
-
-
-def _check_predictions_output(
-    output: Path, data: Path | None, run_dir: Path, overwrite: bool
-) -> None:
-    """--output may be neither the input (table or file) nor a file of a run folder, nor,
-    without --overwrite, any file that exists."""
-    from ptflow.files import check_not_an_input, check_output_path, quoted
-    from ptflow.run_folder import run_folder_holding
-
-    check_output_path(output, "--output")
-    check_not_an_input(output, [data] if data is not None else [], "--output")
-    inside = run_folder_holding(output)
-    if inside is not None or output.resolve().is_relative_to(run_dir.resolve()):
-        raise WorkflowError(
-            f"--output {quoted(output)} is inside the run folder {quoted(inside or run_dir)}, "
-            f"which holds only what its run wrote; write the predictions elsewhere."
-        )
-    if output.exists() and not overwrite:
-        raise WorkflowError(
-            f"--output {quoted(output)} already exists; choose another name, or pass "
-            f"--overwrite to replace it."
-        )
-
-
-def _prediction_names(target: tuple[str, ...], classes: tuple[str, ...]) -> list[str]:
-    """The columns predict writes: `<target>_pred`, and for classes `<target>_prob_<class>`."""
-    probabilities = [f"{target[0]}_prob_{name}" for name in classes]
-    return [f"{name}_pred" for name in target] + probabilities
-
-
-def _write_predictions(
-    file: Any,
-    blocks: Iterator[Any],
-    model: Any,
-    target: tuple[str, ...],
-    classes: tuple[str, ...],
-    id_column: str | None,
-    counts: Any,
-    threshold: float | None = None,
-) -> int:
-    """Write each block's predictions as CSV (for classes: the class, by `threshold` for two
-    if given, then each class's probability); add what encoding did to `counts`; return the
-    rows left out."""
-    import pandas as pd
-
-    from ptflow.evaluation import predict
-
-    dropped = 0
-    for number, block in enumerate(blocks):
-        dropped += block.dropped_rows
-        if block.counts is not None:
-            counts.add(block.counts)
-        columns = _prediction_columns(predict(model, block.X), target, classes, threshold)
-        frame = pd.DataFrame({id_column: block.ids, **columns} if id_column else columns)
-        frame.to_csv(file, header=number == 0, index=False)
-    return dropped
-
-
-def _prediction_columns(
-    y_pred: Any, target: tuple[str, ...], classes: tuple[str, ...], threshold: float | None
-) -> dict[str, Any]:
-    """The columns of predictions `y_pred` (the model's outputs), by name: the values, or
-    for classes the class (by `threshold` for two, if given) and each class's probability."""
-    import numpy as np
-
-    from ptflow.evaluation import predicted_classes, probabilities
-
-    y_pred = y_pred.cpu()
-    if classes:
-        shares = probabilities(y_pred.float())
-        chosen = predicted_classes(shares, threshold).numpy()
-        values = [np.asarray(classes, dtype=object)[chosen], *shares.numpy().T]
-    else:
-        values = list(y_pred.numpy().T)
-    return dict(zip(_prediction_names(target, classes), values, strict=True))
-
-
-def _csv_text(columns: dict[str, Any]) -> str:
-    import pandas as pd
-
-    text: str = pd.DataFrame(columns).to_csv(index=False)
-    return text
-
-
-def _read_values(path: Path) -> list[float]:
-    from ptflow.files import check_regular_file
-
-    check_regular_file(path, "input file")  # /dev/zero would fill the memory
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise WorkflowError(f"input file {path} does not exist; check the path.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise WorkflowError(f"cannot read input file {path} ({error}); pass a text file.") from None
-    values = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            values.append(float(text))
-        except ValueError:
-            raise WorkflowError(
-                f"line {number} of {path} is {text!r}, not a number; put one number per line."
-            ) from None
-    if not values:
-        raise WorkflowError(f"input file {path} has no values; put one number per line.")
-    return values
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from ptflow.files import quoted, remove_own_temporaries
 
 if TYPE_CHECKING:
     import logging
+    from types import FrameType
 
 __all__ = [
     "check_utf8",
@@ -62,15 +63,52 @@ def run_reporting_errors(command: Callable[[], int]) -> int:
 
 
 class _Interrupts:
-    """Whether Ctrl-C came at all: while torch and numpy import, an interrupt can be
-    swallowed, or leave a module half made whose next use raises something else."""
+    """Ctrl-C, held while a module is being imported, and whether it came at all.
+
+    A KeyboardInterrupt raised inside an import can be swallowed, leave a module half made
+    whose next use raises something else, or, raised in Python code that torch's C++ calls
+    while it loads (pybind11), abort the process ("terminate called after throwing an
+    instance of 'pybind11::error_already_set'", SIGABRT). So Ctrl-C during an import is
+    held, and delivered to whatever SIGINT handler is set once the import is done (looked
+    at every 20 ms); a second Ctrl-C while it is held interrupts at once.
+    """
 
     seen = False
+    held = False
+    _RECHECK_S = 0.02
 
     @classmethod
-    def handle(cls, signum: int, frame: object) -> None:
+    def handle(cls, signum: int, frame: FrameType | None) -> None:
         cls.seen = True
-        raise KeyboardInterrupt
+        if cls.held or not _importing(frame) or not hasattr(signal, "setitimer"):
+            cls.held = False
+            raise KeyboardInterrupt
+        cls.held = True
+        signal.signal(signal.SIGALRM, cls._deliver_when_imported)
+        signal.setitimer(signal.ITIMER_REAL, cls._RECHECK_S)
+
+    @classmethod
+    def _deliver_when_imported(cls, signum: int, frame: FrameType | None) -> None:
+        if not cls.held:  # delivered already, by a second Ctrl-C
+            return
+        if _importing(frame):
+            signal.setitimer(signal.ITIMER_REAL, cls._RECHECK_S)
+            return
+        cls.held = False
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is cls.handle:
+            raise KeyboardInterrupt
+        if callable(handler):  # training's own: a request to stop at the next batch
+            handler(signal.SIGINT, frame)
+
+
+def _importing(frame: FrameType | None) -> bool:
+    """Whether the code running in `frame` runs inside an import (Python's or its callers')."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def run_as_process(command: Callable[[], int]) -> int:
@@ -92,6 +130,7 @@ def run_as_process(command: Callable[[], int]) -> int:
             code = run_reporting_errors(command)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _Interrupts.held = False  # a Ctrl-C held till now ends nothing more
     except KeyboardInterrupt:  # as the command returned
         code = _interrupted()
 
