@@ -81,7 +81,7 @@ class _Interrupts:
     def handle(cls, signum: int, frame: FrameType | None) -> None:
         cls.seen = True
         if cls.held or not _importing(frame) or not hasattr(signal, "setitimer"):
-            cls.held = False
+            cls.release()
             raise KeyboardInterrupt
         cls.held = True
         signal.signal(signal.SIGALRM, cls._deliver_when_imported)
@@ -94,12 +94,18 @@ class _Interrupts:
         if _importing(frame):
             signal.setitimer(signal.ITIMER_REAL, cls._RECHECK_S)
             return
-        cls.held = False
+        cls.release()
         handler = signal.getsignal(signal.SIGINT)
-        if handler is cls.handle:
-            raise KeyboardInterrupt
-        if callable(handler):  # training's own: a request to stop at the next batch
+        if callable(handler):  # this class's (raises), or training's (stops at a batch)
             handler(signal.SIGINT, frame)
+
+    @classmethod
+    def release(cls) -> None:
+        """Hold no Ctrl-C any more, and stop looking: a timer left running would end the
+        process with SIGALRM once Python, shutting down, has reset its handler."""
+        if cls.held:
+            cls.held = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _importing(frame: FrameType | None) -> bool:
@@ -130,7 +136,7 @@ def run_as_process(command: Callable[[], int]) -> int:
             code = run_reporting_errors(command)
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-            _Interrupts.held = False  # a Ctrl-C held till now ends nothing more
+            _Interrupts.release()  # a Ctrl-C held till now ends nothing more
     except KeyboardInterrupt:  # as the command returned
         code = _interrupted()
 
