@@ -200,3 +200,13 @@ def test_an_error_reaches_the_shell_as_one_line_and_exit_code_2(
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert "invalid int value: 'ten'" in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_the_installed_ptflow_command_runs_the_command_line() -> None:
+    # its entry point is ptflow.__main__:main, which covers Ctrl-C while ptflow.cli imports
+    command = shutil.which("ptflow", path=str(Path(sys.executable).parent))
+    assert command is not None, "ptflow is not installed next to this Python"
+    done = subprocess.run([command, "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and ptflow.__version__ in done.stdout, done
+    done = subprocess.run([command, "predict", "no-such-run"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("error: "), done
