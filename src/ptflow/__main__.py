@@ -14,6 +14,8 @@ def main() -> int:
 
         return run_command_line()
     except KeyboardInterrupt:  # before the command line's own handling was in place
+        # console._interrupted's line, written out: importing console now could be cut
+        # short by the same Ctrl-C's aftermath (a module half made)
         print("error: interrupted; files already written are complete.", file=sys.stderr)
         return 130
 

@@ -49,6 +49,7 @@ from ptflow.runs import COLUMNS as _RUNS_COLUMNS
 from ptflow.tasks import TASKS, Task, format_metric
 
 if TYPE_CHECKING:
+    from ptflow.predictions import PredictedTable
     from ptflow.workflow import RunResult
 
 __all__ = ["build_parser", "main"]
@@ -1008,7 +1009,7 @@ def _predict(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _print_left_out(predicted: Any, with_ids: bool) -> None:
+def _print_left_out(predicted: PredictedTable, with_ids: bool) -> None:
     """What predicting did to the table's rows, on stderr: stdout holds the predictions."""
     from ptflow.tables import rows_left_out
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +25,9 @@ from numpy.typing import NDArray
 from ptflow.config import Config
 from ptflow.errors import WorkflowError
 from ptflow.fitting import Run, fit
+
+if TYPE_CHECKING:
+    import torch
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -112,7 +115,7 @@ class _Estimator(BaseEstimator):  # type: ignore[misc]
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan")
         return pd.DataFrame({f"x{i}": array[:, i] for i in range(array.shape[1])})
 
-    def _outputs(self, X: Any) -> NDArray[np.float64]:
+    def _outputs(self, X: Any) -> torch.Tensor:
         """The model's outputs for X's rows (a classifier's logits), computed in float64:
         a float32 matrix product's last bit changes with the number of rows multiplied, so
         a row predicted alone and in a batch differed by up to 5e-7 here, more than
@@ -123,10 +126,7 @@ class _Estimator(BaseEstimator):  # type: ignore[misc]
         frame = self._frame(X, reset=False)
         run: Run = self.run_
         try:
-            outputs: NDArray[np.float64] = run._outputs(
-                frame, "impute", dtype=torch.float64
-            ).numpy()
-            return outputs
+            return run._outputs(frame, "impute", dtype=torch.float64)
         except WorkflowError as error:
             raise EstimatorError(str(error)) from None
 
@@ -185,7 +185,7 @@ class Regressor(RegressorMixin, _Estimator):  # type: ignore[misc]
         return self
 
     def predict(self, X: Any) -> NDArray[Any]:
-        predicted = self._outputs(X)
+        predicted: NDArray[np.float64] = self._outputs(X).numpy()
         return predicted[:, 0] if predicted.shape[1] == 1 else predicted
 
     def __sklearn_tags__(self) -> Any:
@@ -233,11 +233,9 @@ class Classifier(ClassifierMixin, _Estimator):  # type: ignore[misc]
         return self
 
     def predict_proba(self, X: Any) -> NDArray[np.float64]:
-        import torch
-
         from ptflow.evaluation import probabilities
 
-        shares = probabilities(torch.from_numpy(self._outputs(X))).numpy()
+        shares = probabilities(self._outputs(X)).numpy()
         # the run's classes are y's codes, as text: its column j is class int(name)
         full = np.zeros((len(shares), len(self.classes_)))
         for j, name in enumerate(self.run_.classes):

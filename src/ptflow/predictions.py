@@ -122,10 +122,9 @@ def predict_table(
     id_column: str | None = None,
     missing: str = "impute",
     threshold: float | None = None,
-    stdout: TextIO | None = None,
 ) -> PredictedTable:
     """Write the predictions of every row of the table `data` as CSV, to `output` (checked
-    first with `check_predictions_output`, by the caller) or else `stdout`; with
+    first with `check_predictions_output`, by the caller) or else stdout; with
     `id_column`, that column first. An error midway leaves `output` untouched; stdout has
     the whole blocks before the bad value's block, which is checked before any of its
     rows is predicted."""
@@ -147,7 +146,7 @@ def predict_table(
     counts = EncodeCounts()
     write = (run.model, run.target, classes, id_column, counts, threshold)
     if output is None:
-        dropped = write_predictions(stdout or sys.stdout, blocks, *write)
+        dropped = write_predictions(sys.stdout, blocks, *write)
     else:
         with atomic_path(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as file:
             dropped = write_predictions(file, blocks, *write)
